@@ -1,0 +1,164 @@
+//! The [`Backend`] trait: one method per kernel family operation, implemented by the rayon CPU
+//! backend ([`cpu`]) and the CUDA backend (`cuda`, NVRTC-compiled kernels in `kernels/`).
+//!
+//! Conventions shared by both implementations (and checked by the parity tests):
+//! - tensors are contiguous row-major f32; images are NCHW; linear weights are [out, in];
+//! - class labels are passed as an f32 tensor of shape [n] holding exact integers;
+//! - max-pool indices are f32 positions `h * w_in + w` inside each (n, c) input plane, and a
+//!   tie inside a window goes to the first maximum in row-major window order;
+//! - batch norm treats a tensor [n, c, rest...] as n × c × s with s = product(rest), so the same
+//!   kernels serve BatchNorm2d ([n,c,h,w]) and BatchNorm1d ([n,c]); variance is biased (÷ n·s)
+//!   in the normalisation, as in PyTorch.
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+mod params;
+pub mod registry;
+
+pub use params::{Conv2dParams, Pool2dParams, SgdParams};
+
+use crate::device::Device;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// What the training-mode batch-norm forward pass returns.
+#[derive(Clone, Debug)]
+pub struct BnForward {
+    /// Normalised, scaled and shifted output, same shape as the input.
+    pub y: Tensor,
+    /// Per-channel batch mean, shape [c].
+    pub mean: Tensor,
+    /// Per-channel biased batch variance, shape [c].
+    pub var: Tensor,
+    /// Per-channel 1 / sqrt(var + eps), shape [c] (saved for the backward pass).
+    pub invstd: Tensor,
+}
+
+/// What the batch-norm backward pass returns.
+#[derive(Clone, Debug)]
+pub struct BnBackward {
+    /// Gradient with respect to the input.
+    pub dx: Tensor,
+    /// Gradient with respect to gamma, shape [c].
+    pub dgamma: Tensor,
+    /// Gradient with respect to beta, shape [c].
+    pub dbeta: Tensor,
+}
+
+/// Every kernel the engine runs. Each method validates shapes and devices and returns a
+/// clear error (naming the argument) instead of panicking.
+pub trait Backend: Send + Sync {
+    /// `cpu` or `cuda:N`.
+    fn name(&self) -> String;
+    /// The device this backend runs on.
+    fn device(&self) -> Device;
+
+    // ---- memory -------------------------------------------------------------------------
+    /// A tensor of zeros.
+    fn zeros(&self, shape: &[usize]) -> Result<Tensor>;
+    /// Copies host data into a new tensor on this device.
+    fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor>;
+    /// Copies a tensor of this device to the host.
+    fn download(&self, t: &Tensor) -> Result<Vec<f32>>;
+
+    // ---- conv (kernels/conv.cu, cpu/conv.rs) ---------------------------------------------
+    /// y[n, c_out, h_out, w_out] = conv(x, w) + bias.
+    fn conv2d_fwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+    ) -> Result<Tensor>;
+    /// dx = transposed convolution of dy with w.
+    fn conv2d_bwd_input(&self, dy: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Tensor>;
+    /// dw = correlation of x with dy, summed over the batch. With a mask, entries where the
+    /// mask is 0 may be left at 0 (the dense gradient is returned when `mask` is None).
+    fn conv2d_bwd_weight(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        p: &Conv2dParams,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor>;
+    /// Sum over every dimension except dimension 1: [n, c, rest...] -> [c] (bias gradients).
+    fn channel_sum(&self, x: &Tensor) -> Result<Tensor>;
+
+    // ---- matmul (kernels/matmul.cu, cpu/matmul.rs) -------------------------------------------
+    /// y[n, out] = x[n, in] · w[out, in]^T + bias[out].
+    fn linear_fwd(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor>;
+    /// dx[n, in] = dy[n, out] · w[out, in].
+    fn linear_bwd_input(&self, dy: &Tensor, w: &Tensor) -> Result<Tensor>;
+    /// dw[out, in] = dy^T · x (masked entries may be left at 0 when a mask is given).
+    fn linear_bwd_weight(&self, x: &Tensor, dy: &Tensor, mask: Option<&Tensor>) -> Result<Tensor>;
+
+    // ---- batchnorm (kernels/batchnorm.cu, cpu/batchnorm.rs) ----------------------------------
+    /// Training-mode batch norm with batch statistics.
+    fn batchnorm_fwd_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f32,
+    ) -> Result<BnForward>;
+    /// Eval-mode batch norm with the given running statistics.
+    fn batchnorm_fwd_eval(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        mean: &Tensor,
+        var: &Tensor,
+        eps: f32,
+    ) -> Result<Tensor>;
+    /// Backward of training-mode batch norm (batch statistics depend on x).
+    fn batchnorm_bwd(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        gamma: &Tensor,
+        mean: &Tensor,
+        invstd: &Tensor,
+    ) -> Result<BnBackward>;
+
+    // ---- elementwise (kernels/elementwise.cu, cpu/elementwise.rs) ----------------------------
+    /// max(x, 0).
+    fn relu_fwd(&self, x: &Tensor) -> Result<Tensor>;
+    /// dy where y > 0, else 0 (y is the forward output).
+    fn relu_bwd(&self, dy: &Tensor, y: &Tensor) -> Result<Tensor>;
+    /// a + b (same shapes).
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// a ⊙ b (same shapes).
+    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// y = a·x + b·y in place (same shapes).
+    fn axpby(&self, a: f32, x: &Tensor, b: f32, y: &mut Tensor) -> Result<()>;
+
+    // ---- pooling (kernels/pool.cu, cpu/pool.rs) ----------------------------------------------
+    /// Max-pool; returns (y, argmax positions inside each input plane, as f32).
+    fn maxpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<(Tensor, Tensor)>;
+    /// Scatters dy to the argmax positions (adding where windows overlap).
+    fn maxpool2d_bwd(&self, dy: &Tensor, idx: &Tensor, p: &Pool2dParams) -> Result<Tensor>;
+    /// Average pool (padding counts as zeros; divisor k*k).
+    fn avgpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<Tensor>;
+    /// Backward of the average pool.
+    fn avgpool2d_bwd(&self, dy: &Tensor, p: &Pool2dParams) -> Result<Tensor>;
+
+    // ---- loss (kernels/loss.cu, cpu/loss.rs) -------------------------------------------------
+    /// Row-wise log-softmax of logits [n, k] and the mean negative log-likelihood of `labels`.
+    /// Returns (loss of shape [1], log-probabilities [n, k]).
+    fn cross_entropy_fwd(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)>;
+    /// d(scale · mean NLL)/d logits = scale · (softmax − onehot) / n.
+    fn cross_entropy_bwd(&self, logprobs: &Tensor, labels: &Tensor, scale: f32) -> Result<Tensor>;
+
+    // ---- optimizer (kernels/optim.cu, cpu/optim.rs) ------------------------------------------
+    /// One fused SGD step on `w` and its momentum buffer `m`, then w *= mask and m *= mask.
+    fn sgd_step(
+        &self,
+        w: &mut Tensor,
+        g: &Tensor,
+        m: &mut Tensor,
+        mask: Option<&Tensor>,
+        p: &SgdParams,
+    ) -> Result<()>;
+}

@@ -1,0 +1,12 @@
+//! suptickets: sparse neural-network training from scratch with Sup-tickets
+//! (Yin et al., UAI 2022), on a rayon CPU backend and a CUDA backend with hand-written kernels.
+
+pub mod backend;
+pub mod device;
+pub mod error;
+pub mod rng;
+pub mod tensor;
+
+pub use device::Device;
+pub use error::{Error, Result};
+pub use tensor::Tensor;
