@@ -1,9 +1,13 @@
 //! suptickets: sparse neural-network training from scratch with Sup-tickets
 //! (Yin et al., UAI 2022), on a rayon CPU backend and a CUDA backend with hand-written kernels.
 
+pub mod autograd;
 pub mod backend;
 pub mod device;
 pub mod error;
+pub mod models;
+pub mod nn;
+pub mod optim;
 pub mod rng;
 pub mod tensor;
 

@@ -1,0 +1,61 @@
+//! Batch normalisation over dimension 1 (BatchNorm2d and BatchNorm1d), with running
+//! statistics updated in training mode like PyTorch (momentum 0.1, unbiased running variance).
+
+use super::forward::{Forward, Layer};
+use super::param::{BufferId, ParamId, ParamRole, ParamStore};
+use crate::autograd::Var;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// A batch-norm layer.
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    /// Scale (`{name}.weight`).
+    pub gamma: ParamId,
+    /// Shift (`{name}.bias`).
+    pub beta: ParamId,
+    /// `{name}.running_mean`.
+    pub running_mean: BufferId,
+    /// `{name}.running_var`.
+    pub running_var: BufferId,
+    /// Running-statistics momentum.
+    pub momentum: f32,
+    /// Added to the variance.
+    pub eps: f32,
+}
+
+impl BatchNorm {
+    /// Creates the parameters and buffers of a batch norm over `c` channels.
+    pub fn new(store: &mut ParamStore, name: &str, c: usize) -> Result<BatchNorm> {
+        Ok(BatchNorm {
+            gamma: store.add_param(format!("{name}.weight"), Tensor::from_vec(vec![1.0; c], &[c])?, ParamRole::BnWeight),
+            beta: store.add_param(format!("{name}.bias"), Tensor::from_vec(vec![0.0; c], &[c])?, ParamRole::BnBias),
+            running_mean: store.add_buffer(format!("{name}.running_mean"), Tensor::from_vec(vec![0.0; c], &[c])?),
+            running_var: store.add_buffer(format!("{name}.running_var"), Tensor::from_vec(vec![1.0; c], &[c])?),
+            momentum: 0.1,
+            eps: 1e-5,
+        })
+    }
+}
+
+impl Layer for BatchNorm {
+    fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
+        let (g, b) = (f.param(self.gamma), f.param(self.beta));
+        if f.training() {
+            let count = {
+                let s = f.tape.value(x).shape();
+                s.iter().product::<usize>() / s[1]
+            };
+            let (y, mean, var) = f.tape.batchnorm_train(x, g, b, self.eps)?;
+            let m = self.momentum;
+            let unbias = if count > 1 { count as f32 / (count - 1) as f32 } else { 1.0 };
+            let be = mean.backend();
+            be.axpby(m, &mean, 1.0 - m, f.buffer_mut(self.running_mean))?;
+            be.axpby(m * unbias, &var, 1.0 - m, f.buffer_mut(self.running_var))?;
+            Ok(y)
+        } else {
+            let (mean, var) = (f.buffer(self.running_mean).clone(), f.buffer(self.running_var).clone());
+            f.tape.batchnorm_eval(x, g, b, &mean, &var, self.eps)
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! [`Forward`]: the context of one forward pass: the tape, the parameters (as tape variables,
+//! created on first use), training or evaluation mode, and an optional trace of the conv and
+//! linear layers run (shapes and multiply-adds, for FLOP accounting).
+
+use super::param::{BufferId, ParamId, ParamStore};
+use crate::autograd::{Tape, Var};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Kind of a traced layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// 2-d convolution.
+    Conv,
+    /// Fully connected.
+    Linear,
+}
+
+/// One conv or linear layer as run in a traced forward pass.
+#[derive(Clone, Debug)]
+pub struct LayerTrace {
+    /// The weight parameter.
+    pub param: ParamId,
+    /// Weight name (PyTorch naming).
+    pub name: String,
+    /// Conv or linear.
+    pub kind: LayerKind,
+    /// Weight shape.
+    pub weight_shape: Vec<usize>,
+    /// Output shape of one example.
+    pub out_shape: Vec<usize>,
+    /// Dense multiply-adds for one example.
+    pub macs_per_example: u64,
+}
+
+/// One forward pass in progress.
+pub struct Forward<'a> {
+    /// The tape recording the pass.
+    pub tape: Tape,
+    store: &'a mut ParamStore,
+    training: bool,
+    vars: Vec<Option<Var>>,
+    trace: Option<Vec<LayerTrace>>,
+}
+
+impl<'a> Forward<'a> {
+    /// Starts a pass over `store`'s parameters. In training mode parameters get gradients
+    /// and batch norm uses (and updates) batch statistics.
+    pub fn new(store: &'a mut ParamStore, training: bool) -> Forward<'a> {
+        let n = store.params.len();
+        Forward { tape: Tape::new(), store, training, vars: vec![None; n], trace: None }
+    }
+
+    /// Records every conv and linear layer run (see [`Forward::take_trace`]).
+    pub fn enable_trace(&mut self) {
+        self.trace = Some(Vec::new());
+    }
+
+    /// True in training mode.
+    pub fn training(&self) -> bool {
+        self.training
+    }
+
+    /// The tape variable of parameter `id` (created on first use).
+    pub fn param(&mut self, id: ParamId) -> Var {
+        if let Some(v) = self.vars[id.0] {
+            return v;
+        }
+        let t = self.store.params[id.0].value.clone();
+        let v = if self.training { self.tape.variable(t) } else { self.tape.constant(t) };
+        self.vars[id.0] = Some(v);
+        v
+    }
+
+    /// The mask of parameter `id`, if it has one.
+    pub fn mask(&self, id: ParamId) -> Option<&Tensor> {
+        self.store.params[id.0].mask.as_ref()
+    }
+
+    /// The buffer `id`.
+    pub fn buffer(&self, id: BufferId) -> &Tensor {
+        &self.store.buffer(id).value
+    }
+
+    /// Mutable buffer `id` (running statistics).
+    pub fn buffer_mut(&mut self, id: BufferId) -> &mut Tensor {
+        &mut self.store.buffer_mut(id).value
+    }
+
+    /// Adds a layer record if tracing.
+    pub fn record(&mut self, param: ParamId, kind: LayerKind, out_shape: &[usize], macs_per_example: u64) {
+        if let Some(t) = &mut self.trace {
+            let p = &self.store.params[param.0];
+            t.push(LayerTrace {
+                param,
+                name: p.name.clone(),
+                kind,
+                weight_shape: p.value.shape().to_vec(),
+                out_shape: out_shape[1..].to_vec(),
+                macs_per_example,
+            });
+        }
+    }
+
+    /// The trace recorded so far (empty if tracing was not enabled).
+    pub fn take_trace(&mut self) -> Vec<LayerTrace> {
+        self.trace.take().unwrap_or_default()
+    }
+
+    /// Ends the pass: the tape and, per parameter, its tape variable (None if unused).
+    pub fn finish(self) -> (Tape, Vec<Option<Var>>) {
+        (self.tape, self.vars)
+    }
+
+    /// Convenience: a constant input on the tape.
+    pub fn input(&mut self, x: Tensor) -> Var {
+        self.tape.constant(x)
+    }
+}
+
+/// A network component.
+pub trait Layer: Send + Sync {
+    /// Runs the layer on `x`.
+    fn forward(&self, f: &mut Forward, x: Var) -> Result<Var>;
+}
