@@ -9,6 +9,7 @@ pub mod models;
 pub mod nn;
 pub mod optim;
 pub mod rng;
+pub mod sparse;
 pub mod tensor;
 
 pub use device::Device;
