@@ -2,6 +2,7 @@
 //! (Yin et al., UAI 2022), on a rayon CPU backend and a CUDA backend with hand-written kernels.
 
 pub mod backend;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod rng;
