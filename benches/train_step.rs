@@ -18,7 +18,11 @@ fn step_bench(c: &mut Criterion) {
     for name in models.split(',') {
         let mut net = build(&ModelConfig::new(name, 10)).unwrap();
         let mut r = Rng::new(1);
-        let x = Tensor::from_vec((0..batch * 3 * 32 * 32).map(|_| r.normal()).collect(), &[batch, 3, 32, 32]).unwrap();
+        let x = Tensor::from_vec(
+            (0..batch * 3 * 32 * 32).map(|_| r.normal()).collect(),
+            &[batch, 3, 32, 32],
+        )
+        .unwrap();
         let y = Tensor::from_vec((0..batch).map(|i| (i % 10) as f32).collect(), &[batch]).unwrap();
         let opt = Sgd::default();
         g.bench_function(name, |b| {

@@ -18,7 +18,10 @@ fn main() -> suptickets::Result<()> {
     let (batch, steps, warmup) = (arg(2, 128), arg(3, 5), arg(4, 1));
     let mut net = build(&ModelConfig::new(model, 10))?;
     let mut r = Rng::new(1);
-    let x = Tensor::from_vec((0..batch * 3 * 32 * 32).map(|_| r.normal()).collect(), &[batch, 3, 32, 32])?;
+    let x = Tensor::from_vec(
+        (0..batch * 3 * 32 * 32).map(|_| r.normal()).collect(),
+        &[batch, 3, 32, 32],
+    )?;
     let y = Tensor::from_vec((0..batch).map(|i| (i % 10) as f32).collect(), &[batch])?;
     let opt = Sgd::default();
     let mut times = Vec::new();

@@ -19,7 +19,11 @@ pub struct Sgd {
 
 impl Default for Sgd {
     fn default() -> Self {
-        Sgd { momentum: 0.9, weight_decay: 5e-4, nesterov: false }
+        Sgd {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            nesterov: false,
+        }
     }
 }
 
@@ -27,13 +31,27 @@ impl Sgd {
     /// Updates every parameter that has a gradient, with learning rate `lr`.
     pub fn step(&self, store: &mut ParamStore, grads: &[Option<Tensor>], lr: f32) -> Result<()> {
         if grads.len() != store.params.len() {
-            return Err(Error::Shape(format!("sgd: {} gradients for {} parameters", grads.len(), store.params.len())));
+            return Err(Error::Shape(format!(
+                "sgd: {} gradients for {} parameters",
+                grads.len(),
+                store.params.len()
+            )));
         }
-        let p = SgdParams { lr, momentum: self.momentum, weight_decay: self.weight_decay, nesterov: self.nesterov as u32 };
+        let p = SgdParams {
+            lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov as u32,
+        };
         for (param, g) in store.params.iter_mut().zip(grads) {
             let Some(g) = g else { continue };
             if g.shape() != param.value.shape() {
-                return Err(Error::Shape(format!("sgd: gradient of {} has shape {:?}, parameter {:?}", param.name, g.shape(), param.value.shape())));
+                return Err(Error::Shape(format!(
+                    "sgd: gradient of {} has shape {:?}, parameter {:?}",
+                    param.name,
+                    g.shape(),
+                    param.value.shape()
+                )));
             }
             let device = param.value.device();
             let be = device.backend();

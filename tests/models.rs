@@ -4,7 +4,10 @@
 use suptickets::models::{build, ModelConfig};
 
 fn params(name: &str, classes: usize) -> usize {
-    build(&ModelConfig::new(name, classes)).unwrap().store.num_params()
+    build(&ModelConfig::new(name, classes))
+        .unwrap()
+        .store
+        .num_params()
 }
 
 #[test]
@@ -48,18 +51,37 @@ fn resnet34_parameter_count() {
 fn pytorch_names() {
     let net = build(&ModelConfig::new("resnet18", 10)).unwrap();
     let names: Vec<&str> = net.store.params.iter().map(|p| p.name.as_str()).collect();
-    for n in ["conv1.weight", "bn1.weight", "layer1.0.conv1.weight", "layer2.0.shortcut.0.weight", "layer2.0.shortcut.1.bias", "linear.weight", "linear.bias"] {
+    for n in [
+        "conv1.weight",
+        "bn1.weight",
+        "layer1.0.conv1.weight",
+        "layer2.0.shortcut.0.weight",
+        "layer2.0.shortcut.1.bias",
+        "linear.weight",
+        "linear.bias",
+    ] {
         assert!(names.contains(&n), "missing {n}");
     }
     let b: Vec<&str> = net.store.buffers.iter().map(|b| b.name.as_str()).collect();
     assert!(b.contains(&"bn1.running_mean") && b.contains(&"layer4.1.bn2.running_var"));
     let vgg = build(&ModelConfig::new("vgg16", 10)).unwrap();
     let names: Vec<&str> = vgg.store.params.iter().map(|p| p.name.as_str()).collect();
-    for n in ["features.0.weight", "features.0.bias", "features.1.weight", "features.40.weight", "classifier.0.weight", "classifier.2.weight", "classifier.3.bias"] {
+    for n in [
+        "features.0.weight",
+        "features.0.bias",
+        "features.1.weight",
+        "features.40.weight",
+        "classifier.0.weight",
+        "classifier.2.weight",
+        "classifier.3.bias",
+    ] {
         assert!(names.contains(&n), "missing {n} in {names:?}");
     }
     let wrn = build(&ModelConfig::new("wrn-16-4", 10)).unwrap();
-    assert!(wrn.store.find("block1.layer.0.convShortcut.weight").is_some());
+    assert!(wrn
+        .store
+        .find("block1.layer.0.convShortcut.weight")
+        .is_some());
     assert!(wrn.store.find("block3.layer.1.bn2.weight").is_some());
     assert!(wrn.store.find("fc.bias").is_some());
 }
@@ -68,7 +90,12 @@ fn pytorch_names() {
 fn maskable_tensors_are_conv_and_linear_weights() {
     let net = build(&ModelConfig::new("resnet18", 10)).unwrap();
     for p in &net.store.params {
-        assert_eq!(p.is_maskable(), p.name.ends_with("weight") && p.value.shape().len() >= 2, "{}", p.name);
+        assert_eq!(
+            p.is_maskable(),
+            p.name.ends_with("weight") && p.value.shape().len() >= 2,
+            "{}",
+            p.name
+        );
     }
     // 20 convs + 1 linear.
     assert_eq!(net.store.maskable_ids().len(), 21);
@@ -86,7 +113,10 @@ fn width_scales_channels() {
 fn bad_model_names_are_clear_errors() {
     for bad in ["vgg17", "resnet20", "wrn-27-10", "wrn-28", "lenet"] {
         let e = build(&ModelConfig::new(bad, 10)).err().unwrap().to_string();
-        assert!(e.contains(bad.split('-').next().unwrap()) || e.contains("depth"), "{e}");
+        assert!(
+            e.contains(bad.split('-').next().unwrap()) || e.contains("depth"),
+            "{e}"
+        );
     }
     let mut cfg = ModelConfig::new("vgg16", 10);
     cfg.width = 0.0;

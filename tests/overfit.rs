@@ -29,11 +29,18 @@ fn tiny_resnet_overfits_64_fashion_mnist_images() {
     mc.width = 0.125;
     mc.seed = 3;
     let mut net = build(&mc).unwrap();
-    let opt = Sgd { momentum: 0.9, weight_decay: 0.0, nesterov: false };
+    let opt = Sgd {
+        momentum: 0.9,
+        weight_decay: 0.0,
+        nesterov: false,
+    };
     let accuracy = |logprobs: &Tensor| {
         let lp = logprobs.to_vec().unwrap();
         let correct = lp.chunks(10).zip(&batch.y).filter(|(row, &label)| {
-            let arg = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+            let arg = row
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
             arg == label as usize
         });
         correct.count() as f32 / 64.0
@@ -51,9 +58,19 @@ fn tiny_resnet_overfits_64_fashion_mnist_images() {
         }
         opt.step(&mut net.store, &out.grads, 0.05).unwrap();
     }
-    println!("first loss {first_loss:.4}, final loss {:.4}, train accuracy {:.3}", last.0, last.1);
-    assert!(first_loss > 1.5, "an untrained net should be near chance: {first_loss}");
-    assert_eq!(last.1, 1.0, "did not reach 100% training accuracy (loss {})", last.0);
+    println!(
+        "first loss {first_loss:.4}, final loss {:.4}, train accuracy {:.3}",
+        last.0, last.1
+    );
+    assert!(
+        first_loss > 1.5,
+        "an untrained net should be near chance: {first_loss}"
+    );
+    assert_eq!(
+        last.1, 1.0,
+        "did not reach 100% training accuracy (loss {})",
+        last.0
+    );
     assert!(last.0 < 0.05);
     // Eval mode (running statistics) also classifies the batch it memorised.
     let eval_acc = accuracy(&net.logprobs(&x).unwrap());

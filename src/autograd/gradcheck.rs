@@ -25,7 +25,14 @@ fn projected_loss(out: &Tensor, r: &[f32]) -> Result<f64> {
 /// Checks the gradients of `f` with respect to every input. `samples` coordinates per input
 /// are perturbed by ±`eps` (all of them if the input is smaller). `atol` keeps near-zero
 /// gradients from dominating the relative error.
-pub fn check_gradients<F>(f: F, inputs: &[Tensor], eps: f32, atol: f64, samples: usize, seed: u64) -> Result<GradCheckReport>
+pub fn check_gradients<F>(
+    f: F,
+    inputs: &[Tensor],
+    eps: f32,
+    atol: f64,
+    samples: usize,
+    seed: u64,
+) -> Result<GradCheckReport>
 where
     F: Fn(&mut Tape, &[Var]) -> Result<Var>,
 {
@@ -57,17 +64,29 @@ where
         projected_loss(t.value(o), &r)
     };
 
-    let mut report = GradCheckReport { max_rel_err: 0.0, worst: String::new(), checked: 0 };
+    let mut report = GradCheckReport {
+        max_rel_err: 0.0,
+        worst: String::new(),
+        checked: 0,
+    };
     for (i, input) in inputs.iter().enumerate() {
         let analytic = match grads.get(vars[i]) {
             Some(g) => g.to_vec()?,
             None => vec![0.0; input.numel()],
         };
         if analytic.len() != input.numel() {
-            return Err(Error::Shape(format!("gradcheck: gradient of input {i} has {} elements, input has {}", analytic.len(), input.numel())));
+            return Err(Error::Shape(format!(
+                "gradcheck: gradient of input {i} has {} elements, input has {}",
+                analytic.len(),
+                input.numel()
+            )));
         }
         let base = input.to_vec()?;
-        let coords: Vec<usize> = if base.len() <= samples { (0..base.len()).collect() } else { rng.choose(base.len(), samples) };
+        let coords: Vec<usize> = if base.len() <= samples {
+            (0..base.len()).collect()
+        } else {
+            rng.choose(base.len(), samples)
+        };
         for &c in &coords {
             let mut plus = base.clone();
             plus[c] += eps;
@@ -84,7 +103,8 @@ where
             report.checked += 1;
             if err > report.max_rel_err {
                 report.max_rel_err = err;
-                report.worst = format!("input {i} coord {c}: analytic {a:.6e} numeric {numeric:.6e}");
+                report.worst =
+                    format!("input {i} coord {c}: analytic {a:.6e} numeric {numeric:.6e}");
             }
         }
     }

@@ -105,7 +105,11 @@ impl Tape {
         self.requires_grad.push(rg);
         let output = Var(self.values.len() - 1);
         if rg {
-            self.nodes.push(Node { inputs: inputs.to_vec(), output, backward });
+            self.nodes.push(Node {
+                inputs: inputs.to_vec(),
+                output,
+                backward,
+            });
         }
         output
     }
@@ -113,22 +117,33 @@ impl Tape {
     /// Runs the backward pass from a one-element `loss`, consuming the tape (activations are
     /// freed as their nodes are processed).
     pub fn backward(self, loss: Var) -> Result<Grads> {
-        let Tape { values, requires_grad, nodes } = self;
+        let Tape {
+            values,
+            requires_grad,
+            nodes,
+        } = self;
         let seed_t = &values[loss.0];
         if seed_t.numel() != 1 {
-            return Err(Error::Shape(format!("backward: loss must have one element, got shape {:?}", seed_t.shape())));
+            return Err(Error::Shape(format!(
+                "backward: loss must have one element, got shape {:?}",
+                seed_t.shape()
+            )));
         }
         let seed = seed_t.backend().upload(&[1.0], seed_t.shape())?;
         drop(values);
         let mut grads: Vec<Option<Tensor>> = vec![None; requires_grad.len()];
         grads[loss.0] = Some(seed);
         for node in nodes.into_iter().rev() {
-            let Some(dy) = grads[node.output.0].take() else { continue };
+            let Some(dy) = grads[node.output.0].take() else {
+                continue;
+            };
             let needs: Vec<bool> = node.inputs.iter().map(|v| requires_grad[v.0]).collect();
             let dxs = (node.backward)(&dy, &needs)?;
             drop(dy);
             for ((input, need), dx) in node.inputs.iter().zip(&needs).zip(dxs) {
-                let (Some(dx), true) = (dx, *need) else { continue };
+                let (Some(dx), true) = (dx, *need) else {
+                    continue;
+                };
                 accumulate(&mut grads[input.0], dx)?;
             }
         }
@@ -141,7 +156,11 @@ fn accumulate(slot: &mut Option<Tensor>, dx: Tensor) -> Result<()> {
         None => *slot = Some(dx),
         Some(acc) => {
             if acc.shape() != dx.shape() {
-                return Err(Error::Shape(format!("gradient accumulation: {:?} vs {:?}", acc.shape(), dx.shape())));
+                return Err(Error::Shape(format!(
+                    "gradient accumulation: {:?} vs {:?}",
+                    acc.shape(),
+                    dx.shape()
+                )));
             }
             let backend = dx.backend();
             backend.axpby(1.0, &dx, 1.0, acc)?;

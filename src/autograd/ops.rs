@@ -9,12 +9,24 @@ use crate::tensor::Tensor;
 impl Tape {
     /// 2-d convolution of x [n,c_in,h,w] with w [c_out,c_in,k,k] (+ bias [c_out]). With a mask,
     /// the weight gradient may be computed only at active positions.
-    pub fn conv2d(&mut self, x: Var, w: Var, bias: Option<Var>, stride: usize, pad: usize, mask: Option<&Tensor>) -> Result<Var> {
+    pub fn conv2d(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        stride: usize,
+        pad: usize,
+        mask: Option<&Tensor>,
+    ) -> Result<Var> {
         let (xt, wt) = (self.value(x).clone(), self.value(w).clone());
         let (n, c_in, h, wd) = xt.dims4("conv2d input")?;
         let (c_out, wc_in, kh, kw) = wt.dims4("conv2d weight")?;
         if wc_in != c_in || kh != kw {
-            return Err(Error::Shape(format!("conv2d: weight {:?} does not fit input {:?}", wt.shape(), xt.shape())));
+            return Err(Error::Shape(format!(
+                "conv2d: weight {:?} does not fit input {:?}",
+                wt.shape(),
+                xt.shape()
+            )));
         }
         let p = Conv2dParams::new(n, c_in, h, wd, c_out, kh, stride, pad)?;
         let bt = bias.map(|b| self.value(b).clone());
@@ -27,11 +39,23 @@ impl Tape {
             &inputs,
             Box::new(move |dy, needs| {
                 let be = dy.backend();
-                let dx = if needs[0] { Some(be.conv2d_bwd_input(dy, &wt, &p)?) } else { None };
-                let dw = if needs[1] { Some(be.conv2d_bwd_weight(&xt, dy, &p, mask.as_ref())?) } else { None };
+                let dx = if needs[0] {
+                    Some(be.conv2d_bwd_input(dy, &wt, &p)?)
+                } else {
+                    None
+                };
+                let dw = if needs[1] {
+                    Some(be.conv2d_bwd_weight(&xt, dy, &p, mask.as_ref())?)
+                } else {
+                    None
+                };
                 let mut out = vec![dx, dw];
                 if needs.len() > 2 {
-                    out.push(if needs[2] { Some(be.channel_sum(dy)?) } else { None });
+                    out.push(if needs[2] {
+                        Some(be.channel_sum(dy)?)
+                    } else {
+                        None
+                    });
                 }
                 Ok(out)
             }),
@@ -39,7 +63,13 @@ impl Tape {
     }
 
     /// Fully connected layer: x [n,in] · w[out,in]^T + bias[out].
-    pub fn linear(&mut self, x: Var, w: Var, bias: Option<Var>, mask: Option<&Tensor>) -> Result<Var> {
+    pub fn linear(
+        &mut self,
+        x: Var,
+        w: Var,
+        bias: Option<Var>,
+        mask: Option<&Tensor>,
+    ) -> Result<Var> {
         let (xt, wt) = (self.value(x).clone(), self.value(w).clone());
         let bt = bias.map(|b| self.value(b).clone());
         let y = xt.backend().linear_fwd(&xt, &wt, bt.as_ref())?;
@@ -51,11 +81,23 @@ impl Tape {
             &inputs,
             Box::new(move |dy, needs| {
                 let be = dy.backend();
-                let dx = if needs[0] { Some(be.linear_bwd_input(dy, &wt)?) } else { None };
-                let dw = if needs[1] { Some(be.linear_bwd_weight(&xt, dy, mask.as_ref())?) } else { None };
+                let dx = if needs[0] {
+                    Some(be.linear_bwd_input(dy, &wt)?)
+                } else {
+                    None
+                };
+                let dw = if needs[1] {
+                    Some(be.linear_bwd_weight(&xt, dy, mask.as_ref())?)
+                } else {
+                    None
+                };
                 let mut out = vec![dx, dw];
                 if needs.len() > 2 {
-                    out.push(if needs[2] { Some(be.channel_sum(dy)?) } else { None });
+                    out.push(if needs[2] {
+                        Some(be.channel_sum(dy)?)
+                    } else {
+                        None
+                    });
                 }
                 Ok(out)
             }),
@@ -64,8 +106,18 @@ impl Tape {
 
     /// Training-mode batch norm over dimension 1; also returns the batch mean and biased
     /// variance (for the running statistics).
-    pub fn batchnorm_train(&mut self, x: Var, gamma: Var, beta: Var, eps: f32) -> Result<(Var, Tensor, Tensor)> {
-        let (xt, gt, bt) = (self.value(x).clone(), self.value(gamma).clone(), self.value(beta).clone());
+    pub fn batchnorm_train(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        eps: f32,
+    ) -> Result<(Var, Tensor, Tensor)> {
+        let (xt, gt, bt) = (
+            self.value(x).clone(),
+            self.value(gamma).clone(),
+            self.value(beta).clone(),
+        );
         let f = xt.backend().batchnorm_fwd_train(&xt, &gt, &bt, eps)?;
         let (mean, invstd) = (f.mean.clone(), f.invstd.clone());
         let y = self.push(
@@ -80,13 +132,28 @@ impl Tape {
     }
 
     /// Eval-mode batch norm with fixed statistics (not differentiable: evaluation only).
-    pub fn batchnorm_eval(&mut self, x: Var, gamma: Var, beta: Var, mean: &Tensor, var: &Tensor, eps: f32) -> Result<Var> {
+    pub fn batchnorm_eval(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        mean: &Tensor,
+        var: &Tensor,
+        eps: f32,
+    ) -> Result<Var> {
         let (xt, gt, bt) = (self.value(x), self.value(gamma), self.value(beta));
-        let y = xt.backend().batchnorm_fwd_eval(xt, gt, bt, mean, var, eps)?;
+        let y = xt
+            .backend()
+            .batchnorm_fwd_eval(xt, gt, bt, mean, var, eps)?;
         Ok(self.push(
             y,
             &[x, gamma, beta],
-            Box::new(|_, _| Err(Error::Config("backward through eval-mode batch norm is not supported; use training mode".into()))),
+            Box::new(|_, _| {
+                Err(Error::Config(
+                    "backward through eval-mode batch norm is not supported; use training mode"
+                        .into(),
+                ))
+            }),
         ))
     }
 
@@ -95,17 +162,29 @@ impl Tape {
         let xt = self.value(x);
         let y = xt.backend().relu_fwd(xt)?;
         let yt = y.clone();
-        Ok(self.push(y, &[x], Box::new(move |dy, _| Ok(vec![Some(dy.backend().relu_bwd(dy, &yt)?)]))))
+        Ok(self.push(
+            y,
+            &[x],
+            Box::new(move |dy, _| Ok(vec![Some(dy.backend().relu_bwd(dy, &yt)?)])),
+        ))
     }
 
     /// a + b (residual connections).
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         let (at, bt) = (self.value(a), self.value(b));
         if at.shape() != bt.shape() {
-            return Err(Error::Shape(format!("add: shapes {:?} and {:?} differ", at.shape(), bt.shape())));
+            return Err(Error::Shape(format!(
+                "add: shapes {:?} and {:?} differ",
+                at.shape(),
+                bt.shape()
+            )));
         }
         let y = at.backend().add(at, bt)?;
-        Ok(self.push(y, &[a, b], Box::new(|dy, _| Ok(vec![Some(dy.clone()), Some(dy.clone())]))))
+        Ok(self.push(
+            y,
+            &[a, b],
+            Box::new(|dy, _| Ok(vec![Some(dy.clone()), Some(dy.clone())])),
+        ))
     }
 
     /// Max-pool with a square window.
@@ -114,7 +193,11 @@ impl Tape {
         let (n, c, h, w) = xt.dims4("maxpool2d input")?;
         let p = Pool2dParams::new(n, c, h, w, k, stride, pad)?;
         let (y, idx) = xt.backend().maxpool2d_fwd(xt, &p)?;
-        Ok(self.push(y, &[x], Box::new(move |dy, _| Ok(vec![Some(dy.backend().maxpool2d_bwd(dy, &idx, &p)?)]))))
+        Ok(self.push(
+            y,
+            &[x],
+            Box::new(move |dy, _| Ok(vec![Some(dy.backend().maxpool2d_bwd(dy, &idx, &p)?)])),
+        ))
     }
 
     /// Average pool with a square window (padding counted as zeros).
@@ -123,14 +206,20 @@ impl Tape {
         let (n, c, h, w) = xt.dims4("avgpool2d input")?;
         let p = Pool2dParams::new(n, c, h, w, k, stride, pad)?;
         let y = xt.backend().avgpool2d_fwd(xt, &p)?;
-        Ok(self.push(y, &[x], Box::new(move |dy, _| Ok(vec![Some(dy.backend().avgpool2d_bwd(dy, &p)?)]))))
+        Ok(self.push(
+            y,
+            &[x],
+            Box::new(move |dy, _| Ok(vec![Some(dy.backend().avgpool2d_bwd(dy, &p)?)])),
+        ))
     }
 
     /// Global average pool [n,c,h,w] -> [n,c].
     pub fn global_avgpool(&mut self, x: Var) -> Result<Var> {
         let (n, c, h, w) = self.value(x).dims4("global_avgpool input")?;
         if h != w {
-            return Err(Error::Shape(format!("global_avgpool: non-square input {h}x{w}")));
+            return Err(Error::Shape(format!(
+                "global_avgpool: non-square input {h}x{w}"
+            )));
         }
         let y = self.avgpool2d(x, h, h, 0)?;
         self.reshape(y, &[n, c])
@@ -141,7 +230,11 @@ impl Tape {
         let xt = self.value(x);
         let in_shape = xt.shape().to_vec();
         let y = xt.reshape(shape)?;
-        Ok(self.push(y, &[x], Box::new(move |dy, _| Ok(vec![Some(dy.reshape(&in_shape)?)]))))
+        Ok(self.push(
+            y,
+            &[x],
+            Box::new(move |dy, _| Ok(vec![Some(dy.reshape(&in_shape)?)])),
+        ))
     }
 
     /// Flattens all dimensions after the first.
@@ -162,7 +255,9 @@ impl Tape {
             &[logits],
             Box::new(move |dy, _| {
                 let scale = dy.scalar()?;
-                Ok(vec![Some(dy.backend().cross_entropy_bwd(&lp, &lab, scale)?)])
+                Ok(vec![Some(
+                    dy.backend().cross_entropy_bwd(&lp, &lab, scale)?,
+                )])
             }),
         );
         Ok((v, logprobs))

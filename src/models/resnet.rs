@@ -5,7 +5,10 @@
 
 use crate::autograd::Var;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Conv2d, Forward, GlobalAvgPool, Layer, Linear, MaxPool, Network, ParamStore, Relu, Sequential};
+use crate::nn::{
+    BatchNorm, Conv2d, Forward, GlobalAvgPool, Layer, Linear, MaxPool, Network, ParamStore, Relu,
+    Sequential,
+};
 use crate::rng::Rng;
 
 /// conv + BN on a residual shortcut.
@@ -60,7 +63,14 @@ struct Bottleneck {
 impl Layer for Bottleneck {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let mut y = x;
-        for (i, (conv, bn)) in [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2), (&self.conv3, &self.bn3)].into_iter().enumerate() {
+        for (i, (conv, bn)) in [
+            (&self.conv1, &self.bn1),
+            (&self.conv2, &self.bn2),
+            (&self.conv3, &self.bn3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             y = conv.forward(f, y)?;
             y = bn.forward(f, y)?;
             if i < 2 {
@@ -93,15 +103,41 @@ fn layout(depth: usize) -> Result<(bool, [usize; 4])> {
         50 => (true, [3, 4, 6, 3]),
         101 => (true, [3, 4, 23, 3]),
         152 => (true, [3, 8, 36, 3]),
-        _ => return Err(Error::Config(format!("resnet depth {depth} is not one of 18, 34, 50, 101, 152"))),
+        _ => {
+            return Err(Error::Config(format!(
+                "resnet depth {depth} is not one of 18, 34, 50, 101, 152"
+            )))
+        }
     })
 }
 
 #[allow(clippy::too_many_arguments)]
-fn projection(store: &mut ParamStore, name: &str, style: ResNetStyle, c_in: usize, c_out: usize, stride: usize, rng: &mut Rng) -> Result<Projection> {
-    let sc = if style == ResNetStyle::Cifar { "shortcut" } else { "downsample" };
+fn projection(
+    store: &mut ParamStore,
+    name: &str,
+    style: ResNetStyle,
+    c_in: usize,
+    c_out: usize,
+    stride: usize,
+    rng: &mut Rng,
+) -> Result<Projection> {
+    let sc = if style == ResNetStyle::Cifar {
+        "shortcut"
+    } else {
+        "downsample"
+    };
     Ok(Projection {
-        conv: Conv2d::new(store, &format!("{name}.{sc}.0"), c_in, c_out, 1, stride, 0, false, rng)?,
+        conv: Conv2d::new(
+            store,
+            &format!("{name}.{sc}.0"),
+            c_in,
+            c_out,
+            1,
+            stride,
+            0,
+            false,
+            rng,
+        )?,
         bn: BatchNorm::new(store, &format!("{name}.{sc}.1"), c_out)?,
     })
 }
@@ -109,19 +145,51 @@ fn projection(store: &mut ParamStore, name: &str, style: ResNetStyle, c_in: usiz
 /// Builds a ResNet of `depth` for `size`×`size` inputs with channels scaled by `width`.
 /// CIFAR ResNet-50+ has a bias-free classifier (as the reference code, 23,520,832 parameters);
 /// ResNet-18/34 and the ImageNet variant have a bias.
-pub fn resnet(depth: usize, style: ResNetStyle, num_classes: usize, in_channels: usize, size: usize, width: f32, rng: &mut Rng) -> Result<Network> {
+pub fn resnet(
+    depth: usize,
+    style: ResNetStyle,
+    num_classes: usize,
+    in_channels: usize,
+    size: usize,
+    width: f32,
+    rng: &mut Rng,
+) -> Result<Network> {
     let (bottleneck, blocks) = layout(depth)?;
     let mut store = ParamStore::default();
     let mut body = Sequential::new();
     let c0 = super::scaled(64, width);
     match style {
-        ResNetStyle::Cifar => body.push(Conv2d::new(&mut store, "conv1", in_channels, c0, 3, 1, 1, false, rng)?),
-        ResNetStyle::ImageNet => body.push(Conv2d::new(&mut store, "conv1", in_channels, c0, 7, 2, 3, false, rng)?),
+        ResNetStyle::Cifar => body.push(Conv2d::new(
+            &mut store,
+            "conv1",
+            in_channels,
+            c0,
+            3,
+            1,
+            1,
+            false,
+            rng,
+        )?),
+        ResNetStyle::ImageNet => body.push(Conv2d::new(
+            &mut store,
+            "conv1",
+            in_channels,
+            c0,
+            7,
+            2,
+            3,
+            false,
+            rng,
+        )?),
     }
     body.push(BatchNorm::new(&mut store, "bn1", c0)?);
     body.push(Relu);
     if style == ResNetStyle::ImageNet {
-        body.push(MaxPool { k: 3, stride: 2, pad: 1 });
+        body.push(MaxPool {
+            k: 3,
+            stride: 2,
+            pad: 1,
+        });
     }
     let mut c_in = c0;
     for (stage, &n) in blocks.iter().enumerate() {
@@ -132,23 +200,81 @@ pub fn resnet(depth: usize, style: ResNetStyle, num_classes: usize, in_channels:
             let s = &mut store;
             if bottleneck {
                 let c_out = planes * 4;
-                let shortcut = if stride != 1 || c_in != c_out { Some(projection(s, &name, style, c_in, c_out, stride, rng)?) } else { None };
+                let shortcut = if stride != 1 || c_in != c_out {
+                    Some(projection(s, &name, style, c_in, c_out, stride, rng)?)
+                } else {
+                    None
+                };
                 body.push(Bottleneck {
-                    conv1: Conv2d::new(s, &format!("{name}.conv1"), c_in, planes, 1, 1, 0, false, rng)?,
+                    conv1: Conv2d::new(
+                        s,
+                        &format!("{name}.conv1"),
+                        c_in,
+                        planes,
+                        1,
+                        1,
+                        0,
+                        false,
+                        rng,
+                    )?,
                     bn1: BatchNorm::new(s, &format!("{name}.bn1"), planes)?,
-                    conv2: Conv2d::new(s, &format!("{name}.conv2"), planes, planes, 3, stride, 1, false, rng)?,
+                    conv2: Conv2d::new(
+                        s,
+                        &format!("{name}.conv2"),
+                        planes,
+                        planes,
+                        3,
+                        stride,
+                        1,
+                        false,
+                        rng,
+                    )?,
                     bn2: BatchNorm::new(s, &format!("{name}.bn2"), planes)?,
-                    conv3: Conv2d::new(s, &format!("{name}.conv3"), planes, c_out, 1, 1, 0, false, rng)?,
+                    conv3: Conv2d::new(
+                        s,
+                        &format!("{name}.conv3"),
+                        planes,
+                        c_out,
+                        1,
+                        1,
+                        0,
+                        false,
+                        rng,
+                    )?,
                     bn3: BatchNorm::new(s, &format!("{name}.bn3"), c_out)?,
                     shortcut,
                 });
                 c_in = c_out;
             } else {
-                let shortcut = if stride != 1 || c_in != planes { Some(projection(s, &name, style, c_in, planes, stride, rng)?) } else { None };
+                let shortcut = if stride != 1 || c_in != planes {
+                    Some(projection(s, &name, style, c_in, planes, stride, rng)?)
+                } else {
+                    None
+                };
                 body.push(BasicBlock {
-                    conv1: Conv2d::new(s, &format!("{name}.conv1"), c_in, planes, 3, stride, 1, false, rng)?,
+                    conv1: Conv2d::new(
+                        s,
+                        &format!("{name}.conv1"),
+                        c_in,
+                        planes,
+                        3,
+                        stride,
+                        1,
+                        false,
+                        rng,
+                    )?,
                     bn1: BatchNorm::new(s, &format!("{name}.bn1"), planes)?,
-                    conv2: Conv2d::new(s, &format!("{name}.conv2"), planes, planes, 3, 1, 1, false, rng)?,
+                    conv2: Conv2d::new(
+                        s,
+                        &format!("{name}.conv2"),
+                        planes,
+                        planes,
+                        3,
+                        1,
+                        1,
+                        false,
+                        rng,
+                    )?,
                     bn2: BatchNorm::new(s, &format!("{name}.bn2"), planes)?,
                     shortcut,
                 });
@@ -161,10 +287,23 @@ pub fn resnet(depth: usize, style: ResNetStyle, num_classes: usize, in_channels:
         ResNetStyle::Cifar => ("linear", !bottleneck),
         ResNetStyle::ImageNet => ("fc", true),
     };
-    body.push(Linear::new(&mut store, fc_name, c_in, num_classes, fc_bias, rng)?);
+    body.push(Linear::new(
+        &mut store,
+        fc_name,
+        c_in,
+        num_classes,
+        fc_bias,
+        rng,
+    )?);
     let arch = match style {
         ResNetStyle::Cifar => format!("resnet{depth}"),
         ResNetStyle::ImageNet => format!("resnet{depth}-imagenet"),
     };
-    Ok(Network { arch, num_classes, input_shape: [in_channels, size, size], store, body: Box::new(body) })
+    Ok(Network {
+        arch,
+        num_classes,
+        input_shape: [in_channels, size, size],
+        store,
+        body: Box::new(body),
+    })
 }

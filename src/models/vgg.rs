@@ -4,17 +4,41 @@
 //! (`features.{i}.*`, `classifier.{i}.*`).
 
 use crate::error::Result;
-use crate::nn::{BatchNorm, Conv2d, Flatten, Linear, MaxPool, Network, ParamStore, Relu, Sequential};
+use crate::nn::{
+    BatchNorm, Conv2d, Flatten, Linear, MaxPool, Network, ParamStore, Relu, Sequential,
+};
 use crate::rng::Rng;
 
 /// `None` is a 2×2 max-pool.
 const CONFIG_D: [Option<usize>; 18] = [
-    Some(64), Some(64), None, Some(128), Some(128), None, Some(256), Some(256), Some(256), None,
-    Some(512), Some(512), Some(512), None, Some(512), Some(512), Some(512), None,
+    Some(64),
+    Some(64),
+    None,
+    Some(128),
+    Some(128),
+    None,
+    Some(256),
+    Some(256),
+    Some(256),
+    None,
+    Some(512),
+    Some(512),
+    Some(512),
+    None,
+    Some(512),
+    Some(512),
+    Some(512),
+    None,
 ];
 
 /// Builds VGG-16 for `size`×`size` inputs (`size` divisible by 32) with channels scaled by `width`.
-pub fn vgg16(num_classes: usize, in_channels: usize, size: usize, width: f32, rng: &mut Rng) -> Result<Network> {
+pub fn vgg16(
+    num_classes: usize,
+    in_channels: usize,
+    size: usize,
+    width: f32,
+    rng: &mut Rng,
+) -> Result<Network> {
     let mut store = ParamStore::default();
     let mut body = Sequential::new();
     let mut c_in = in_channels;
@@ -23,13 +47,31 @@ pub fn vgg16(num_classes: usize, in_channels: usize, size: usize, width: f32, rn
     for v in CONFIG_D {
         match v {
             None => {
-                body.push(MaxPool { k: 2, stride: 2, pad: 0 });
+                body.push(MaxPool {
+                    k: 2,
+                    stride: 2,
+                    pad: 0,
+                });
                 i += 1;
             }
             Some(c) => {
                 let c = super::scaled(c, width);
-                body.push(Conv2d::new(&mut store, &format!("features.{i}"), c_in, c, 3, 1, 1, true, rng)?);
-                body.push(BatchNorm::new(&mut store, &format!("features.{}", i + 1), c)?);
+                body.push(Conv2d::new(
+                    &mut store,
+                    &format!("features.{i}"),
+                    c_in,
+                    c,
+                    3,
+                    1,
+                    1,
+                    true,
+                    rng,
+                )?);
+                body.push(BatchNorm::new(
+                    &mut store,
+                    &format!("features.{}", i + 1),
+                    c,
+                )?);
                 body.push(Relu);
                 c_in = c;
                 i += 3;
@@ -40,9 +82,29 @@ pub fn vgg16(num_classes: usize, in_channels: usize, size: usize, width: f32, rn
     let flat = c_in * (size / 32) * (size / 32);
     let hidden = super::scaled(512, width);
     body.push(Flatten);
-    body.push(Linear::new(&mut store, "classifier.0", flat, hidden, true, rng)?);
+    body.push(Linear::new(
+        &mut store,
+        "classifier.0",
+        flat,
+        hidden,
+        true,
+        rng,
+    )?);
     body.push(Relu);
     body.push(BatchNorm::new(&mut store, "classifier.2", hidden)?);
-    body.push(Linear::new(&mut store, "classifier.3", hidden, num_classes, true, rng)?);
-    Ok(Network { arch: "vgg16".into(), num_classes, input_shape: [in_channels, size, size], store, body: Box::new(body) })
+    body.push(Linear::new(
+        &mut store,
+        "classifier.3",
+        hidden,
+        num_classes,
+        true,
+        rng,
+    )?);
+    Ok(Network {
+        arch: "vgg16".into(),
+        num_classes,
+        input_shape: [in_channels, size, size],
+        store,
+        body: Box::new(body),
+    })
 }

@@ -5,7 +5,9 @@
 
 use crate::autograd::Var;
 use crate::error::{Error, Result};
-use crate::nn::{BatchNorm, Conv2d, Forward, GlobalAvgPool, Layer, Linear, Network, ParamStore, Relu, Sequential};
+use crate::nn::{
+    BatchNorm, Conv2d, Forward, GlobalAvgPool, Layer, Linear, Network, ParamStore, Relu, Sequential,
+};
 use crate::rng::Rng;
 
 /// One pre-activation block.
@@ -35,15 +37,35 @@ impl Layer for WideBlock {
 }
 
 /// Builds WRN-`depth`-`k` for `size`×`size` inputs, channels further scaled by `width`.
-pub fn wide_resnet(depth: usize, k: usize, num_classes: usize, in_channels: usize, size: usize, width: f32, rng: &mut Rng) -> Result<Network> {
+pub fn wide_resnet(
+    depth: usize,
+    k: usize,
+    num_classes: usize,
+    in_channels: usize,
+    size: usize,
+    width: f32,
+    rng: &mut Rng,
+) -> Result<Network> {
     if depth < 10 || (depth - 4) % 6 != 0 || k == 0 {
-        return Err(Error::Config(format!("wrn-{depth}-{k}: depth must be 6n+4 (10, 16, 22, 28, 40, ...) and k ≥ 1")));
+        return Err(Error::Config(format!(
+            "wrn-{depth}-{k}: depth must be 6n+4 (10, 16, 22, 28, 40, ...) and k ≥ 1"
+        )));
     }
     let n = (depth - 4) / 6;
     let widths = [16, 16 * k, 32 * k, 64 * k].map(|c| super::scaled(c, width));
     let mut store = ParamStore::default();
     let mut body = Sequential::new();
-    body.push(Conv2d::new(&mut store, "conv1", in_channels, widths[0], 3, 1, 1, false, rng)?);
+    body.push(Conv2d::new(
+        &mut store,
+        "conv1",
+        in_channels,
+        widths[0],
+        3,
+        1,
+        1,
+        false,
+        rng,
+    )?);
     let mut c_in = widths[0];
     for g in 0..3 {
         let c_out = widths[g + 1];
@@ -51,12 +73,46 @@ pub fn wide_resnet(depth: usize, k: usize, num_classes: usize, in_channels: usiz
             let stride = if b == 0 && g > 0 { 2 } else { 1 };
             let name = format!("block{}.layer.{b}", g + 1);
             let s: &mut ParamStore = &mut store;
-            let shortcut = if c_in != c_out { Some(Conv2d::new(s, &format!("{name}.convShortcut"), c_in, c_out, 1, stride, 0, false, rng)?) } else { None };
+            let shortcut = if c_in != c_out {
+                Some(Conv2d::new(
+                    s,
+                    &format!("{name}.convShortcut"),
+                    c_in,
+                    c_out,
+                    1,
+                    stride,
+                    0,
+                    false,
+                    rng,
+                )?)
+            } else {
+                None
+            };
             body.push(WideBlock {
                 bn1: BatchNorm::new(s, &format!("{name}.bn1"), c_in)?,
-                conv1: Conv2d::new(s, &format!("{name}.conv1"), c_in, c_out, 3, stride, 1, false, rng)?,
+                conv1: Conv2d::new(
+                    s,
+                    &format!("{name}.conv1"),
+                    c_in,
+                    c_out,
+                    3,
+                    stride,
+                    1,
+                    false,
+                    rng,
+                )?,
                 bn2: BatchNorm::new(s, &format!("{name}.bn2"), c_out)?,
-                conv2: Conv2d::new(s, &format!("{name}.conv2"), c_out, c_out, 3, 1, 1, false, rng)?,
+                conv2: Conv2d::new(
+                    s,
+                    &format!("{name}.conv2"),
+                    c_out,
+                    c_out,
+                    3,
+                    1,
+                    1,
+                    false,
+                    rng,
+                )?,
                 shortcut,
             });
             c_in = c_out;
@@ -66,5 +122,11 @@ pub fn wide_resnet(depth: usize, k: usize, num_classes: usize, in_channels: usiz
     body.push(Relu);
     body.push(GlobalAvgPool);
     body.push(Linear::new(&mut store, "fc", c_in, num_classes, true, rng)?);
-    Ok(Network { arch: format!("wrn-{depth}-{k}"), num_classes, input_shape: [in_channels, size, size], store, body: Box::new(body) })
+    Ok(Network {
+        arch: format!("wrn-{depth}-{k}"),
+        num_classes,
+        input_shape: [in_channels, size, size],
+        store,
+        body: Box::new(body),
+    })
 }

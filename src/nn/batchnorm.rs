@@ -28,10 +28,24 @@ impl BatchNorm {
     /// Creates the parameters and buffers of a batch norm over `c` channels.
     pub fn new(store: &mut ParamStore, name: &str, c: usize) -> Result<BatchNorm> {
         Ok(BatchNorm {
-            gamma: store.add_param(format!("{name}.weight"), Tensor::from_vec(vec![1.0; c], &[c])?, ParamRole::BnWeight),
-            beta: store.add_param(format!("{name}.bias"), Tensor::from_vec(vec![0.0; c], &[c])?, ParamRole::BnBias),
-            running_mean: store.add_buffer(format!("{name}.running_mean"), Tensor::from_vec(vec![0.0; c], &[c])?),
-            running_var: store.add_buffer(format!("{name}.running_var"), Tensor::from_vec(vec![1.0; c], &[c])?),
+            gamma: store.add_param(
+                format!("{name}.weight"),
+                Tensor::from_vec(vec![1.0; c], &[c])?,
+                ParamRole::BnWeight,
+            ),
+            beta: store.add_param(
+                format!("{name}.bias"),
+                Tensor::from_vec(vec![0.0; c], &[c])?,
+                ParamRole::BnBias,
+            ),
+            running_mean: store.add_buffer(
+                format!("{name}.running_mean"),
+                Tensor::from_vec(vec![0.0; c], &[c])?,
+            ),
+            running_var: store.add_buffer(
+                format!("{name}.running_var"),
+                Tensor::from_vec(vec![1.0; c], &[c])?,
+            ),
             momentum: 0.1,
             eps: 1e-5,
         })
@@ -48,13 +62,20 @@ impl Layer for BatchNorm {
             };
             let (y, mean, var) = f.tape.batchnorm_train(x, g, b, self.eps)?;
             let m = self.momentum;
-            let unbias = if count > 1 { count as f32 / (count - 1) as f32 } else { 1.0 };
+            let unbias = if count > 1 {
+                count as f32 / (count - 1) as f32
+            } else {
+                1.0
+            };
             let be = mean.backend();
             be.axpby(m, &mean, 1.0 - m, f.buffer_mut(self.running_mean))?;
             be.axpby(m * unbias, &var, 1.0 - m, f.buffer_mut(self.running_var))?;
             Ok(y)
         } else {
-            let (mean, var) = (f.buffer(self.running_mean).clone(), f.buffer(self.running_var).clone());
+            let (mean, var) = (
+                f.buffer(self.running_mean).clone(),
+                f.buffer(self.running_var).clone(),
+            );
             f.tape.batchnorm_eval(x, g, b, &mean, &var, self.eps)
         }
     }

@@ -23,12 +23,41 @@ pub struct Conv2d {
 impl Conv2d {
     /// Creates the parameters `{name}.weight` (and `{name}.bias`) in `store`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(store: &mut ParamStore, name: &str, c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, bias: bool, rng: &mut Rng) -> Result<Conv2d> {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Result<Conv2d> {
         let std = (2.0 / (c_out * k * k) as f32).sqrt();
-        let w: Vec<f32> = (0..c_out * c_in * k * k).map(|_| rng.normal() * std).collect();
-        let weight = store.add_param(format!("{name}.weight"), Tensor::from_vec(w, &[c_out, c_in, k, k])?, ParamRole::Weight);
-        let bias = if bias { Some(store.add_param(format!("{name}.bias"), Tensor::from_vec(vec![0.0; c_out], &[c_out])?, ParamRole::Bias)) } else { None };
-        Ok(Conv2d { weight, bias, stride, pad })
+        let w: Vec<f32> = (0..c_out * c_in * k * k)
+            .map(|_| rng.normal() * std)
+            .collect();
+        let weight = store.add_param(
+            format!("{name}.weight"),
+            Tensor::from_vec(w, &[c_out, c_in, k, k])?,
+            ParamRole::Weight,
+        );
+        let bias = if bias {
+            Some(store.add_param(
+                format!("{name}.bias"),
+                Tensor::from_vec(vec![0.0; c_out], &[c_out])?,
+                ParamRole::Bias,
+            ))
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            stride,
+            pad,
+        })
     }
 }
 
@@ -37,7 +66,9 @@ impl Layer for Conv2d {
         let w = f.param(self.weight);
         let b = self.bias.map(|b| f.param(b));
         let mask = f.mask(self.weight).cloned();
-        let y = f.tape.conv2d(x, w, b, self.stride, self.pad, mask.as_ref())?;
+        let y = f
+            .tape
+            .conv2d(x, w, b, self.stride, self.pad, mask.as_ref())?;
         let ys = f.tape.value(y).shape().to_vec();
         let ws = f.tape.value(w).shape().to_vec();
         let macs = (ys[1] * ys[2] * ys[3]) as u64 * (ws[1] * ws[2] * ws[3]) as u64;

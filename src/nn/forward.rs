@@ -48,7 +48,13 @@ impl<'a> Forward<'a> {
     /// and batch norm uses (and updates) batch statistics.
     pub fn new(store: &'a mut ParamStore, training: bool) -> Forward<'a> {
         let n = store.params.len();
-        Forward { tape: Tape::new(), store, training, vars: vec![None; n], trace: None }
+        Forward {
+            tape: Tape::new(),
+            store,
+            training,
+            vars: vec![None; n],
+            trace: None,
+        }
     }
 
     /// Records every conv and linear layer run (see [`Forward::take_trace`]).
@@ -67,7 +73,11 @@ impl<'a> Forward<'a> {
             return v;
         }
         let t = self.store.params[id.0].value.clone();
-        let v = if self.training { self.tape.variable(t) } else { self.tape.constant(t) };
+        let v = if self.training {
+            self.tape.variable(t)
+        } else {
+            self.tape.constant(t)
+        };
         self.vars[id.0] = Some(v);
         v
     }
@@ -88,7 +98,13 @@ impl<'a> Forward<'a> {
     }
 
     /// Adds a layer record if tracing.
-    pub fn record(&mut self, param: ParamId, kind: LayerKind, out_shape: &[usize], macs_per_example: u64) {
+    pub fn record(
+        &mut self,
+        param: ParamId,
+        kind: LayerKind,
+        out_shape: &[usize],
+        macs_per_example: u64,
+    ) {
         if let Some(t) = &mut self.trace {
             let p = &self.store.params[param.0];
             t.push(LayerTrace {

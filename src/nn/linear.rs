@@ -18,11 +18,34 @@ pub struct Linear {
 
 impl Linear {
     /// Creates `{name}.weight` (and `{name}.bias`) in `store`.
-    pub fn new(store: &mut ParamStore, name: &str, d_in: usize, d_out: usize, bias: bool, rng: &mut Rng) -> Result<Linear> {
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        rng: &mut Rng,
+    ) -> Result<Linear> {
         let bound = 1.0 / (d_in as f32).sqrt();
-        let mut u = |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) * bound).collect() };
-        let weight = store.add_param(format!("{name}.weight"), Tensor::from_vec(u(d_out * d_in), &[d_out, d_in])?, ParamRole::Weight);
-        let bias = if bias { Some(store.add_param(format!("{name}.bias"), Tensor::from_vec(u(d_out), &[d_out])?, ParamRole::Bias)) } else { None };
+        let mut u = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (rng.uniform() * 2.0 - 1.0) * bound)
+                .collect()
+        };
+        let weight = store.add_param(
+            format!("{name}.weight"),
+            Tensor::from_vec(u(d_out * d_in), &[d_out, d_in])?,
+            ParamRole::Weight,
+        );
+        let bias = if bias {
+            Some(store.add_param(
+                format!("{name}.bias"),
+                Tensor::from_vec(u(d_out), &[d_out])?,
+                ParamRole::Bias,
+            ))
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 }

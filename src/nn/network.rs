@@ -34,7 +34,11 @@ pub struct StepOutput {
 impl Network {
     /// The device holding the parameters.
     pub fn device(&self) -> Device {
-        self.store.params.first().map(|p| p.value.device()).unwrap_or(Device::Cpu)
+        self.store
+            .params
+            .first()
+            .map(|p| p.value.device())
+            .unwrap_or(Device::Cpu)
     }
 
     /// Moves the whole model (values, masks, momenta, buffers) to `device`.
@@ -52,8 +56,15 @@ impl Network {
         let loss_value = f.tape.value(loss).scalar()?;
         let (tape, vars) = f.finish();
         let mut grads = tape.backward(loss)?;
-        let grads = vars.into_iter().map(|v| v.and_then(|v| grads.take(v))).collect();
-        Ok(StepOutput { loss: loss_value, logprobs, grads })
+        let grads = vars
+            .into_iter()
+            .map(|v| v.and_then(|v| grads.take(v)))
+            .collect();
+        Ok(StepOutput {
+            loss: loss_value,
+            logprobs,
+            grads,
+        })
     }
 
     /// Eval-mode logits [n, classes] (running statistics, nothing recorded for backward).

@@ -68,13 +68,27 @@ pub struct ParamStore {
 
 impl ParamStore {
     /// Adds a parameter.
-    pub fn add_param(&mut self, name: impl Into<String>, value: Tensor, role: ParamRole) -> ParamId {
-        self.params.push(Param { name: name.into(), value, momentum: None, mask: None, role });
+    pub fn add_param(
+        &mut self,
+        name: impl Into<String>,
+        value: Tensor,
+        role: ParamRole,
+    ) -> ParamId {
+        self.params.push(Param {
+            name: name.into(),
+            value,
+            momentum: None,
+            mask: None,
+            role,
+        });
         ParamId(self.params.len() - 1)
     }
     /// Adds a buffer.
     pub fn add_buffer(&mut self, name: impl Into<String>, value: Tensor) -> BufferId {
-        self.buffers.push(Buffer { name: name.into(), value });
+        self.buffers.push(Buffer {
+            name: name.into(),
+            value,
+        });
         BufferId(self.buffers.len() - 1)
     }
     /// The parameter `id`.
@@ -95,11 +109,20 @@ impl ParamStore {
     }
     /// Number of scalars in maskable tensors (conv and linear weights).
     pub fn num_maskable(&self) -> usize {
-        self.params.iter().filter(|p| p.is_maskable()).map(|p| p.value.numel()).sum()
+        self.params
+            .iter()
+            .filter(|p| p.is_maskable())
+            .map(|p| p.value.numel())
+            .sum()
     }
     /// Ids of the maskable parameters, in order.
     pub fn maskable_ids(&self) -> Vec<ParamId> {
-        self.params.iter().enumerate().filter(|(_, p)| p.is_maskable()).map(|(i, _)| ParamId(i)).collect()
+        self.params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_maskable())
+            .map(|(i, _)| ParamId(i))
+            .collect()
     }
     /// Looks a parameter up by name.
     pub fn find(&self, name: &str) -> Option<ParamId> {

@@ -21,25 +21,44 @@ impl DensityInit {
             "uniform" => Ok(DensityInit::Uniform),
             "er" => Ok(DensityInit::Er),
             "erk" => Ok(DensityInit::Erk),
-            _ => Err(Error::Config(format!("--init: unknown density allocation {s:?} (expected uniform, er or erk)"))),
+            _ => Err(Error::Config(format!(
+                "--init: unknown density allocation {s:?} (expected uniform, er or erk)"
+            ))),
         }
     }
 }
 
 /// The raw ER/ERK score of a tensor shape ([out, in] or [out, in, kh, kw]).
 fn raw_score(shape: &[usize], init: DensityInit) -> f64 {
-    let dims: &[usize] = if init == DensityInit::Er { &shape[..shape.len().min(2)] } else { shape };
+    let dims: &[usize] = if init == DensityInit::Er {
+        &shape[..shape.len().min(2)]
+    } else {
+        shape
+    };
     dims.iter().sum::<usize>() as f64 / dims.iter().product::<usize>() as f64
 }
 
 /// Per-tensor densities for a global `density` in (0, 1]. With `dense_first`, tensor 0 is
 /// kept dense (and, for ER/ERK, counted against the budget like any saturated layer).
-pub fn layer_densities(shapes: &[Vec<usize>], density: f64, init: DensityInit, dense_first: bool) -> Result<Vec<f64>> {
+pub fn layer_densities(
+    shapes: &[Vec<usize>],
+    density: f64,
+    init: DensityInit,
+    dense_first: bool,
+) -> Result<Vec<f64>> {
     if !(density > 0.0 && density <= 1.0) {
-        return Err(Error::Config(format!("density must be in (0, 1], got {density} (sparsity {})", 1.0 - density)));
+        return Err(Error::Config(format!(
+            "density must be in (0, 1], got {density} (sparsity {})",
+            1.0 - density
+        )));
     }
-    if shapes.iter().any(|s| s.is_empty() || s.iter().any(|&d| d == 0)) {
-        return Err(Error::Shape(format!("layer_densities: empty tensor shape in {shapes:?}")));
+    if shapes
+        .iter()
+        .any(|s| s.is_empty() || s.iter().any(|&d| d == 0))
+    {
+        return Err(Error::Shape(format!(
+            "layer_densities: empty tensor shape in {shapes:?}"
+        )));
     }
     let n = shapes.len();
     let mut dense = vec![false; n];
@@ -47,23 +66,41 @@ pub fn layer_densities(shapes: &[Vec<usize>], density: f64, init: DensityInit, d
         dense[0] = true;
     }
     if init == DensityInit::Uniform || density >= 1.0 {
-        return Ok((0..n).map(|i| if dense[i] { 1.0 } else { density }).collect());
+        return Ok((0..n)
+            .map(|i| if dense[i] { 1.0 } else { density })
+            .collect());
     }
-    let numel: Vec<f64> = shapes.iter().map(|s| s.iter().product::<usize>() as f64).collect();
+    let numel: Vec<f64> = shapes
+        .iter()
+        .map(|s| s.iter().product::<usize>() as f64)
+        .collect();
     let raw: Vec<f64> = shapes.iter().map(|s| raw_score(s, init)).collect();
     let budget = density * numel.iter().sum::<f64>();
     loop {
         let dense_n: f64 = (0..n).filter(|&i| dense[i]).map(|i| numel[i]).sum();
-        let divisor: f64 = (0..n).filter(|&i| !dense[i]).map(|i| raw[i] * numel[i]).sum();
+        let divisor: f64 = (0..n)
+            .filter(|&i| !dense[i])
+            .map(|i| raw[i] * numel[i])
+            .sum();
         if divisor <= 0.0 {
             // Everything saturated: the model is (nearly) dense.
             return Ok(vec![1.0; n]);
         }
         let eps = (budget - dense_n) / divisor;
         // Removing a saturated layer only increases eps, so all of them can go at once.
-        let over: Vec<usize> = (0..n).filter(|&i| !dense[i] && eps * raw[i] > 1.0).collect();
+        let over: Vec<usize> = (0..n)
+            .filter(|&i| !dense[i] && eps * raw[i] > 1.0)
+            .collect();
         if over.is_empty() {
-            return Ok((0..n).map(|i| if dense[i] { 1.0 } else { (eps * raw[i]).max(0.0) }).collect());
+            return Ok((0..n)
+                .map(|i| {
+                    if dense[i] {
+                        1.0
+                    } else {
+                        (eps * raw[i]).max(0.0)
+                    }
+                })
+                .collect());
         }
         for i in over {
             dense[i] = true;
@@ -93,7 +130,10 @@ mod tests {
         let shapes = vec![vec![10, 10], vec![2, 50]];
         let d = layer_densities(&shapes, 0.5, DensityInit::Erk, false).unwrap();
         let eps = 100.0 / 72.0;
-        assert!((d[0] - eps * 0.2).abs() < 1e-12 && (d[1] - eps * 0.52).abs() < 1e-12, "{d:?}");
+        assert!(
+            (d[0] - eps * 0.2).abs() < 1e-12 && (d[1] - eps * 0.52).abs() < 1e-12,
+            "{d:?}"
+        );
         assert_eq!(layer_counts(&shapes, &d), vec![28, 72]);
     }
 
@@ -120,22 +160,39 @@ mod tests {
         assert!((erk[0] / erk[1] - r(&shapes[0], true) / r(&shapes[1], true)).abs() < 1e-9);
         assert!((er[0] / er[1] - r(&shapes[0], false) / r(&shapes[1], false)).abs() < 1e-9);
         for d in [&erk, &er] {
-            let total: f64 = shapes.iter().zip(d.iter()).map(|(s, d)| d * s.iter().product::<usize>() as f64).sum();
-            let n: f64 = shapes.iter().map(|s| s.iter().product::<usize>() as f64).sum();
+            let total: f64 = shapes
+                .iter()
+                .zip(d.iter())
+                .map(|(s, d)| d * s.iter().product::<usize>() as f64)
+                .sum();
+            let n: f64 = shapes
+                .iter()
+                .map(|s| s.iter().product::<usize>() as f64)
+                .sum();
             assert!((total / n - 0.1).abs() < 1e-9);
         }
     }
 
     #[test]
     fn global_density_within_one_weight_per_layer() {
-        let shapes: Vec<Vec<usize>> = vec![vec![16, 3, 3, 3], vec![32, 16, 3, 3], vec![64, 32, 3, 3], vec![64, 64, 3, 3], vec![10, 64]];
+        let shapes: Vec<Vec<usize>> = vec![
+            vec![16, 3, 3, 3],
+            vec![32, 16, 3, 3],
+            vec![64, 32, 3, 3],
+            vec![64, 64, 3, 3],
+            vec![10, 64],
+        ];
         for init in [DensityInit::Uniform, DensityInit::Er, DensityInit::Erk] {
             for d in [0.05, 0.1, 0.2, 0.5] {
                 let dens = layer_densities(&shapes, d, init, false).unwrap();
                 let counts = layer_counts(&shapes, &dens);
                 let n: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
                 let k: usize = counts.iter().sum();
-                assert!((k as f64 - d * n as f64).abs() <= shapes.len() as f64, "{init:?} {d}: {k} vs {}", d * n as f64);
+                assert!(
+                    (k as f64 - d * n as f64).abs() <= shapes.len() as f64,
+                    "{init:?} {d}: {k} vs {}",
+                    d * n as f64
+                );
             }
         }
     }
