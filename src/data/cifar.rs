@@ -225,7 +225,7 @@ pub fn parse_into(
             format!("empty file (expected records of {rec} bytes)"),
         ));
     }
-    if len % rec != 0 {
+    if !len.is_multiple_of(rec) {
         let whole = len / rec;
         return Err(Error::data(
             path,

@@ -245,7 +245,7 @@ impl Dataset {
                 self.channels
             ));
         }
-        if let Some(s) = self.std.iter().find(|s| !(**s > 0.0)) {
+        if let Some(s) = self.std.iter().find(|s| s.is_nan() || **s <= 0.0) {
             return bad(format!("non-positive std {s}"));
         }
         if let Some((i, l)) = self
