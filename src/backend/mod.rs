@@ -2,12 +2,12 @@
 //! backend ([`cpu`]) and the CUDA backend (`cuda`, NVRTC-compiled kernels in `kernels/`).
 //!
 //! Conventions shared by both implementations (and checked by the parity tests):
-//! - tensors are contiguous row-major f32; images are NCHW; linear weights are [out, in];
-//! - class labels are passed as an f32 tensor of shape [n] holding exact integers;
+//! - tensors are contiguous row-major f32; images are NCHW; linear weights are `[out, in]`;
+//! - class labels are passed as an f32 tensor of shape `[n]` holding exact integers;
 //! - max-pool indices are f32 positions `h * w_in + w` inside each (n, c) input plane, and a
 //!   tie inside a window goes to the first maximum in row-major window order;
-//! - batch norm treats a tensor [n, c, rest...] as n × c × s with s = product(rest), so the same
-//!   kernels serve BatchNorm2d ([n,c,h,w]) and BatchNorm1d ([n,c]); variance is biased (÷ n·s)
+//! - batch norm treats a tensor `[n, c, rest...]` as n × c × s with s = product(rest), so the same
+//!   kernels serve BatchNorm2d (`[n,c,h,w]`) and BatchNorm1d (`[n,c]`); variance is biased (÷ n·s)
 //!   in the normalisation, as in PyTorch.
 
 pub mod cpu;

@@ -81,7 +81,7 @@ pub fn build(cfg: &ModelConfig) -> Result<Network> {
         .image_size
         .unwrap_or(if name == "resnet50-imagenet" { 224 } else { 32 });
     if name == "vgg16" {
-        if size % 32 != 0 {
+        if !size.is_multiple_of(32) {
             return Err(Error::Config(format!(
                 "vgg16 needs an input size divisible by 32, got {size}"
             )));

@@ -46,7 +46,7 @@ pub fn wide_resnet(
     width: f32,
     rng: &mut Rng,
 ) -> Result<Network> {
-    if depth < 10 || (depth - 4) % 6 != 0 || k == 0 {
+    if depth < 10 || !(depth - 4).is_multiple_of(6) || k == 0 {
         return Err(Error::Config(format!(
             "wrn-{depth}-{k}: depth must be 6n+4 (10, 16, 22, 28, 40, ...) and k ≥ 1"
         )));

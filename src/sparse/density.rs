@@ -52,10 +52,7 @@ pub fn layer_densities(
             1.0 - density
         )));
     }
-    if shapes
-        .iter()
-        .any(|s| s.is_empty() || s.iter().any(|&d| d == 0))
-    {
+    if shapes.iter().any(|s| s.is_empty() || s.contains(&0)) {
         return Err(Error::Shape(format!(
             "layer_densities: empty tensor shape in {shapes:?}"
         )));
