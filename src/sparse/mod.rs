@@ -1,6 +1,8 @@
-//! Sparse training: masks and layer-wise density allocation (more methods land with the
+//! Sparse training: layer-wise density allocation and masks (prune/grow methods land with the
 //! sparse-training issue).
 
 pub mod density;
+pub mod mask;
 
 pub use density::{layer_counts, layer_densities, DensityInit};
+pub use mask::{init_random_masks, layer_densities_of, LayerDensity, MaskInit};
