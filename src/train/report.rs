@@ -21,7 +21,7 @@ pub struct EpochLog {
     /// Optimizer steps completed.
     pub step: u64,
     /// Learning rate of the epoch's last step.
-    pub lr: f64,
+    pub lr: f32,
     /// Mean training loss over the epoch's examples.
     pub train_loss: f64,
     /// Training accuracy over the epoch (augmented data, model in training mode).

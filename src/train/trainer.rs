@@ -81,16 +81,17 @@ pub fn evaluate(net: &mut Network, loader: &Loader) -> Result<Metrics> {
     Ok(acc.finish())
 }
 
-/// The model configuration `cfg` asks for on data of this shape.
-pub fn model_config(cfg: &TrainConfig, data: &Dataset) -> ModelConfig {
-    ModelConfig {
+/// The model configuration `cfg` asks for on its dataset (every dataset is 32×32).
+pub fn model_config(cfg: &TrainConfig) -> Result<ModelConfig> {
+    let kind = DatasetKind::parse(&cfg.dataset)?;
+    Ok(ModelConfig {
         name: cfg.model.clone(),
-        num_classes: data.num_classes,
-        in_channels: data.channels,
-        image_size: Some(data.height),
+        num_classes: kind.num_classes(),
+        in_channels: kind.channels(),
+        image_size: Some(32),
         width: cfg.width,
         seed: cfg.seed,
-    }
+    })
 }
 
 /// Trains from scratch as `cfg` says; see [`train_from`].
@@ -214,23 +215,8 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             .unwrap_or_else(|| "run".into())
     });
 
-    let (train_set, eval_set, eval_split) = datasets(cfg, true)?;
-    let train_set = train_set.expect("requested");
-    let mcfg = model_config(cfg, &train_set);
+    let mcfg = model_config(cfg)?;
     let dataset_name = DatasetKind::parse(&cfg.dataset)?.name().to_string();
-
-    let mut lc = LoaderConfig::train(cfg.batch_size, cfg.seed);
-    lc.limit = cfg.limit_train;
-    let n_train = cfg.limit_train.map_or(train_set.n, |l| l.min(train_set.n));
-    // A final batch of one example would give batch norm a single sample per channel in the
-    // classifier's BatchNorm1d (VGG); drop it rather than train on it.
-    lc.drop_last = n_train % cfg.batch_size == 1 && n_train > 1;
-    let train_loader = Loader::new(train_set, lc)?;
-    let eval_loader = eval_loader(cfg, eval_set)?;
-    let ipe = train_loader.batches_per_epoch();
-    if ipe == 0 {
-        return Err(Error::Config("the training set is empty".into()));
-    }
 
     // Model, state.
     let (mut net, mut meta, mut log) = match &from {
@@ -274,6 +260,28 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     };
     net.to_device(&device)?;
     let mut rng = Rng::from_state(meta.rng);
+    let (train_set, eval_set, eval_split) = datasets(cfg, true)?;
+    let train_set = train_set.expect("requested");
+    let shape = [train_set.channels, train_set.height, train_set.width];
+    if shape != net.input_shape || train_set.num_classes != net.num_classes {
+        return Err(Error::Config(format!(
+            "{}: images {shape:?} with {} classes do not fit the model's input {:?} and {} classes",
+            train_set.name, train_set.num_classes, net.input_shape, net.num_classes
+        )));
+    }
+    let mut lc = LoaderConfig::train(cfg.batch_size, cfg.seed);
+    lc.limit = cfg.limit_train;
+    let n_train = cfg.limit_train.map_or(train_set.n, |l| l.min(train_set.n));
+    // A final batch of one example would give batch norm a single sample per channel in the
+    // classifier's BatchNorm1d (VGG); drop it rather than train on it.
+    lc.drop_last = n_train % cfg.batch_size == 1 && n_train > 1;
+    let train_loader = Loader::new(train_set, lc)?;
+    let eval_loader = eval_loader(cfg, eval_set)?;
+    let ipe = train_loader.batches_per_epoch();
+    if ipe == 0 {
+        return Err(Error::Config("the training set is empty".into()));
+    }
+
 
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let log_path = out.join(LOG_FILE);
@@ -367,7 +375,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         let entry = EpochLog {
             epoch: done,
             step: meta.step,
-            lr: lr as f64,
+            lr,
             train_loss: loss_sum / seen.max(1) as f64,
             train_acc: correct as f64 / seen.max(1) as f64,
             test_acc: m.map(|m| m.accuracy),
