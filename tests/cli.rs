@@ -94,7 +94,7 @@ fn flops_table_and_json() {
     let ratio = j["flops_sparse"].as_f64().unwrap() / j["flops_dense"].as_f64().unwrap();
     assert!((ratio - 0.1).abs() < 1e-3, "{ratio}");
 
-    fails_clearly(&run(&["flops", "--model", "resnet7"]), "unknown model");
+    fails_clearly(&run(&["flops", "--model", "alexnet"]), "unknown model");
     fails_clearly(&run(&["flops", "--model", "vgg16", "--input", "32by32"]), "--input");
 }
 
