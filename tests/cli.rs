@@ -76,36 +76,75 @@ fn flops_table_and_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["params"], 14_991_946);
-    assert_eq!(j["flops_dense"].as_u64().unwrap(), j["flops_sparse"].as_f64().unwrap() as u64);
+    assert_eq!(
+        j["flops_dense"].as_u64().unwrap(),
+        j["flops_sparse"].as_f64().unwrap() as u64
+    );
     let first = &j["layers"][0];
     assert_eq!(first["name"], "features.0.weight");
     assert_eq!(first["flops"], 2 * 3 * 64 * 9 * 1024);
     assert_eq!(first["shape"], serde_json::json!([64, 3, 3, 3]));
     assert_eq!(first["density"], 1.0);
 
-    let o = run(&["flops", "--model", "resnet18", "--classes", "100", "--input", "32x32x1"]);
+    let o = run(&[
+        "flops",
+        "--model",
+        "resnet18",
+        "--classes",
+        "100",
+        "--input",
+        "32x32x1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
-    assert!(s.contains("conv1.weight") && s.contains("linear.weight") && s.contains("total"), "{s}");
+    assert!(
+        s.contains("conv1.weight") && s.contains("linear.weight") && s.contains("total"),
+        "{s}"
+    );
 
-    let o = run(&["flops", "--model", "resnet18", "--sparsity", "0.9", "--init", "uniform", "--json"]);
+    let o = run(&[
+        "flops",
+        "--model",
+        "resnet18",
+        "--sparsity",
+        "0.9",
+        "--init",
+        "uniform",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let ratio = j["flops_sparse"].as_f64().unwrap() / j["flops_dense"].as_f64().unwrap();
     assert!((ratio - 0.1).abs() < 1e-3, "{ratio}");
 
     fails_clearly(&run(&["flops", "--model", "alexnet"]), "unknown model");
-    fails_clearly(&run(&["flops", "--model", "vgg16", "--input", "32by32"]), "--input");
+    fails_clearly(
+        &run(&["flops", "--model", "vgg16", "--input", "32by32"]),
+        "--input",
+    );
 }
 
 #[test]
 fn bad_flags_fail_clearly() {
     fails_clearly(
-        &run(&["train", "--model", "alexnet", "--quiet", "--out", tmp("bad-model").to_str().unwrap()]),
+        &run(&[
+            "train",
+            "--model",
+            "alexnet",
+            "--quiet",
+            "--out",
+            tmp("bad-model").to_str().unwrap(),
+        ]),
         "unknown model",
     );
-    fails_clearly(&run(&["train", "--dataset", "mnist", "--quiet"]), "unknown dataset");
-    fails_clearly(&run(&["train", "--schedule", "linear", "--quiet"]), "linear");
+    fails_clearly(
+        &run(&["train", "--dataset", "mnist", "--quiet"]),
+        "unknown dataset",
+    );
+    fails_clearly(
+        &run(&["train", "--schedule", "linear", "--quiet"]),
+        "linear",
+    );
     fails_clearly(&run(&["train", "--epochs", "0", "--quiet"]), "--epochs");
     fails_clearly(&run(&["train", "--no-such-flag"]), "--no-such-flag");
 
@@ -114,8 +153,14 @@ fn bad_flags_fail_clearly() {
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("bad.toml");
     std::fs::write(&f, "model = \"wrn-10-1\"\nlearning_rate = 0.1\n").unwrap();
-    fails_clearly(&run(&["train", "--config", f.to_str().unwrap(), "--quiet"]), "learning_rate");
-    fails_clearly(&run(&["train", "--config", dir.join("nope.toml").to_str().unwrap()]), "nope.toml");
+    fails_clearly(
+        &run(&["train", "--config", f.to_str().unwrap(), "--quiet"]),
+        "learning_rate",
+    );
+    fails_clearly(
+        &run(&["train", "--config", dir.join("nope.toml").to_str().unwrap()]),
+        "nope.toml",
+    );
 
     // CUDA on a machine without a GPU (or a build without CUDA): a clear device error
     if suptickets::Device::cuda(0).is_err() {
@@ -139,9 +184,23 @@ fn bad_flags_fail_clearly() {
     ]);
     fails_clearly(&o, "no-data-here");
 
-    fails_clearly(&run(&["eval", "--checkpoint", dir.join("none.safetensors").to_str().unwrap()]), "none.safetensors");
+    fails_clearly(
+        &run(&[
+            "eval",
+            "--checkpoint",
+            dir.join("none.safetensors").to_str().unwrap(),
+        ]),
+        "none.safetensors",
+    );
     std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
-    fails_clearly(&run(&["eval", "--checkpoint", dir.join("junk.safetensors").to_str().unwrap()]), "junk.safetensors");
+    fails_clearly(
+        &run(&[
+            "eval",
+            "--checkpoint",
+            dir.join("junk.safetensors").to_str().unwrap(),
+        ]),
+        "junk.safetensors",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -154,7 +213,11 @@ fn train_one_epoch_writes_everything_and_eval_reproduces_it() {
     let cfg = dir.join("cfg.toml");
     std::fs::create_dir_all(&dir).unwrap();
     // the file sets a wrong width that the flag overrides
-    std::fs::write(&cfg, "model = \"wrn-10-1\"\nwidth = 3.0\nschedule = \"constant\"\nlr = 0.05\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "model = \"wrn-10-1\"\nwidth = 3.0\nschedule = \"constant\"\nlr = 0.05\n",
+    )
+    .unwrap();
     let out = dir.join("run");
     let o = run(&[
         "train",
@@ -173,14 +236,34 @@ fn train_one_epoch_writes_everything_and_eval_reproduces_it() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"));
-    for f in ["log.jsonl", "report.json", "report.md", "lr.svg", "curves.svg", "checkpoint.safetensors"] {
+    for f in [
+        "log.jsonl",
+        "report.json",
+        "report.md",
+        "lr.svg",
+        "curves.svg",
+        "checkpoint.safetensors",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     assert!(!out.join("checkpoint.safetensors.tmp").exists());
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
-    for k in ["epoch", "lr", "train_loss", "train_acc", "test_acc", "test_nll", "test_ece", "images_per_sec", "seconds"] {
+    for k in [
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "test_acc",
+        "test_nll",
+        "test_ece",
+        "images_per_sec",
+        "seconds",
+    ] {
         assert!(lines[0].get(k).is_some(), "log.jsonl lacks {k}");
     }
     assert_eq!(lines[0]["lr"].as_f64().unwrap(), 0.05);
@@ -208,10 +291,19 @@ fn train_one_epoch_writes_everything_and_eval_reproduces_it() {
     assert_eq!(r["sparsity"], 0.0);
     assert_eq!(r["params"], r["params_nonzero"]);
     assert_eq!(r["train_flops_multiple"], 1.0);
-    assert!(std::fs::read_to_string(out.join("lr.svg")).unwrap().starts_with("<svg"));
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("test accuracy"));
+    assert!(std::fs::read_to_string(out.join("lr.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("test accuracy"));
 
-    let o = run(&["eval", "--checkpoint", out.join("checkpoint.safetensors").to_str().unwrap(), "--json"]);
+    let o = run(&[
+        "eval",
+        "--checkpoint",
+        out.join("checkpoint.safetensors").to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for k in ["test_accuracy", "test_nll", "test_ece", "test_examples"] {
@@ -223,7 +315,13 @@ fn train_one_epoch_writes_everything_and_eval_reproduces_it() {
     assert!(stdout(&o).contains("accuracy"));
     // eval of a checkpoint with a missing data directory fails clearly
     fails_clearly(
-        &run(&["eval", "--checkpoint", out.to_str().unwrap(), "--data-dir", dir.join("nothing").to_str().unwrap()]),
+        &run(&[
+            "eval",
+            "--checkpoint",
+            out.to_str().unwrap(),
+            "--data-dir",
+            dir.join("nothing").to_str().unwrap(),
+        ]),
         "nothing",
     );
     let _ = std::fs::remove_dir_all(&dir);

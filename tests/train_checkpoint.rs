@@ -88,7 +88,10 @@ fn mismatches_name_the_tensor_and_the_file() {
     wide.width = 1.0;
     let mut other = build(&wide).unwrap();
     let e = ck.restore(&mut other).unwrap_err().to_string();
-    assert!(e.contains("m.safetensors") && e.contains("conv1.weight") && e.contains("shape"), "{e}");
+    assert!(
+        e.contains("m.safetensors") && e.contains("conv1.weight") && e.contains("shape"),
+        "{e}"
+    );
 
     // a missing tensor
     let mut ck2 = ck.clone();
@@ -99,7 +102,8 @@ fn mismatches_name_the_tensor_and_the_file() {
 
     // an extra tensor
     let mut ck3 = ck.clone();
-    ck3.tensors.insert("layer9.weight".into(), (vec![1], vec![0.0]));
+    ck3.tensors
+        .insert("layer9.weight".into(), (vec![1], vec![0.0]));
     let e = ck3.restore(&mut same).unwrap_err().to_string();
     assert!(e.contains("layer9.weight"), "{e}");
 
@@ -108,7 +112,9 @@ fn mismatches_name_the_tensor_and_the_file() {
     std::fs::write(&junk, b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").unwrap();
     let e = Checkpoint::read(&junk).unwrap_err().to_string();
     assert!(e.contains("junk.safetensors"), "{e}");
-    let e = Checkpoint::read(&dir.join("absent.safetensors")).unwrap_err().to_string();
+    let e = Checkpoint::read(&dir.join("absent.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("absent.safetensors"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -67,7 +67,10 @@ fn resnet18_per_layer_flops() {
     for (l, c_in, c, hw) in [(2, 64, 128, 16), (3, 128, 256, 8), (4, 256, 512, 4)] {
         expected.push((format!("layer{l}.0.conv1.weight"), conv(c_in, c, 3, hw)));
         expected.push((format!("layer{l}.0.conv2.weight"), conv(c, c, 3, hw)));
-        expected.push((format!("layer{l}.0.shortcut.0.weight"), conv(c_in, c, 1, hw)));
+        expected.push((
+            format!("layer{l}.0.shortcut.0.weight"),
+            conv(c_in, c, 1, hw),
+        ));
         expected.push((format!("layer{l}.1.conv1.weight"), conv(c, c, 3, hw)));
         expected.push((format!("layer{l}.1.conv2.weight"), conv(c, c, 3, hw)));
     }
@@ -92,7 +95,12 @@ fn sparse_flops_follow_the_masks() {
     init_random_masks(&mut net.store, &cfg).unwrap();
     let t = FlopsTable::of(&mut net).unwrap();
     for l in &t.layers {
-        assert_eq!(l.nonzero, (0.1 * l.params as f64).round() as usize, "{}", l.name);
+        assert_eq!(
+            l.nonzero,
+            (0.1 * l.params as f64).round() as usize,
+            "{}",
+            l.name
+        );
         assert!((l.density - 0.1).abs() < 1e-3, "{} {}", l.name, l.density);
     }
     let fs: f64 = t.layers.iter().map(|l| l.density * l.flops as f64).sum();
@@ -112,7 +120,13 @@ fn sparse_flops_follow_the_masks() {
 #[test]
 fn json_has_the_documented_keys() {
     let j = table("wrn-16-1").to_json();
-    for k in ["params", "maskable_params", "flops_dense", "flops_sparse", "layers"] {
+    for k in [
+        "params",
+        "maskable_params",
+        "flops_dense",
+        "flops_sparse",
+        "layers",
+    ] {
         assert!(j.get(k).is_some(), "{k}");
     }
     let l = &j["layers"][0];

@@ -95,7 +95,10 @@ fn resumed_run_matches_uninterrupted_run_bit_for_bit() {
     assert_eq!(la.len(), 2);
     assert_eq!(lb.len(), 2);
     for (x, y) in la.iter().zip(&lb) {
-        assert_eq!((x.epoch, x.step, x.lr, x.train_loss, x.test_acc), (y.epoch, y.step, y.lr, y.train_loss, y.test_acc));
+        assert_eq!(
+            (x.epoch, x.step, x.lr, x.train_loss, x.test_acc),
+            (y.epoch, y.step, y.lr, y.train_loss, y.test_acc)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir_a);
     let _ = std::fs::remove_dir_all(&dir_b);
