@@ -6,6 +6,7 @@
 pub mod batchnorm;
 pub mod conv;
 pub mod elementwise;
+pub mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
