@@ -64,6 +64,36 @@ pub fn pack_a_rows(m: usize, k: usize, a: &[f32], lda: usize, ap: &mut [f32]) {
     }
 }
 
+/// Packs A (m×k) row by row: `row(i, buf)` writes row i of A into `buf` (length k, caller
+/// scratch of at least k).
+pub fn pack_a_by_rows(
+    m: usize,
+    k: usize,
+    buf: &mut [f32],
+    ap: &mut [f32],
+    mut row: impl FnMut(usize, &mut [f32]),
+) {
+    let buf = &mut buf[..k];
+    for (panel, dst) in ap[..packed_a_len(m, k)]
+        .chunks_exact_mut((MR * k).max(1))
+        .enumerate()
+    {
+        let i0 = panel * MR;
+        for r in 0..MR {
+            if i0 + r < m {
+                row(i0 + r, buf);
+                for (p, &v) in buf.iter().enumerate() {
+                    dst[p * MR + r] = v;
+                }
+            } else {
+                for p in 0..k {
+                    dst[p * MR + r] = 0.0;
+                }
+            }
+        }
+    }
+}
+
 /// Packs A given transposed: A(i, p) = a[p·lda + i] (A is the transpose of a k×m matrix).
 pub fn pack_a_cols(m: usize, k: usize, a: &[f32], lda: usize, ap: &mut [f32]) {
     for (panel, dst) in ap[..packed_a_len(m, k)]
@@ -332,6 +362,11 @@ mod tests {
             assert_eq!(ap, ap2);
             let at: Vec<f32> = (0..k * m).map(|q| a[(q % m) * k + q / m]).collect();
             pack_a_cols(m, k, &at, m, &mut ap2);
+            assert_eq!(ap, ap2);
+            let mut abuf = vec![0.0; k];
+            pack_a_by_rows(m, k, &mut abuf, &mut ap2, |i, row| {
+                row.copy_from_slice(&a[i * k..(i + 1) * k])
+            });
             assert_eq!(ap, ap2);
             // B packed by rows and by columns must agree.
             let mut bp = vec![f32::NAN; packed_b_len(k, n)];
