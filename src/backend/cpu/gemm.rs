@@ -145,11 +145,75 @@ pub fn pack_b_by_cols(
         let valid = NR.min(n - q * NR);
         block[valid * k..].fill(0.0);
         rows(q * NR, &mut block[..valid * k]);
-        let dst = &mut bp[q * k * NR..(q + 1) * k * NR];
+        transpose_to_panel(block, k, &mut bp[q * k * NR..(q + 1) * k * NR]);
+    }
+}
+
+/// dst[p·NR + r] = block[r·k + p] for r < NR, p < k (NR rows of length k into one B panel).
+fn transpose_to_panel(block: &[f32], k: usize, dst: &mut [f32]) {
+    assert!(block.len() >= NR * k && dst.len() >= NR * k);
+    let mut p0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx") {
+            // SAFETY: AVX is available; the asserts above bound every access.
+            unsafe { transpose_to_panel_avx(block, k, dst) };
+            p0 = k / 8 * 8;
+        }
+    }
+    for p in p0..k {
         for r in 0..NR {
-            let src = &block[r * k..(r + 1) * k];
-            for (p, &v) in src.iter().enumerate() {
-                dst[p * NR + r] = v;
+            dst[p * NR + r] = block[r * k + p];
+        }
+    }
+}
+
+/// The 8-column steps of [`transpose_to_panel`] with 8×8 AVX transposes (the tail k % 8 is
+/// left to the caller).
+///
+/// # Safety
+/// AVX must be available, `block.len() ≥ NR·k` and `dst.len() ≥ NR·k`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_to_panel_avx(block: &[f32], k: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (src, out) = (block.as_ptr(), dst.as_mut_ptr());
+    for p in (0..k / 8 * 8).step_by(8) {
+        for rb in (0..NR).step_by(8) {
+            // SAFETY: rows rb..rb+8 < NR, columns p..p+8 ≤ k: inside block; the stores go to
+            // rows p..p+8 < k of the panel, lanes rb..rb+8 < NR: inside dst.
+            unsafe {
+                let r: [__m256; 8] =
+                    std::array::from_fn(|i| _mm256_loadu_ps(src.add((rb + i) * k + p)));
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let cols = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (j, c) in cols.iter().enumerate() {
+                    _mm256_storeu_ps(out.add((p + j) * NR + rb), *c);
+                }
             }
         }
     }
