@@ -1,11 +1,22 @@
 //! The rayon CPU backend. Each family file holds the CPU twins of the CUDA kernels of the same
 //! stem (`pub fn <kernel_name>` on slices, the reference semantics) and the fast paths the
-//! backend actually runs.
+//! backend actually runs. This file validates shapes and parameters, allocates the outputs
+//! and dispatches.
+
+pub mod batchnorm;
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod optim;
+pub mod pool;
+
+use rayon::prelude::*;
 
 use crate::backend::{Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SgdParams};
 use crate::device::Device;
-use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::error::{Error, Result};
+use crate::tensor::{numel, Tensor};
 
 /// The CPU backend (stateless; use the [`CPU`] instance).
 #[derive(Debug, Default)]
@@ -14,7 +25,105 @@ pub struct CpuBackend;
 /// The CPU backend instance.
 pub static CPU: CpuBackend = CpuBackend;
 
-#[allow(unused_variables)]
+/// Errors unless `t` has exactly `shape`; the message names the operation and argument.
+fn check_shape(t: &Tensor, shape: &[usize], op: &str, what: &str) -> Result<()> {
+    if t.shape() != shape {
+        return Err(Error::Shape(format!(
+            "{op}: {what} shape {:?} does not match {:?}",
+            t.shape(),
+            shape
+        )));
+    }
+    Ok(())
+}
+
+/// The host elements of `t`, or a device error naming the operation and argument.
+fn host<'a>(t: &'a Tensor, op: &str, what: &str) -> Result<&'a [f32]> {
+    t.as_cpu()
+        .map_err(|e| Error::Device(format!("{op}: {what}: {e}")))
+}
+
+/// Errors unless the derived sizes of a convolution geometry are consistent.
+fn check_conv_params(p: &Conv2dParams, op: &str) -> Result<()> {
+    let fits = |size: u32, k: u32, out: u32| {
+        p.stride > 0
+            && k > 0
+            && size + 2 * p.pad >= k
+            && out == (size + 2 * p.pad - k) / p.stride + 1
+    };
+    if !fits(p.h_in, p.k_h, p.h_out) || !fits(p.w_in, p.k_w, p.w_out) {
+        return Err(Error::Shape(format!(
+            "{op}: inconsistent conv params {p:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Errors unless the derived sizes of a pooling geometry are consistent.
+fn check_pool_params(p: &Pool2dParams, op: &str) -> Result<()> {
+    let fits = |size: u32, out: u32| {
+        p.stride > 0
+            && p.k > 0
+            && 2 * p.pad <= p.k
+            && size + 2 * p.pad >= p.k
+            && out == (size + 2 * p.pad - p.k) / p.stride + 1
+    };
+    if !fits(p.h_in, p.h_out) || !fits(p.w_in, p.w_out) {
+        return Err(Error::Shape(format!(
+            "{op}: inconsistent pool params {p:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// (n, c, s) of a batch-norm input [n, c, rest...].
+fn bn_dims(x: &Tensor, op: &str) -> Result<(usize, usize, usize)> {
+    match x.shape() {
+        [n, c, rest @ ..] => Ok((*n, *c, numel(rest))),
+        s => Err(Error::Shape(format!(
+            "{op}: x must have at least 2 dimensions [n, c, ...], got {s:?}"
+        ))),
+    }
+}
+
+/// Errors unless every label is an integer in [0, k).
+fn check_labels(labels: &[f32], k: usize, op: &str) -> Result<()> {
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| loss::label_index(l, k).is_none())
+    {
+        return Err(Error::Shape(format!(
+            "{op}: labels[{i}] = {l} is not a class index in [0, {k})"
+        )));
+    }
+    Ok(())
+}
+
+/// Multiplies `dw` by `mask` (same shape) in place.
+fn apply_mask(dw: &mut [f32], mask: Option<&Tensor>, shape: &[usize], op: &str) -> Result<()> {
+    if let Some(m) = mask {
+        check_shape(m, shape, op, "mask")?;
+        let m = host(m, op, "mask")?;
+        dw.par_chunks_mut(elementwise::CHUNK)
+            .zip(m.par_chunks(elementwise::CHUNK))
+            .for_each(|(d, m)| d.iter_mut().zip(m).for_each(|(d, &m)| *d *= m));
+    }
+    Ok(())
+}
+
+/// Checks that `a` and `b` have the same shape.
+fn same_shape(a: &Tensor, b: &Tensor, op: &str, an: &str, bn: &str) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::Shape(format!(
+            "{op}: {an} shape {:?} differs from {bn} shape {:?}",
+            a.shape(),
+            b.shape()
+        )));
+    }
+    Ok(())
+}
+
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         "cpu".into()
@@ -23,7 +132,7 @@ impl Backend for CpuBackend {
         Device::Cpu
     }
     fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
-        Tensor::from_vec(vec![0.0; crate::tensor::numel(shape)], shape)
+        Tensor::from_vec(vec![0.0; numel(shape)], shape)
     }
     fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         Tensor::from_vec(data.to_vec(), shape)
@@ -31,6 +140,8 @@ impl Backend for CpuBackend {
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         Ok(t.as_cpu()?.to_vec())
     }
+
+    // ---- conv -------------------------------------------------------------------------------
     fn conv2d_fwd(
         &self,
         x: &Tensor,
@@ -38,10 +149,29 @@ impl Backend for CpuBackend {
         bias: Option<&Tensor>,
         p: &Conv2dParams,
     ) -> Result<Tensor> {
-        todo!()
+        let op = "conv2d_fwd";
+        check_conv_params(p, op)?;
+        check_shape(x, &p.x_shape(), op, "x")?;
+        check_shape(w, &p.w_shape(), op, "weight")?;
+        let bias = match bias {
+            Some(b) => {
+                check_shape(b, &[p.c_out as usize], op, "bias")?;
+                Some(host(b, op, "bias")?)
+            }
+            None => None,
+        };
+        let mut y = vec![0.0; numel(&p.y_shape())];
+        conv::conv2d_forward(host(x, op, "x")?, host(w, op, "weight")?, bias, p, &mut y);
+        Tensor::from_vec(y, &p.y_shape())
     }
     fn conv2d_bwd_input(&self, dy: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
-        todo!()
+        let op = "conv2d_bwd_input";
+        check_conv_params(p, op)?;
+        check_shape(dy, &p.y_shape(), op, "dy")?;
+        check_shape(w, &p.w_shape(), op, "weight")?;
+        let mut dx = vec![0.0; numel(&p.x_shape())];
+        conv::conv2d_backward_input(host(dy, op, "dy")?, host(w, op, "weight")?, p, &mut dx);
+        Tensor::from_vec(dx, &p.x_shape())
     }
     fn conv2d_bwd_weight(
         &self,
@@ -50,20 +180,84 @@ impl Backend for CpuBackend {
         p: &Conv2dParams,
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
-        todo!()
+        let op = "conv2d_bwd_weight";
+        check_conv_params(p, op)?;
+        check_shape(x, &p.x_shape(), op, "x")?;
+        check_shape(dy, &p.y_shape(), op, "dy")?;
+        let mut dw = vec![0.0; numel(&p.w_shape())];
+        conv::conv2d_backward_weight(host(x, op, "x")?, host(dy, op, "dy")?, p, &mut dw);
+        apply_mask(&mut dw, mask, &p.w_shape(), op)?;
+        Tensor::from_vec(dw, &p.w_shape())
     }
     fn channel_sum(&self, x: &Tensor) -> Result<Tensor> {
-        todo!()
+        let (n, c, s) = bn_dims(x, "channel_sum")?;
+        let mut out = vec![0.0; c];
+        conv::channel_sum_f32(host(x, "channel_sum", "x")?, n, c, s, &mut out);
+        Tensor::from_vec(out, &[c])
     }
+
+    // ---- matmul -----------------------------------------------------------------------------
     fn linear_fwd(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        todo!()
+        let op = "linear_fwd";
+        let (n, d_in) = x.dims2("linear_fwd: x")?;
+        let (d_out, w_in) = w.dims2("linear_fwd: weight")?;
+        if w_in != d_in {
+            return Err(Error::Shape(format!(
+                "{op}: weight shape {:?} does not match x shape {:?}",
+                w.shape(),
+                x.shape()
+            )));
+        }
+        let mut y = vec![0.0; n * d_out];
+        let (xs, ws) = (host(x, op, "x")?, host(w, op, "weight")?);
+        matmul::par_sgemm(
+            false, true, n, d_out, d_in, xs, d_in, ws, d_in, &mut y, d_out,
+        );
+        if let Some(b) = bias {
+            check_shape(b, &[d_out], op, "bias")?;
+            conv::bias_add_f32(&mut y, host(b, op, "bias")?, n, d_out, 1);
+        }
+        Tensor::from_vec(y, &[n, d_out])
     }
     fn linear_bwd_input(&self, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
-        todo!()
+        let op = "linear_bwd_input";
+        let (n, d_out) = dy.dims2("linear_bwd_input: dy")?;
+        let (w_out, d_in) = w.dims2("linear_bwd_input: weight")?;
+        if w_out != d_out {
+            return Err(Error::Shape(format!(
+                "{op}: weight shape {:?} does not match dy shape {:?}",
+                w.shape(),
+                dy.shape()
+            )));
+        }
+        let mut dx = vec![0.0; n * d_in];
+        let (dys, ws) = (host(dy, op, "dy")?, host(w, op, "weight")?);
+        matmul::par_sgemm(
+            false, false, n, d_in, d_out, dys, d_out, ws, d_in, &mut dx, d_in,
+        );
+        Tensor::from_vec(dx, &[n, d_in])
     }
     fn linear_bwd_weight(&self, x: &Tensor, dy: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        todo!()
+        let op = "linear_bwd_weight";
+        let (n, d_in) = x.dims2("linear_bwd_weight: x")?;
+        let (dn, d_out) = dy.dims2("linear_bwd_weight: dy")?;
+        if dn != n {
+            return Err(Error::Shape(format!(
+                "{op}: dy shape {:?} does not match x shape {:?} (batch)",
+                dy.shape(),
+                x.shape()
+            )));
+        }
+        let mut dw = vec![0.0; d_out * d_in];
+        let (xs, dys) = (host(x, op, "x")?, host(dy, op, "dy")?);
+        matmul::par_sgemm(
+            true, false, d_out, d_in, n, dys, d_out, xs, d_in, &mut dw, d_in,
+        );
+        apply_mask(&mut dw, mask, &[d_out, d_in], op)?;
+        Tensor::from_vec(dw, &[d_out, d_in])
     }
+
+    // ---- batchnorm --------------------------------------------------------------------------
     fn batchnorm_fwd_train(
         &self,
         x: &Tensor,
@@ -71,7 +265,23 @@ impl Backend for CpuBackend {
         beta: &Tensor,
         eps: f32,
     ) -> Result<BnForward> {
-        todo!()
+        let op = "batchnorm_fwd_train";
+        let (n, c, s) = bn_dims(x, op)?;
+        check_shape(gamma, &[c], op, "gamma")?;
+        check_shape(beta, &[c], op, "beta")?;
+        let xs = host(x, op, "x")?;
+        let (mut mean, mut var, mut invstd) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+        batchnorm::bn_stats_f32(xs, n, c, s, &mut mean, &mut var);
+        batchnorm::bn_invstd_f32(&var, eps, &mut invstd);
+        let mut y = vec![0.0; xs.len()];
+        let (g, b) = (host(gamma, op, "gamma")?, host(beta, op, "beta")?);
+        batchnorm::bn_fwd_f32(xs, n, c, s, &mean, &invstd, g, b, &mut y);
+        Ok(BnForward {
+            y: Tensor::from_vec(y, x.shape())?,
+            mean: Tensor::from_vec(mean, &[c])?,
+            var: Tensor::from_vec(var, &[c])?,
+            invstd: Tensor::from_vec(invstd, &[c])?,
+        })
     }
     fn batchnorm_fwd_eval(
         &self,
@@ -82,7 +292,32 @@ impl Backend for CpuBackend {
         var: &Tensor,
         eps: f32,
     ) -> Result<Tensor> {
-        todo!()
+        let op = "batchnorm_fwd_eval";
+        let (n, c, s) = bn_dims(x, op)?;
+        for (t, what) in [
+            (gamma, "gamma"),
+            (beta, "beta"),
+            (mean, "mean"),
+            (var, "var"),
+        ] {
+            check_shape(t, &[c], op, what)?;
+        }
+        let xs = host(x, op, "x")?;
+        let mut invstd = vec![0.0; c];
+        batchnorm::bn_invstd_f32(host(var, op, "var")?, eps, &mut invstd);
+        let mut y = vec![0.0; xs.len()];
+        batchnorm::bn_fwd_f32(
+            xs,
+            n,
+            c,
+            s,
+            host(mean, op, "mean")?,
+            &invstd,
+            host(gamma, op, "gamma")?,
+            host(beta, op, "beta")?,
+            &mut y,
+        );
+        Tensor::from_vec(y, x.shape())
     }
     fn batchnorm_bwd(
         &self,
@@ -92,41 +327,146 @@ impl Backend for CpuBackend {
         mean: &Tensor,
         invstd: &Tensor,
     ) -> Result<BnBackward> {
-        todo!()
+        let op = "batchnorm_bwd";
+        let (n, c, s) = bn_dims(x, op)?;
+        same_shape(dy, x, op, "dy", "x")?;
+        for (t, what) in [(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")] {
+            check_shape(t, &[c], op, what)?;
+        }
+        let (xs, dys) = (host(x, op, "x")?, host(dy, op, "dy")?);
+        let (m, inv) = (host(mean, op, "mean")?, host(invstd, op, "invstd")?);
+        let (mut sum_dy, mut sum_dy_xhat) = (vec![0.0; c], vec![0.0; c]);
+        batchnorm::bn_bwd_reduce_f32(dys, xs, n, c, s, m, inv, &mut sum_dy, &mut sum_dy_xhat);
+        let mut dx = vec![0.0; xs.len()];
+        let g = host(gamma, op, "gamma")?;
+        batchnorm::bn_bwd_dx_f32(dys, xs, n, c, s, m, inv, g, &sum_dy, &sum_dy_xhat, &mut dx);
+        Ok(BnBackward {
+            dx: Tensor::from_vec(dx, x.shape())?,
+            dgamma: Tensor::from_vec(sum_dy_xhat, &[c])?,
+            dbeta: Tensor::from_vec(sum_dy, &[c])?,
+        })
     }
+
+    // ---- elementwise ------------------------------------------------------------------------
     fn relu_fwd(&self, x: &Tensor) -> Result<Tensor> {
-        todo!()
+        let xs = host(x, "relu_fwd", "x")?;
+        let mut y = vec![0.0; xs.len()];
+        elementwise::relu_fwd_f32(xs, &mut y);
+        Tensor::from_vec(y, x.shape())
     }
     fn relu_bwd(&self, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
-        todo!()
+        let op = "relu_bwd";
+        same_shape(dy, y, op, "dy", "y")?;
+        let mut dx = vec![0.0; dy.numel()];
+        elementwise::relu_bwd_f32(host(dy, op, "dy")?, host(y, op, "y")?, &mut dx);
+        Tensor::from_vec(dx, dy.shape())
     }
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        todo!()
+        same_shape(a, b, "add", "a", "b")?;
+        let mut c = vec![0.0; a.numel()];
+        elementwise::add_f32(host(a, "add", "a")?, host(b, "add", "b")?, &mut c);
+        Tensor::from_vec(c, a.shape())
     }
     fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        todo!()
+        same_shape(a, b, "mul", "a", "b")?;
+        let mut c = vec![0.0; a.numel()];
+        elementwise::mul_f32(host(a, "mul", "a")?, host(b, "mul", "b")?, &mut c);
+        Tensor::from_vec(c, a.shape())
     }
     fn axpby(&self, a: f32, x: &Tensor, b: f32, y: &mut Tensor) -> Result<()> {
-        todo!()
+        same_shape(x, y, "axpby", "x", "y")?;
+        let xs = host(x, "axpby", "x")?;
+        let ys = y
+            .as_cpu_mut()
+            .map_err(|e| Error::Device(format!("axpby: y: {e}")))?;
+        elementwise::axpby_f32(a, xs, b, ys);
+        Ok(())
     }
+
+    // ---- pooling ----------------------------------------------------------------------------
     fn maxpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<(Tensor, Tensor)> {
-        todo!()
+        let op = "maxpool2d_fwd";
+        check_pool_params(p, op)?;
+        check_shape(x, &p.x_shape(), op, "x")?;
+        let len = numel(&p.y_shape());
+        let (mut y, mut idx) = (vec![0.0; len], vec![0.0; len]);
+        pool::maxpool2d_fwd_f32(host(x, op, "x")?, p, &mut y, &mut idx);
+        Ok((
+            Tensor::from_vec(y, &p.y_shape())?,
+            Tensor::from_vec(idx, &p.y_shape())?,
+        ))
     }
     fn maxpool2d_bwd(&self, dy: &Tensor, idx: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
-        todo!()
+        let op = "maxpool2d_bwd";
+        check_pool_params(p, op)?;
+        check_shape(dy, &p.y_shape(), op, "dy")?;
+        check_shape(idx, &p.y_shape(), op, "idx")?;
+        let ids = host(idx, op, "idx")?;
+        let plane = (p.h_in * p.w_in) as f32;
+        if let Some(bad) = ids
+            .par_iter()
+            .find_any(|&&i| !(i >= 0.0 && i < plane && i.fract() == 0.0))
+        {
+            return Err(Error::Shape(format!(
+                "{op}: idx holds {bad}, not a position in a {}x{} plane",
+                p.h_in, p.w_in
+            )));
+        }
+        let mut dx = vec![0.0; numel(&p.x_shape())];
+        pool::maxpool2d_bwd_f32(host(dy, op, "dy")?, ids, p, &mut dx);
+        Tensor::from_vec(dx, &p.x_shape())
     }
     fn avgpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
-        todo!()
+        let op = "avgpool2d_fwd";
+        check_pool_params(p, op)?;
+        check_shape(x, &p.x_shape(), op, "x")?;
+        let mut y = vec![0.0; numel(&p.y_shape())];
+        pool::avgpool2d_fwd_f32(host(x, op, "x")?, p, &mut y);
+        Tensor::from_vec(y, &p.y_shape())
     }
     fn avgpool2d_bwd(&self, dy: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
-        todo!()
+        let op = "avgpool2d_bwd";
+        check_pool_params(p, op)?;
+        check_shape(dy, &p.y_shape(), op, "dy")?;
+        let mut dx = vec![0.0; numel(&p.x_shape())];
+        pool::avgpool2d_bwd_f32(host(dy, op, "dy")?, p, &mut dx);
+        Tensor::from_vec(dx, &p.x_shape())
     }
+
+    // ---- loss -------------------------------------------------------------------------------
     fn cross_entropy_fwd(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
-        todo!()
+        let op = "cross_entropy_fwd";
+        let (n, k) = logits.dims2("cross_entropy_fwd: logits")?;
+        check_shape(labels, &[n], op, "labels")?;
+        if n == 0 || k == 0 {
+            return Err(Error::Shape(format!(
+                "{op}: empty logits {:?}",
+                logits.shape()
+            )));
+        }
+        let ls = host(labels, op, "labels")?;
+        check_labels(ls, k, op)?;
+        let (mut lp, mut nll) = (vec![0.0; n * k], vec![0.0; n]);
+        loss::log_softmax_ce_fwd_f32(host(logits, op, "logits")?, ls, n, k, &mut lp, &mut nll);
+        let mean = nll.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        Ok((
+            Tensor::from_vec(vec![mean as f32], &[1])?,
+            Tensor::from_vec(lp, &[n, k])?,
+        ))
     }
     fn cross_entropy_bwd(&self, logprobs: &Tensor, labels: &Tensor, scale: f32) -> Result<Tensor> {
-        todo!()
+        let op = "cross_entropy_bwd";
+        let (n, k) = logprobs.dims2("cross_entropy_bwd: logprobs")?;
+        check_shape(labels, &[n], op, "labels")?;
+        let ls = host(labels, op, "labels")?;
+        check_labels(ls, k, op)?;
+        let mut d = vec![0.0; n * k];
+        let lps = host(logprobs, op, "logprobs")?;
+        loss::log_softmax_ce_bwd_f32(lps, ls, n, k, scale / n.max(1) as f32, &mut d);
+        Tensor::from_vec(d, &[n, k])
     }
+
+    // ---- optimizer --------------------------------------------------------------------------
     fn sgd_step(
         &self,
         w: &mut Tensor,
@@ -135,6 +475,24 @@ impl Backend for CpuBackend {
         mask: Option<&Tensor>,
         p: &SgdParams,
     ) -> Result<()> {
-        todo!()
+        let op = "sgd_step";
+        same_shape(g, w, op, "g", "w")?;
+        same_shape(m, w, op, "m", "w")?;
+        if let Some(k) = mask {
+            same_shape(k, w, op, "mask", "w")?;
+        }
+        let gs = host(g, op, "g")?;
+        let ks = match mask {
+            Some(k) => Some(host(k, op, "mask")?),
+            None => None,
+        };
+        let map = |e: Error, what: &str| Error::Device(format!("{op}: {what}: {e}"));
+        let ms = m.as_cpu_mut().map_err(|e| map(e, "m"))?;
+        let ws = w.as_cpu_mut().map_err(|e| map(e, "w"))?;
+        optim::sgd_step_f32(ws, gs, ms, ks, p);
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
