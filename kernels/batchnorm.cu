@@ -36,7 +36,8 @@ extern "C" __global__ void bn_invstd_f32(const float* __restrict__ var, float ep
     GRID_STRIDE(i, c) { invstd[i] = 1.0f / sqrtf(var[i] + eps); }
 }
 
-// y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c].
+// y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c], evaluated as the CPU twin does:
+// x * scale + shift with scale = invstd * gamma and shift = beta - mean * scale.
 extern "C" __global__ void bn_fwd_f32(const float* __restrict__ x, int n, int c, i64 s,
                                       const float* __restrict__ mean,
                                       const float* __restrict__ invstd,
@@ -45,7 +46,9 @@ extern "C" __global__ void bn_fwd_f32(const float* __restrict__ x, int n, int c,
     const i64 total = (i64)n * c * s;
     GRID_STRIDE(i, total) {
         const int ch = (int)((i / s) % c);
-        y[i] = (x[i] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+        const float scale = invstd[ch] * gamma[ch];
+        const float shift = beta[ch] - mean[ch] * scale;
+        y[i] = x[i] * scale + shift;
     }
 }
 

@@ -3,8 +3,8 @@
 
 // Row-wise log-softmax of logits [n, k] into logprobs, and row_nll[r] = -logprobs[r, label[r]].
 // One block per row (grid-stride over rows): block max, block sum of exp(x - max), then
-// logprobs = x - (max + log(sum)). A label that is not an integer in [0, k) gives a NaN
-// row_nll, so a bad label poisons the loss instead of reading out of bounds.
+// logprobs = (x - max) - log(sum), as the CPU twin. A label that is not an integer in [0, k)
+// gives a NaN row_nll (as the CPU twin), and is never used as an index.
 extern "C" __global__ void log_softmax_ce_fwd_f32(const float* __restrict__ logits,
                                                   const float* __restrict__ labels, int n, int k,
                                                   float* __restrict__ logprobs,
@@ -19,12 +19,12 @@ extern "C" __global__ void log_softmax_ce_fwd_f32(const float* __restrict__ logi
         float se = 0.0f;
         for (int j = threadIdx.x; j < k; j += blockDim.x) se += expf(xr[j] - mx);
         se = st_block_sum(se, scratch);
-        const float lse = mx + logf(se);
-        for (int j = threadIdx.x; j < k; j += blockDim.x) lr[j] = xr[j] - lse;
+        const float log_sum = logf(se);
+        for (int j = threadIdx.x; j < k; j += blockDim.x) lr[j] = (xr[j] - mx) - log_sum;
         if (threadIdx.x == 0) {
             const float lf = labels[r];
-            const int l = (int)lf;
-            row_nll[r] = (l >= 0 && l < k && (float)l == lf) ? -(xr[l] - lse) : ST_NAN;
+            const bool ok = lf >= 0.0f && lf < (float)k && floorf(lf) == lf;
+            row_nll[r] = ok ? -((xr[(int)lf] - mx) - log_sum) : ST_NAN;
         }
     }
 }

@@ -18,8 +18,9 @@ __device__ __forceinline__ void pool_cover(int i, const Pool2dParams& p, int out
 }
 
 // y = max over each window (padding reads as -inf); idx = h*w_in + w of the first maximum in
-// row-major window order, as an f32, inside its (n, c) plane. A window with no finite maximum
-// (all -inf or NaN) reports its first in-bounds position.
+// row-major window order, as an f32, inside its (n, c) plane. A NaN counts as larger than any
+// number, so the first NaN of a window wins (as in PyTorch and the CPU twin); a window of
+// nothing but -inf reports its first in-bounds position.
 extern "C" __global__ void maxpool2d_fwd_f32(const float* __restrict__ x, Pool2dParams p,
                                              float* __restrict__ y, float* __restrict__ idx) {
     const i64 total = (i64)p.n * p.c * p.h_out * p.w_out;
@@ -31,7 +32,8 @@ extern "C" __global__ void maxpool2d_fwd_f32(const float* __restrict__ x, Pool2d
         const int h0 = oh * (int)p.stride - (int)p.pad, w0 = ow * (int)p.stride - (int)p.pad;
         float best = ST_NEG_INF;
         int best_i = -1;
-        for (int kh = 0; kh < (int)p.k; ++kh) {
+        bool nan = false;
+        for (int kh = 0; kh < (int)p.k && !nan; ++kh) {
             const int h = h0 + kh;
             if (h < 0 || h >= (int)p.h_in) continue;
             for (int kw = 0; kw < (int)p.k; ++kw) {
@@ -39,6 +41,12 @@ extern "C" __global__ void maxpool2d_fwd_f32(const float* __restrict__ x, Pool2d
                 if (w < 0 || w >= (int)p.w_in) continue;
                 const int pos = h * (int)p.w_in + w;
                 const float v = xp[pos];
+                if (v != v) {  // NaN: it wins, and later NaNs do not replace it
+                    best = v;
+                    best_i = pos;
+                    nan = true;
+                    break;
+                }
                 if (best_i < 0 || v > best) {
                     best = v;
                     best_i = pos;

@@ -4,6 +4,7 @@
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i32, CudaBackend};
+use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -126,9 +127,12 @@ impl CudaBackend {
     }
 }
 
-/// (n, k) of logits [n, k] with labels [n].
+/// (n, k) of logits [n, k] with labels [n], after checking that every label is a class index
+/// in [0, k) as the CPU backend does. The labels (n floats) are downloaded for that, which
+/// waits for the work queued before; training loops read the loss every step anyway.
 fn check_ce(be: &CudaBackend, x: &Tensor, labels: &Tensor, what: &str) -> Result<(usize, usize)> {
     let (n, k) = x.dims2(&format!("{what}: logits"))?;
+    be.buf(x, &format!("{what}: logits"))?;
     if labels.shape() != [n] {
         return Err(Error::Shape(format!(
             "{what}: labels have shape {:?}, expected [{n}] for logits {:?}",
@@ -137,17 +141,34 @@ fn check_ce(be: &CudaBackend, x: &Tensor, labels: &Tensor, what: &str) -> Result
         )));
     }
     be.buf(labels, &format!("{what}: labels"))?;
+    let host = be.download(labels)?;
+    if let Some((i, l)) = host
+        .iter()
+        .enumerate()
+        .find(|(_, &l)| !(l >= 0.0 && l.fract() == 0.0 && (l as usize) < k))
+    {
+        return Err(Error::Shape(format!(
+            "{what}: labels[{i}] = {l} is not a class index in [0, {k})"
+        )));
+    }
     Ok((n, k))
 }
 
-/// (mean NLL as a [1] tensor, log-probabilities [n, k]). A label that is not an integer in
-/// [0, k) makes the loss NaN (the kernel does not read out of bounds).
+/// (mean NLL as a [1] tensor, log-probabilities [n, k]); errors on empty logits or a label
+/// that is not a class index.
 pub(super) fn cross_entropy_fwd(
     be: &CudaBackend,
     logits: &Tensor,
     labels: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let (n, k) = check_ce(be, logits, labels, "cross_entropy_fwd")?;
+    let (n, k) = logits.dims2("cross_entropy_fwd: logits")?;
+    if n == 0 || k == 0 {
+        return Err(Error::Shape(format!(
+            "cross_entropy_fwd: empty logits {:?}",
+            logits.shape()
+        )));
+    }
+    check_ce(be, logits, labels, "cross_entropy_fwd")?;
     let xv = be.buf(logits, "cross_entropy_fwd: logits")?.as_view();
     let lv = be.buf(labels, "cross_entropy_fwd: labels")?.as_view();
     let mut logprobs = be.alloc(n * k, "cross_entropy_fwd: logprobs")?;
@@ -160,8 +181,7 @@ pub(super) fn cross_entropy_fwd(
         &mut row_nll.as_view_mut(),
     )?;
     let mut loss = be.alloc(1, "cross_entropy_fwd: loss")?;
-    let scale = if n == 0 { f32::NAN } else { 1.0 / n as f32 };
-    be.launch_sum(&row_nll.as_view(), scale, &mut loss.as_view_mut())?;
+    be.launch_sum(&row_nll.as_view(), 1.0 / n as f32, &mut loss.as_view_mut())?;
     Ok((be.wrap(loss, &[1]), be.wrap(logprobs, &[n, k])))
 }
 
@@ -176,7 +196,7 @@ pub(super) fn cross_entropy_bwd(
     let pv = be.buf(logprobs, "cross_entropy_bwd: logprobs")?.as_view();
     let lv = be.buf(labels, "cross_entropy_bwd: labels")?.as_view();
     let mut d = be.alloc(n * k, "cross_entropy_bwd: dlogits")?;
-    let s = if n == 0 { 0.0 } else { scale / n as f32 };
+    let s = scale / n.max(1) as f32;
     be.launch_ce_bwd(&pv, &lv, (n, k), s, &mut d.as_view_mut())?;
     Ok(be.wrap(d, &[n, k]))
 }
