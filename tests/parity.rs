@@ -999,6 +999,31 @@ fn backend_errors_name_devices_and_shapes() {
     );
 }
 
+#[test]
+fn backend_empty_tensors_and_one_backend_per_gpu() {
+    let g = gpu_or_skip!();
+    // Separate Device::cuda(0) calls share one backend, so their tensors work together.
+    let a = Device::cuda(0).unwrap();
+    let b = Device::parse("cuda").unwrap();
+    assert!(a.same_as(&b) && a.same_as(&g.device()));
+    let x = Tensor::from_slice(&[1.0, -2.0], &[2], &a).unwrap();
+    let y = Tensor::from_slice(&[3.0, 4.0], &[2], &b).unwrap();
+    assert_eq!(down(&a.backend().add(&x, &y).unwrap()), vec![4.0, 2.0]);
+    // Zero-element tensors: no zero-byte allocations, no launches, empty results.
+    let e = up(&g, &[], &[0, 3]);
+    assert_eq!(down(&e), Vec::<f32>::new());
+    assert_eq!(down(&g.relu_fwd(&e).unwrap()), Vec::<f32>::new());
+    assert_eq!(g.zeros(&[0]).unwrap().numel(), 0);
+    assert_eq!(g.sum_f32(&e).unwrap(), 0.0);
+    assert_tensor_close(
+        "channel_sum of an empty batch",
+        &g.channel_sum(&e).unwrap(),
+        &cpu_be()
+            .channel_sum(&Tensor::from_vec(vec![], &[0, 3]).unwrap())
+            .unwrap(),
+    );
+}
+
 // ---- no CUDA --------------------------------------------------------------------------------
 
 #[test]

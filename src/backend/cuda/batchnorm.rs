@@ -200,17 +200,17 @@ impl CudaBackend {
         mean: &mut Tensor,
         var: &mut Tensor,
     ) -> Result<()> {
-        let xv = self.buf(x, "bn_stats_f32: x")?.as_view();
+        let xv = self.buf(x, "bn_stats_f32: x")?.view();
         let mb = self.buf_mut(mean, "bn_stats_f32: mean")?;
         let vb = self.buf_mut(var, "bn_stats_f32: var")?;
-        self.launch_bn_stats(&xv, (n, c, s), &mut mb.as_view_mut(), &mut vb.as_view_mut())
+        self.launch_bn_stats(&xv, (n, c, s), &mut mb.view_mut(), &mut vb.view_mut())
     }
 
     /// Runs the CPU twin's `bn_invstd_f32` on device tensors.
     pub fn bn_invstd_f32(&self, var: &Tensor, eps: f32, invstd: &mut Tensor) -> Result<()> {
-        let vv = self.buf(var, "bn_invstd_f32: var")?.as_view();
+        let vv = self.buf(var, "bn_invstd_f32: var")?.view();
         let ib = self.buf_mut(invstd, "bn_invstd_f32: invstd")?;
-        self.launch_bn_invstd(&vv, eps, &mut ib.as_view_mut())
+        self.launch_bn_invstd(&vv, eps, &mut ib.view_mut())
     }
 
     /// Runs the CPU twin's `bn_fwd_f32` on device tensors.
@@ -227,13 +227,13 @@ impl CudaBackend {
         beta: &Tensor,
         y: &mut Tensor,
     ) -> Result<()> {
-        let xv = self.buf(x, "bn_fwd_f32: x")?.as_view();
-        let mv = self.buf(mean, "bn_fwd_f32: mean")?.as_view();
-        let iv = self.buf(invstd, "bn_fwd_f32: invstd")?.as_view();
-        let gv = self.buf(gamma, "bn_fwd_f32: gamma")?.as_view();
-        let bv = self.buf(beta, "bn_fwd_f32: beta")?.as_view();
+        let xv = self.buf(x, "bn_fwd_f32: x")?.view();
+        let mv = self.buf(mean, "bn_fwd_f32: mean")?.view();
+        let iv = self.buf(invstd, "bn_fwd_f32: invstd")?.view();
+        let gv = self.buf(gamma, "bn_fwd_f32: gamma")?.view();
+        let bv = self.buf(beta, "bn_fwd_f32: beta")?.view();
         let yb = self.buf_mut(y, "bn_fwd_f32: y")?;
-        self.launch_bn_fwd(&xv, (n, c, s), &mv, &iv, &gv, &bv, &mut yb.as_view_mut())
+        self.launch_bn_fwd(&xv, (n, c, s), &mv, &iv, &gv, &bv, &mut yb.view_mut())
     }
 
     /// Runs the CPU twin's `bn_bwd_reduce_f32` on device tensors.
@@ -250,10 +250,10 @@ impl CudaBackend {
         sum_dy: &mut Tensor,
         sum_dy_xhat: &mut Tensor,
     ) -> Result<()> {
-        let dyv = self.buf(dy, "bn_bwd_reduce_f32: dy")?.as_view();
-        let xv = self.buf(x, "bn_bwd_reduce_f32: x")?.as_view();
-        let mv = self.buf(mean, "bn_bwd_reduce_f32: mean")?.as_view();
-        let iv = self.buf(invstd, "bn_bwd_reduce_f32: invstd")?.as_view();
+        let dyv = self.buf(dy, "bn_bwd_reduce_f32: dy")?.view();
+        let xv = self.buf(x, "bn_bwd_reduce_f32: x")?.view();
+        let mv = self.buf(mean, "bn_bwd_reduce_f32: mean")?.view();
+        let iv = self.buf(invstd, "bn_bwd_reduce_f32: invstd")?.view();
         let sb = self.buf_mut(sum_dy, "bn_bwd_reduce_f32: sum_dy")?;
         let sxb = self.buf_mut(sum_dy_xhat, "bn_bwd_reduce_f32: sum_dy_xhat")?;
         self.launch_bn_bwd_reduce(
@@ -262,8 +262,8 @@ impl CudaBackend {
             (n, c, s),
             &mv,
             &iv,
-            &mut sb.as_view_mut(),
-            &mut sxb.as_view_mut(),
+            &mut sb.view_mut(),
+            &mut sxb.view_mut(),
         )
     }
 
@@ -283,15 +283,13 @@ impl CudaBackend {
         sum_dy_xhat: &Tensor,
         dx: &mut Tensor,
     ) -> Result<()> {
-        let dyv = self.buf(dy, "bn_bwd_dx_f32: dy")?.as_view();
-        let xv = self.buf(x, "bn_bwd_dx_f32: x")?.as_view();
-        let mv = self.buf(mean, "bn_bwd_dx_f32: mean")?.as_view();
-        let iv = self.buf(invstd, "bn_bwd_dx_f32: invstd")?.as_view();
-        let gv = self.buf(gamma, "bn_bwd_dx_f32: gamma")?.as_view();
-        let sv = self.buf(sum_dy, "bn_bwd_dx_f32: sum_dy")?.as_view();
-        let sxv = self
-            .buf(sum_dy_xhat, "bn_bwd_dx_f32: sum_dy_xhat")?
-            .as_view();
+        let dyv = self.buf(dy, "bn_bwd_dx_f32: dy")?.view();
+        let xv = self.buf(x, "bn_bwd_dx_f32: x")?.view();
+        let mv = self.buf(mean, "bn_bwd_dx_f32: mean")?.view();
+        let iv = self.buf(invstd, "bn_bwd_dx_f32: invstd")?.view();
+        let gv = self.buf(gamma, "bn_bwd_dx_f32: gamma")?.view();
+        let sv = self.buf(sum_dy, "bn_bwd_dx_f32: sum_dy")?.view();
+        let sxv = self.buf(sum_dy_xhat, "bn_bwd_dx_f32: sum_dy_xhat")?.view();
         let dxb = self.buf_mut(dx, "bn_bwd_dx_f32: dx")?;
         self.launch_bn_bwd_dx(
             &dyv,
@@ -302,7 +300,7 @@ impl CudaBackend {
             &gv,
             &sv,
             &sxv,
-            &mut dxb.as_view_mut(),
+            &mut dxb.view_mut(),
         )
     }
 }
@@ -318,28 +316,23 @@ pub(super) fn fwd_train(
     let (n, c, s) = ncs(x, "batchnorm_fwd_train: x")?;
     be.expect(gamma, &[c], "batchnorm_fwd_train: gamma")?;
     be.expect(beta, &[c], "batchnorm_fwd_train: beta")?;
-    let xv = be.buf(x, "batchnorm_fwd_train: x")?.as_view();
-    let gv = be.buf(gamma, "batchnorm_fwd_train: gamma")?.as_view();
-    let bv = be.buf(beta, "batchnorm_fwd_train: beta")?.as_view();
+    let xv = be.buf(x, "batchnorm_fwd_train: x")?.view();
+    let gv = be.buf(gamma, "batchnorm_fwd_train: gamma")?.view();
+    let bv = be.buf(beta, "batchnorm_fwd_train: beta")?.view();
     let mut mean = be.alloc(c, "batchnorm_fwd_train: mean")?;
     let mut var = be.alloc(c, "batchnorm_fwd_train: var")?;
     let mut invstd = be.alloc(c, "batchnorm_fwd_train: invstd")?;
     let mut y = be.alloc(x.numel(), "batchnorm_fwd_train: y")?;
-    be.launch_bn_stats(
-        &xv,
-        (n, c, s),
-        &mut mean.as_view_mut(),
-        &mut var.as_view_mut(),
-    )?;
-    be.launch_bn_invstd(&var.as_view(), eps, &mut invstd.as_view_mut())?;
+    be.launch_bn_stats(&xv, (n, c, s), &mut mean.view_mut(), &mut var.view_mut())?;
+    be.launch_bn_invstd(&var.view(), eps, &mut invstd.view_mut())?;
     be.launch_bn_fwd(
         &xv,
         (n, c, s),
-        &mean.as_view(),
-        &invstd.as_view(),
+        &mean.view(),
+        &invstd.view(),
         &gv,
         &bv,
-        &mut y.as_view_mut(),
+        &mut y.view_mut(),
     )?;
     Ok(BnForward {
         y: be.wrap(y, x.shape()),
@@ -368,22 +361,22 @@ pub(super) fn fwd_eval(
     ] {
         be.expect(t, &[c], what)?;
     }
-    let xv = be.buf(x, "batchnorm_fwd_eval: x")?.as_view();
+    let xv = be.buf(x, "batchnorm_fwd_eval: x")?.view();
     let mut invstd = be.alloc(c, "batchnorm_fwd_eval: invstd")?;
     be.launch_bn_invstd(
-        &be.buf(var, "batchnorm_fwd_eval: var")?.as_view(),
+        &be.buf(var, "batchnorm_fwd_eval: var")?.view(),
         eps,
-        &mut invstd.as_view_mut(),
+        &mut invstd.view_mut(),
     )?;
     let mut y = be.alloc(x.numel(), "batchnorm_fwd_eval: y")?;
     be.launch_bn_fwd(
         &xv,
         (n, c, s),
-        &be.buf(mean, "batchnorm_fwd_eval: mean")?.as_view(),
-        &invstd.as_view(),
-        &be.buf(gamma, "batchnorm_fwd_eval: gamma")?.as_view(),
-        &be.buf(beta, "batchnorm_fwd_eval: beta")?.as_view(),
-        &mut y.as_view_mut(),
+        &be.buf(mean, "batchnorm_fwd_eval: mean")?.view(),
+        &invstd.view(),
+        &be.buf(gamma, "batchnorm_fwd_eval: gamma")?.view(),
+        &be.buf(beta, "batchnorm_fwd_eval: beta")?.view(),
+        &mut y.view_mut(),
     )?;
     Ok(be.wrap(y, x.shape()))
 }
@@ -406,11 +399,11 @@ pub(super) fn bwd(
     ] {
         be.expect(t, &[c], what)?;
     }
-    let dyv = be.buf(dy, "batchnorm_bwd: dy")?.as_view();
-    let xv = be.buf(x, "batchnorm_bwd: x")?.as_view();
-    let mv = be.buf(mean, "batchnorm_bwd: mean")?.as_view();
-    let iv = be.buf(invstd, "batchnorm_bwd: invstd")?.as_view();
-    let gv = be.buf(gamma, "batchnorm_bwd: gamma")?.as_view();
+    let dyv = be.buf(dy, "batchnorm_bwd: dy")?.view();
+    let xv = be.buf(x, "batchnorm_bwd: x")?.view();
+    let mv = be.buf(mean, "batchnorm_bwd: mean")?.view();
+    let iv = be.buf(invstd, "batchnorm_bwd: invstd")?.view();
+    let gv = be.buf(gamma, "batchnorm_bwd: gamma")?.view();
     let mut sum_dy = be.alloc(c, "batchnorm_bwd: dbeta")?;
     let mut sum_dy_xhat = be.alloc(c, "batchnorm_bwd: dgamma")?;
     be.launch_bn_bwd_reduce(
@@ -419,8 +412,8 @@ pub(super) fn bwd(
         (n, c, s),
         &mv,
         &iv,
-        &mut sum_dy.as_view_mut(),
-        &mut sum_dy_xhat.as_view_mut(),
+        &mut sum_dy.view_mut(),
+        &mut sum_dy_xhat.view_mut(),
     )?;
     let mut dx = be.alloc(x.numel(), "batchnorm_bwd: dx")?;
     be.launch_bn_bwd_dx(
@@ -430,9 +423,9 @@ pub(super) fn bwd(
         &mv,
         &iv,
         &gv,
-        &sum_dy.as_view(),
-        &sum_dy_xhat.as_view(),
-        &mut dx.as_view_mut(),
+        &sum_dy.view(),
+        &sum_dy_xhat.view(),
+        &mut dx.view_mut(),
     )?;
     Ok(BnBackward {
         dx: be.wrap(dx, x.shape()),

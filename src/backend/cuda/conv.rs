@@ -175,17 +175,17 @@ impl CudaBackend {
     /// Runs the CPU twin's `im2col_f32` on device tensors: x is ONE image [c_in, h_in, w_in],
     /// col is [c_in·k_h·k_w, h_out·w_out].
     pub fn im2col_f32(&self, x: &Tensor, p: &Conv2dParams, col: &mut Tensor) -> Result<()> {
-        let xv = self.buf(x, "im2col_f32: x")?.as_view();
+        let xv = self.buf(x, "im2col_f32: x")?.view();
         let cb = self.buf_mut(col, "im2col_f32: col")?;
-        self.launch_im2col(&xv, p, &mut cb.as_view_mut(), 1)
+        self.launch_im2col(&xv, p, &mut cb.view_mut(), 1)
     }
 
     /// Runs the CPU twin's `col2im_f32` on device tensors: overwrites ONE image x with the sum
     /// of the column entries that read each pixel.
     pub fn col2im_f32(&self, col: &Tensor, p: &Conv2dParams, x: &mut Tensor) -> Result<()> {
-        let cv = self.buf(col, "col2im_f32: col")?.as_view();
+        let cv = self.buf(col, "col2im_f32: col")?.view();
         let xb = self.buf_mut(x, "col2im_f32: x")?;
-        self.launch_col2im(&cv, p, &mut xb.as_view_mut(), 1)
+        self.launch_col2im(&cv, p, &mut xb.view_mut(), 1)
     }
 
     /// Runs the CPU twin's `bias_add_f32` on device tensors: y[n, c, s] += bias[c].
@@ -197,9 +197,9 @@ impl CudaBackend {
         c: usize,
         s: usize,
     ) -> Result<()> {
-        let bv = self.buf(bias, "bias_add_f32: bias")?.as_view();
+        let bv = self.buf(bias, "bias_add_f32: bias")?.view();
         let yb = self.buf_mut(y, "bias_add_f32: y")?;
-        self.launch_bias_add(&mut yb.as_view_mut(), &bv, n, c, s)
+        self.launch_bias_add(&mut yb.view_mut(), &bv, n, c, s)
     }
 
     /// Runs the CPU twin's `channel_sum_f32` on device tensors: out[c] = Σ x[n, c, s].
@@ -211,9 +211,9 @@ impl CudaBackend {
         s: usize,
         out: &mut Tensor,
     ) -> Result<()> {
-        let xv = self.buf(x, "channel_sum_f32: x")?.as_view();
+        let xv = self.buf(x, "channel_sum_f32: x")?.view();
         let ob = self.buf_mut(out, "channel_sum_f32: out")?;
-        self.launch_channel_sum(&xv, n, c, s, &mut ob.as_view_mut())
+        self.launch_channel_sum(&xv, n, c, s, &mut ob.view_mut())
     }
 }
 
@@ -235,8 +235,8 @@ pub(super) fn conv2d_fwd(
     let (cout, kk, hw) = (p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
     let img_out = cout * hw;
-    let xv = be.buf(x, "conv2d_fwd: x")?.as_view();
-    let wv = be.buf(w, "conv2d_fwd: w")?.as_view();
+    let xv = be.buf(x, "conv2d_fwd: x")?.view();
+    let wv = be.buf(w, "conv2d_fwd: w")?.view();
     let mut y = be.alloc(n * img_out, "conv2d_fwd: y")?;
     // Y_i[c_out, hw] = W[c_out, kk] · col_i[kk, hw], one GEMM per image of the chunk.
     let gemm = |nb: usize, stride_b: usize| Gemm {
@@ -280,8 +280,8 @@ pub(super) fn conv2d_fwd(
         }
     }
     if let Some(b) = bias {
-        let bv = be.buf(b, "conv2d_fwd: bias")?.as_view();
-        be.launch_bias_add(&mut y.as_view_mut(), &bv, n, cout, hw)?;
+        let bv = be.buf(b, "conv2d_fwd: bias")?.view();
+        be.launch_bias_add(&mut y.view_mut(), &bv, n, cout, hw)?;
     }
     Ok(be.wrap(y, &p.y_shape()))
 }
@@ -300,8 +300,8 @@ pub(super) fn conv2d_bwd_input(
     let (cout, kk, hw) = (p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
     let img_out = cout * hw;
-    let dyv = be.buf(dy, "conv2d_bwd_input: dy")?.as_view();
-    let wv = be.buf(w, "conv2d_bwd_input: w")?.as_view();
+    let dyv = be.buf(dy, "conv2d_bwd_input: dy")?.view();
+    let wv = be.buf(w, "conv2d_bwd_input: w")?.view();
     let mut dx = be.alloc(n * img_in, "conv2d_bwd_input: dx")?;
     // dcol_i[kk, hw] = W[c_out, kk]ᵀ · dY_i[c_out, hw], one GEMM per image of the chunk.
     let gemm = |nb: usize, stride_c: usize| Gemm {
@@ -366,8 +366,8 @@ pub(super) fn conv2d_bwd_weight(
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
     let img_out = cout * hw;
     let wlen = cout * kk;
-    let xv = be.buf(x, "conv2d_bwd_weight: x")?.as_view();
-    let dyv = be.buf(dy, "conv2d_bwd_weight: dy")?.as_view();
+    let xv = be.buf(x, "conv2d_bwd_weight: x")?.view();
+    let dyv = be.buf(dy, "conv2d_bwd_weight: dy")?.view();
     let mut dw = be.alloc_zeros(wlen, "conv2d_bwd_weight: dw")?;
     if n > 0 && wlen > 0 {
         // Split-K over the images: enough partial sums that the GEMM fills the GPU twice.
@@ -405,8 +405,8 @@ pub(super) fn conv2d_bwd_weight(
             let dy_chunk = dyv.slice(i0 * img_out..(i0 + nb) * img_out);
             let x_chunk = xv.slice(i0 * img_in..(i0 + nb) * img_in);
             let mut target = match partial.as_mut() {
-                Some(part) => part.as_view_mut(),
-                None => dw.as_view_mut(),
+                Some(part) => part.view_mut(),
+                None => dw.view_mut(),
             };
             match col.as_mut() {
                 None => be.launch_sgemm(&gemm(nb, img_in), &dy_chunk, &x_chunk, &mut target)?,
@@ -423,7 +423,7 @@ pub(super) fn conv2d_bwd_weight(
         }
         if let Some(part) = partial.as_ref() {
             // dw[j] = Σ_g part[g, j]: a channel sum over [groups, wlen, 1].
-            be.launch_channel_sum(&part.as_view(), groups, wlen, 1, &mut dw.as_view_mut())?;
+            be.launch_channel_sum(&part.view(), groups, wlen, 1, &mut dw.view_mut())?;
         }
     }
     let dw = be.wrap(dw, &p.w_shape());
@@ -436,8 +436,8 @@ pub(super) fn conv2d_bwd_weight(
 /// Σ over every dimension but 1: [n, c, rest...] -> [c].
 pub(super) fn channel_sum(be: &CudaBackend, x: &Tensor) -> Result<Tensor> {
     let (n, c, s) = ncs(x, "channel_sum: x")?;
-    let xv = be.buf(x, "channel_sum: x")?.as_view();
+    let xv = be.buf(x, "channel_sum: x")?.view();
     let mut out = be.alloc(c, "channel_sum: out")?;
-    be.launch_channel_sum(&xv, n, c, s, &mut out.as_view_mut())?;
+    be.launch_channel_sum(&xv, n, c, s, &mut out.view_mut())?;
     Ok(be.wrap(out, &[c]))
 }

@@ -154,23 +154,23 @@ impl CudaBackend {
             return self.launch_sum_blocks(x, scale, out, 1);
         }
         let mut partial = self.alloc(blocks, "sum_f32: partial sums")?;
-        self.launch_sum_blocks(x, 1.0, &mut partial.as_view_mut(), blocks)?;
-        self.launch_sum_blocks(&partial.as_view(), scale, out, 1)
+        self.launch_sum_blocks(x, 1.0, &mut partial.view_mut(), blocks)?;
+        self.launch_sum_blocks(&partial.view(), scale, out, 1)
     }
 
     /// Runs the CPU twin's `relu_fwd_f32` on device tensors.
     pub fn relu_fwd_f32(&self, x: &Tensor, y: &mut Tensor) -> Result<()> {
-        let xv = self.buf(x, "relu_fwd_f32: x")?.as_view();
+        let xv = self.buf(x, "relu_fwd_f32: x")?.view();
         let yb = self.buf_mut(y, "relu_fwd_f32: y")?;
-        self.launch_relu_fwd(&xv, &mut yb.as_view_mut())
+        self.launch_relu_fwd(&xv, &mut yb.view_mut())
     }
 
     /// Runs the CPU twin's `relu_bwd_f32` on device tensors.
     pub fn relu_bwd_f32(&self, dy: &Tensor, y: &Tensor, dx: &mut Tensor) -> Result<()> {
-        let dyv = self.buf(dy, "relu_bwd_f32: dy")?.as_view();
-        let yv = self.buf(y, "relu_bwd_f32: y")?.as_view();
+        let dyv = self.buf(dy, "relu_bwd_f32: dy")?.view();
+        let yv = self.buf(y, "relu_bwd_f32: y")?.view();
         let dxb = self.buf_mut(dx, "relu_bwd_f32: dx")?;
-        self.launch_relu_bwd(&dyv, &yv, &mut dxb.as_view_mut())
+        self.launch_relu_bwd(&dyv, &yv, &mut dxb.view_mut())
     }
 
     /// Runs the CPU twin's `add_f32` on device tensors: c = a + b.
@@ -190,29 +190,29 @@ impl CudaBackend {
         b: &Tensor,
         c: &mut Tensor,
     ) -> Result<()> {
-        let av = self.buf(a, name)?.as_view();
-        let bv = self.buf(b, name)?.as_view();
+        let av = self.buf(a, name)?.view();
+        let bv = self.buf(b, name)?.view();
         let cb = self.buf_mut(c, name)?;
-        self.launch_binary(name, &av, &bv, &mut cb.as_view_mut())
+        self.launch_binary(name, &av, &bv, &mut cb.view_mut())
     }
 
     /// Runs the CPU twin's `axpby_f32` on device tensors: y = a·x + b·y (same shapes).
     pub fn axpby_f32(&self, a: f32, x: &Tensor, b: f32, y: &mut Tensor) -> Result<()> {
         same_shape(x, y, "axpby: x and y")?;
-        let xv = self.buf(x, "axpby: x")?.as_view();
+        let xv = self.buf(x, "axpby: x")?.view();
         let yb = self.buf_mut(y, "axpby: y")?;
-        self.launch_axpby(a, &xv, b, &mut yb.as_view_mut())
+        self.launch_axpby(a, &xv, b, &mut yb.view_mut())
     }
 
     /// Runs the CPU twin's `sum_f32` on a device tensor and returns the sum (the kernel writes
     /// it to a one-element device buffer, downloaded here).
     pub fn sum_f32(&self, x: &Tensor) -> Result<f32> {
-        let xv = self.buf(x, "sum_f32: x")?.as_view();
+        let xv = self.buf(x, "sum_f32: x")?.view();
         let mut out = self.alloc(1, "sum_f32: out")?;
-        self.launch_sum(&xv, 1.0, &mut out.as_view_mut())?;
+        self.launch_sum(&xv, 1.0, &mut out.view_mut())?;
         let v = self
             .stream
-            .clone_dtoh(&out)
+            .clone_dtoh(&out.view())
             .map_err(cuda_err("sum_f32: download"))?;
         Ok(v[0])
     }
@@ -220,19 +220,19 @@ impl CudaBackend {
 
 /// max(x, 0).
 pub(super) fn relu_fwd(be: &CudaBackend, x: &Tensor) -> Result<Tensor> {
-    let xv = be.buf(x, "relu_fwd: x")?.as_view();
+    let xv = be.buf(x, "relu_fwd: x")?.view();
     let mut y = be.alloc(x.numel(), "relu_fwd: y")?;
-    be.launch_relu_fwd(&xv, &mut y.as_view_mut())?;
+    be.launch_relu_fwd(&xv, &mut y.view_mut())?;
     Ok(be.wrap(y, x.shape()))
 }
 
 /// dy where y > 0, else 0.
 pub(super) fn relu_bwd(be: &CudaBackend, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
     same_shape(dy, y, "relu_bwd: dy and y")?;
-    let dyv = be.buf(dy, "relu_bwd: dy")?.as_view();
-    let yv = be.buf(y, "relu_bwd: y")?.as_view();
+    let dyv = be.buf(dy, "relu_bwd: dy")?.view();
+    let yv = be.buf(y, "relu_bwd: y")?.view();
     let mut dx = be.alloc(dy.numel(), "relu_bwd: dx")?;
-    be.launch_relu_bwd(&dyv, &yv, &mut dx.as_view_mut())?;
+    be.launch_relu_bwd(&dyv, &yv, &mut dx.view_mut())?;
     Ok(be.wrap(dx, dy.shape()))
 }
 
@@ -244,9 +244,9 @@ pub(super) fn binary(
     b: &Tensor,
 ) -> Result<Tensor> {
     same_shape(a, b, name)?;
-    let av = be.buf(a, name)?.as_view();
-    let bv = be.buf(b, name)?.as_view();
+    let av = be.buf(a, name)?.view();
+    let bv = be.buf(b, name)?.view();
     let mut c = be.alloc(a.numel(), name)?;
-    be.launch_binary(name, &av, &bv, &mut c.as_view_mut())?;
+    be.launch_binary(name, &av, &bv, &mut c.view_mut())?;
     Ok(be.wrap(c, a.shape()))
 }

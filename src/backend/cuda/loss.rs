@@ -89,21 +89,11 @@ impl CudaBackend {
         logprobs: &mut Tensor,
         row_nll: &mut Tensor,
     ) -> Result<()> {
-        let xv = self
-            .buf(logits, "log_softmax_ce_fwd_f32: logits")?
-            .as_view();
-        let lv = self
-            .buf(labels, "log_softmax_ce_fwd_f32: labels")?
-            .as_view();
+        let xv = self.buf(logits, "log_softmax_ce_fwd_f32: logits")?.view();
+        let lv = self.buf(labels, "log_softmax_ce_fwd_f32: labels")?.view();
         let pb = self.buf_mut(logprobs, "log_softmax_ce_fwd_f32: logprobs")?;
         let rb = self.buf_mut(row_nll, "log_softmax_ce_fwd_f32: row_nll")?;
-        self.launch_ce_fwd(
-            &xv,
-            &lv,
-            (n, k),
-            &mut pb.as_view_mut(),
-            &mut rb.as_view_mut(),
-        )
+        self.launch_ce_fwd(&xv, &lv, (n, k), &mut pb.view_mut(), &mut rb.view_mut())
     }
 
     /// Runs the CPU twin's `log_softmax_ce_bwd_f32` on device tensors.
@@ -118,12 +108,10 @@ impl CudaBackend {
     ) -> Result<()> {
         let pv = self
             .buf(logprobs, "log_softmax_ce_bwd_f32: logprobs")?
-            .as_view();
-        let lv = self
-            .buf(labels, "log_softmax_ce_bwd_f32: labels")?
-            .as_view();
+            .view();
+        let lv = self.buf(labels, "log_softmax_ce_bwd_f32: labels")?.view();
         let db = self.buf_mut(dlogits, "log_softmax_ce_bwd_f32: dlogits")?;
-        self.launch_ce_bwd(&pv, &lv, (n, k), scale, &mut db.as_view_mut())
+        self.launch_ce_bwd(&pv, &lv, (n, k), scale, &mut db.view_mut())
     }
 }
 
@@ -169,19 +157,19 @@ pub(super) fn cross_entropy_fwd(
         )));
     }
     check_ce(be, logits, labels, "cross_entropy_fwd")?;
-    let xv = be.buf(logits, "cross_entropy_fwd: logits")?.as_view();
-    let lv = be.buf(labels, "cross_entropy_fwd: labels")?.as_view();
+    let xv = be.buf(logits, "cross_entropy_fwd: logits")?.view();
+    let lv = be.buf(labels, "cross_entropy_fwd: labels")?.view();
     let mut logprobs = be.alloc(n * k, "cross_entropy_fwd: logprobs")?;
     let mut row_nll = be.alloc(n, "cross_entropy_fwd: row losses")?;
     be.launch_ce_fwd(
         &xv,
         &lv,
         (n, k),
-        &mut logprobs.as_view_mut(),
-        &mut row_nll.as_view_mut(),
+        &mut logprobs.view_mut(),
+        &mut row_nll.view_mut(),
     )?;
     let mut loss = be.alloc(1, "cross_entropy_fwd: loss")?;
-    be.launch_sum(&row_nll.as_view(), 1.0 / n as f32, &mut loss.as_view_mut())?;
+    be.launch_sum(&row_nll.view(), 1.0 / n as f32, &mut loss.view_mut())?;
     Ok((be.wrap(loss, &[1]), be.wrap(logprobs, &[n, k])))
 }
 
@@ -193,10 +181,10 @@ pub(super) fn cross_entropy_bwd(
     scale: f32,
 ) -> Result<Tensor> {
     let (n, k) = check_ce(be, logprobs, labels, "cross_entropy_bwd")?;
-    let pv = be.buf(logprobs, "cross_entropy_bwd: logprobs")?.as_view();
-    let lv = be.buf(labels, "cross_entropy_bwd: labels")?.as_view();
+    let pv = be.buf(logprobs, "cross_entropy_bwd: logprobs")?.view();
+    let lv = be.buf(labels, "cross_entropy_bwd: labels")?.view();
     let mut d = be.alloc(n * k, "cross_entropy_bwd: dlogits")?;
     let s = scale / n.max(1) as f32;
-    be.launch_ce_bwd(&pv, &lv, (n, k), s, &mut d.as_view_mut())?;
+    be.launch_ce_bwd(&pv, &lv, (n, k), s, &mut d.view_mut())?;
     Ok(be.wrap(d, &[n, k]))
 }

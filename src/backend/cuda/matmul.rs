@@ -208,10 +208,10 @@ impl CudaBackend {
 
     /// Runs a (batched, possibly split-K) [`Gemm`] on device tensors.
     pub fn sgemm(&self, g: &Gemm, a: &Tensor, b: &Tensor, c: &mut Tensor) -> Result<()> {
-        let av = self.buf(a, "sgemm_f32: A")?.as_view();
-        let bv = self.buf(b, "sgemm_f32: B")?.as_view();
+        let av = self.buf(a, "sgemm_f32: A")?.view();
+        let bv = self.buf(b, "sgemm_f32: B")?.view();
         let cb = self.buf_mut(c, "sgemm_f32: C")?;
-        self.launch_sgemm(g, &av, &bv, &mut cb.as_view_mut())
+        self.launch_sgemm(g, &av, &bv, &mut cb.view_mut())
     }
 }
 
@@ -231,19 +231,19 @@ pub(super) fn linear_fwd(
             w.shape()
         )));
     }
-    let xv = be.buf(x, "linear_fwd: x")?.as_view();
-    let wv = be.buf(w, "linear_fwd: w")?.as_view();
+    let xv = be.buf(x, "linear_fwd: x")?.view();
+    let wv = be.buf(w, "linear_fwd: w")?.view();
     let mut y = be.alloc(n * dout, "linear_fwd: y")?;
     be.launch_sgemm(
         &Gemm::new(false, true, n, dout, din),
         &xv,
         &wv,
-        &mut y.as_view_mut(),
+        &mut y.view_mut(),
     )?;
     if let Some(bias) = bias {
         be.expect(bias, &[dout], "linear_fwd: bias")?;
-        let bv = be.buf(bias, "linear_fwd: bias")?.as_view();
-        be.launch_bias_add(&mut y.as_view_mut(), &bv, n, dout, 1)?;
+        let bv = be.buf(bias, "linear_fwd: bias")?.view();
+        be.launch_bias_add(&mut y.view_mut(), &bv, n, dout, 1)?;
     }
     Ok(be.wrap(y, &[n, dout]))
 }
@@ -259,14 +259,14 @@ pub(super) fn linear_bwd_input(be: &CudaBackend, dy: &Tensor, w: &Tensor) -> Res
             w.shape()
         )));
     }
-    let dyv = be.buf(dy, "linear_bwd_input: dy")?.as_view();
-    let wv = be.buf(w, "linear_bwd_input: w")?.as_view();
+    let dyv = be.buf(dy, "linear_bwd_input: dy")?.view();
+    let wv = be.buf(w, "linear_bwd_input: w")?.view();
     let mut dx = be.alloc(n * din, "linear_bwd_input: dx")?;
     be.launch_sgemm(
         &Gemm::new(false, false, n, din, dout),
         &dyv,
         &wv,
-        &mut dx.as_view_mut(),
+        &mut dx.view_mut(),
     )?;
     Ok(be.wrap(dx, &[n, din]))
 }
@@ -287,15 +287,15 @@ pub(super) fn linear_bwd_weight(
             dy.shape()
         )));
     }
-    let xv = be.buf(x, "linear_bwd_weight: x")?.as_view();
-    let dyv = be.buf(dy, "linear_bwd_weight: dy")?.as_view();
+    let xv = be.buf(x, "linear_bwd_weight: x")?.view();
+    let dyv = be.buf(dy, "linear_bwd_weight: dy")?.view();
     let mut dw = be.alloc(dout * din, "linear_bwd_weight: dw")?;
     // With n == 0 the reduction is empty and the kernel writes zeros.
     be.launch_sgemm(
         &Gemm::new(true, false, dout, din, n),
         &dyv,
         &xv,
-        &mut dw.as_view_mut(),
+        &mut dw.view_mut(),
     )?;
     let dw = be.wrap(dw, &[dout, din]);
     match mask {

@@ -20,9 +20,14 @@ mod matmul;
 mod optim;
 mod pool;
 
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::ops::RangeBounds;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig};
+use cudarc::driver::{
+    CudaContext, CudaSlice, CudaStream, CudaView, CudaViewMut, DeviceRepr, DriverError,
+    LaunchConfig,
+};
 
 pub use loader::{compile_family, nvrtc_available, ptx_entries, ptxas_report, Compiled};
 pub use matmul::Gemm;
@@ -44,36 +49,90 @@ unsafe impl DeviceRepr for SgdParams {}
 /// Threads per block of the 1-d (grid-stride) kernels and of the per-channel reductions.
 pub(crate) const BLOCK: u32 = 256;
 
+/// A device allocation of `len` f32. A zero-length buffer still holds one element, because
+/// `cuMemAlloc` rejects zero-byte requests on some drivers; its views are empty.
+pub struct DevBuf {
+    slice: CudaSlice<f32>,
+    len: usize,
+}
+
+impl DevBuf {
+    /// Number of (logical) elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the buffer holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole buffer, read-only.
+    pub fn view(&self) -> CudaView<'_, f32> {
+        self.slice.slice(..self.len)
+    }
+
+    /// The whole buffer, writable.
+    pub fn view_mut(&mut self) -> CudaViewMut<'_, f32> {
+        self.slice.slice_mut(..self.len)
+    }
+
+    /// Part of the buffer (panics if the range is outside `0..len`).
+    pub fn slice(&self, range: impl RangeBounds<usize>) -> CudaView<'_, f32> {
+        self.view().slice(range)
+    }
+
+    /// Part of the buffer, writable (panics if the range is outside `0..len`).
+    pub fn slice_mut(&mut self, range: impl RangeBounds<usize>) -> CudaViewMut<'_, f32> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(&a) => a,
+            Bound::Excluded(&a) => a + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&b) => b + 1,
+            Bound::Excluded(&b) => b,
+            Bound::Unbounded => self.len,
+        };
+        assert!(
+            start <= end && end <= self.len,
+            "DevBuf::slice_mut: {start}..{end} is outside 0..{}",
+            self.len
+        );
+        self.slice.slice_mut(start..end)
+    }
+}
+
 /// A CUDA device buffer and the backend that owns it.
 pub struct CudaStorage {
     /// The backend (context, stream, modules) the buffer belongs to.
     pub backend: Arc<CudaBackend>,
-    pub(crate) buf: CudaSlice<f32>,
+    pub(crate) buf: DevBuf,
 }
 
 impl CudaStorage {
     /// The device buffer (row-major f32, as many elements as the tensor).
-    pub fn slice(&self) -> &CudaSlice<f32> {
-        &self.buf
+    pub fn view(&self) -> CudaView<'_, f32> {
+        self.buf.view()
     }
 }
 
 impl Clone for CudaStorage {
-    /// A deep copy (device to device), as copy-on-write of a shared tensor needs.
+    /// A deep copy (device to device), as copy-on-write of a shared tensor needs. Panics if
+    /// the device is out of memory (`Clone` cannot return an error).
     fn clone(&self) -> Self {
-        let buf = if self.buf.is_empty() {
-            self.backend
-                .stream
-                .null()
-                .expect("CUDA: allocating an empty buffer failed")
-        } else {
-            self.buf
-                .try_clone()
-                .unwrap_or_else(|e| panic!("CUDA: copying a tensor on the device failed: {e}"))
-        };
+        let slice = self
+            .buf
+            .slice
+            .try_clone()
+            .unwrap_or_else(|e| panic!("CUDA: copying a tensor on the device failed: {e}"));
         CudaStorage {
             backend: self.backend.clone(),
-            buf,
+            buf: DevBuf {
+                slice,
+                len: self.buf.len,
+            },
         }
     }
 }
@@ -118,8 +177,25 @@ pub(crate) fn check_len(have: usize, need: usize, what: &str) -> Result<()> {
 
 impl CudaBackend {
     /// Opens GPU `ordinal`, or returns [`Error::Device`] saying what is missing when CUDA is
-    /// not usable here (no driver library, no GPU, no NVRTC). Never panics.
+    /// not usable here (no driver library, no GPU, no NVRTC). Never panics. While a backend
+    /// for `ordinal` is alive, this returns that same backend, so tensors created through
+    /// separate `Device::cuda(0)` calls live on the same device and work together.
     pub fn new(ordinal: usize) -> Result<Arc<CudaBackend>> {
+        static OPEN: OnceLock<Mutex<HashMap<usize, Weak<CudaBackend>>>> = OnceLock::new();
+        let mut open = OPEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(b) = open.get(&ordinal).and_then(Weak::upgrade) {
+            return Ok(b);
+        }
+        let b = Self::open(ordinal)?;
+        open.insert(ordinal, Arc::downgrade(&b));
+        Ok(b)
+    }
+
+    /// Opens a new backend (context, stream, empty module cache) on GPU `ordinal`.
+    fn open(ordinal: usize) -> Result<Arc<CudaBackend>> {
         // SAFETY: only `dlopen`s cudarc's candidate names for libcuda and closes them again.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(Error::Device(format!(
@@ -242,31 +318,25 @@ impl CudaBackend {
     }
 
     /// An uninitialised device buffer of `len` f32 (the caller's kernel overwrites all of it).
-    pub(crate) fn alloc(&self, len: usize, what: &str) -> Result<CudaSlice<f32>> {
-        if len == 0 {
-            return self
-                .stream
-                .null()
-                .map_err(cuda_err(format!("{what}: allocate")));
-        }
+    pub(crate) fn alloc(&self, len: usize, what: &str) -> Result<DevBuf> {
         // SAFETY: the memory is uninitialised; every caller launches a kernel that writes all
         // `len` elements before anything reads them (or reads none of them when it fails).
-        unsafe { self.stream.alloc::<f32>(len) }
-            .map_err(cuda_err(format!("{what}: allocate {len} f32")))
+        let slice = unsafe { self.stream.alloc::<f32>(len.max(1)) }
+            .map_err(cuda_err(format!("{what}: allocate {len} f32")))?;
+        Ok(DevBuf { slice, len })
     }
 
     /// A zeroed device buffer of `len` f32.
-    pub(crate) fn alloc_zeros(&self, len: usize, what: &str) -> Result<CudaSlice<f32>> {
-        if len == 0 {
-            return self.alloc(0, what);
-        }
-        self.stream
-            .alloc_zeros::<f32>(len)
-            .map_err(cuda_err(format!("{what}: allocate {len} zeroed f32")))
+    pub(crate) fn alloc_zeros(&self, len: usize, what: &str) -> Result<DevBuf> {
+        let slice = self
+            .stream
+            .alloc_zeros::<f32>(len.max(1))
+            .map_err(cuda_err(format!("{what}: allocate {len} zeroed f32")))?;
+        Ok(DevBuf { slice, len })
     }
 
     /// Wraps a device buffer of `numel(shape)` elements as a tensor of this backend.
-    pub(crate) fn wrap(&self, buf: CudaSlice<f32>, shape: &[usize]) -> Tensor {
+    pub(crate) fn wrap(&self, buf: DevBuf, shape: &[usize]) -> Tensor {
         debug_assert_eq!(buf.len(), numel(shape));
         Tensor::from_storage(
             Storage::Cuda(CudaStorage {
@@ -286,7 +356,7 @@ impl CudaBackend {
     }
 
     /// The device buffer of `t`, or [`Error::Device`] if it lives elsewhere.
-    pub(crate) fn buf<'a>(&self, t: &'a Tensor, what: &str) -> Result<&'a CudaSlice<f32>> {
+    pub(crate) fn buf<'a>(&self, t: &'a Tensor, what: &str) -> Result<&'a DevBuf> {
         match t.storage() {
             Storage::Cuda(s) if std::ptr::eq(Arc::as_ptr(&s.backend), self) => Ok(&s.buf),
             _ => Err(self.wrong_device(t, what)),
@@ -294,11 +364,7 @@ impl CudaBackend {
     }
 
     /// The device buffer of `t` for writing (copied first if another tensor shares it).
-    pub(crate) fn buf_mut<'a>(
-        &self,
-        t: &'a mut Tensor,
-        what: &str,
-    ) -> Result<&'a mut CudaSlice<f32>> {
+    pub(crate) fn buf_mut<'a>(&self, t: &'a mut Tensor, what: &str) -> Result<&'a mut DevBuf> {
         self.buf(t, what)?;
         match t.storage_mut() {
             Storage::Cuda(s) => Ok(&mut s.buf),
@@ -345,9 +411,14 @@ impl Backend for CudaBackend {
         let buf = if data.is_empty() {
             self.alloc(0, "upload")?
         } else {
-            self.stream
+            let slice = self
+                .stream
                 .clone_htod(data)
-                .map_err(cuda_err(format!("upload {shape:?} to {}", self.name())))?
+                .map_err(cuda_err(format!("upload {shape:?} to {}", self.name())))?;
+            DevBuf {
+                slice,
+                len: data.len(),
+            }
         };
         Ok(self.wrap(buf, shape))
     }
@@ -356,11 +427,13 @@ impl Backend for CudaBackend {
         if buf.is_empty() {
             return Ok(Vec::new());
         }
-        self.stream.clone_dtoh(buf).map_err(cuda_err(format!(
-            "download {:?} from {}",
-            t.shape(),
-            self.name()
-        )))
+        self.stream
+            .clone_dtoh(&buf.view())
+            .map_err(cuda_err(format!(
+                "download {:?} from {}",
+                t.shape(),
+                self.name()
+            )))
     }
     fn conv2d_fwd(
         &self,

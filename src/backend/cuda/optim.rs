@@ -54,20 +54,14 @@ impl CudaBackend {
         mask: Option<&Tensor>,
         p: &SgdParams,
     ) -> Result<()> {
-        let gv = self.buf(g, "sgd_step_f32: g")?.as_view();
+        let gv = self.buf(g, "sgd_step_f32: g")?.view();
         let mv = match mask {
-            Some(t) => Some(self.buf(t, "sgd_step_f32: mask")?.as_view()),
+            Some(t) => Some(self.buf(t, "sgd_step_f32: mask")?.view()),
             None => None,
         };
         let wb = self.buf_mut(w, "sgd_step_f32: w")?;
         let mb = self.buf_mut(m, "sgd_step_f32: m")?;
-        self.launch_sgd(
-            &mut wb.as_view_mut(),
-            &gv,
-            &mut mb.as_view_mut(),
-            mv.as_ref(),
-            p,
-        )
+        self.launch_sgd(&mut wb.view_mut(), &gv, &mut mb.view_mut(), mv.as_ref(), p)
     }
 }
 

@@ -119,10 +119,10 @@ impl CudaBackend {
         y: &mut Tensor,
         idx: &mut Tensor,
     ) -> Result<()> {
-        let xv = self.buf(x, "maxpool2d_fwd_f32: x")?.as_view();
+        let xv = self.buf(x, "maxpool2d_fwd_f32: x")?.view();
         let yb = self.buf_mut(y, "maxpool2d_fwd_f32: y")?;
         let ib = self.buf_mut(idx, "maxpool2d_fwd_f32: idx")?;
-        self.launch_maxpool_fwd(&xv, p, &mut yb.as_view_mut(), &mut ib.as_view_mut())
+        self.launch_maxpool_fwd(&xv, p, &mut yb.view_mut(), &mut ib.view_mut())
     }
 
     /// Runs the CPU twin's `maxpool2d_bwd_f32` on device tensors (overwrites dx).
@@ -133,24 +133,24 @@ impl CudaBackend {
         p: &Pool2dParams,
         dx: &mut Tensor,
     ) -> Result<()> {
-        let dyv = self.buf(dy, "maxpool2d_bwd_f32: dy")?.as_view();
-        let iv = self.buf(idx, "maxpool2d_bwd_f32: idx")?.as_view();
+        let dyv = self.buf(dy, "maxpool2d_bwd_f32: dy")?.view();
+        let iv = self.buf(idx, "maxpool2d_bwd_f32: idx")?.view();
         let dxb = self.buf_mut(dx, "maxpool2d_bwd_f32: dx")?;
-        self.launch_maxpool_bwd(&dyv, &iv, p, &mut dxb.as_view_mut())
+        self.launch_maxpool_bwd(&dyv, &iv, p, &mut dxb.view_mut())
     }
 
     /// Runs the CPU twin's `avgpool2d_fwd_f32` on device tensors.
     pub fn avgpool2d_fwd_f32(&self, x: &Tensor, p: &Pool2dParams, y: &mut Tensor) -> Result<()> {
-        let xv = self.buf(x, "avgpool2d_fwd_f32: x")?.as_view();
+        let xv = self.buf(x, "avgpool2d_fwd_f32: x")?.view();
         let yb = self.buf_mut(y, "avgpool2d_fwd_f32: y")?;
-        self.launch_avgpool_fwd(&xv, p, &mut yb.as_view_mut())
+        self.launch_avgpool_fwd(&xv, p, &mut yb.view_mut())
     }
 
     /// Runs the CPU twin's `avgpool2d_bwd_f32` on device tensors (overwrites dx).
     pub fn avgpool2d_bwd_f32(&self, dy: &Tensor, p: &Pool2dParams, dx: &mut Tensor) -> Result<()> {
-        let dyv = self.buf(dy, "avgpool2d_bwd_f32: dy")?.as_view();
+        let dyv = self.buf(dy, "avgpool2d_bwd_f32: dy")?.view();
         let dxb = self.buf_mut(dx, "avgpool2d_bwd_f32: dx")?;
-        self.launch_avgpool_bwd(&dyv, p, &mut dxb.as_view_mut())
+        self.launch_avgpool_bwd(&dyv, p, &mut dxb.view_mut())
     }
 }
 
@@ -161,11 +161,11 @@ pub(super) fn maxpool_fwd(
     p: &Pool2dParams,
 ) -> Result<(Tensor, Tensor)> {
     be.expect(x, &p.x_shape(), "maxpool2d_fwd: x")?;
-    let xv = be.buf(x, "maxpool2d_fwd: x")?.as_view();
+    let xv = be.buf(x, "maxpool2d_fwd: x")?.view();
     let lout = numel(&p.y_shape());
     let mut y = be.alloc(lout, "maxpool2d_fwd: y")?;
     let mut idx = be.alloc(lout, "maxpool2d_fwd: idx")?;
-    be.launch_maxpool_fwd(&xv, p, &mut y.as_view_mut(), &mut idx.as_view_mut())?;
+    be.launch_maxpool_fwd(&xv, p, &mut y.view_mut(), &mut idx.view_mut())?;
     Ok((be.wrap(y, &p.y_shape()), be.wrap(idx, &p.y_shape())))
 }
 
@@ -178,27 +178,27 @@ pub(super) fn maxpool_bwd(
 ) -> Result<Tensor> {
     be.expect(dy, &p.y_shape(), "maxpool2d_bwd: dy")?;
     be.expect(idx, &p.y_shape(), "maxpool2d_bwd: idx")?;
-    let dyv = be.buf(dy, "maxpool2d_bwd: dy")?.as_view();
-    let iv = be.buf(idx, "maxpool2d_bwd: idx")?.as_view();
+    let dyv = be.buf(dy, "maxpool2d_bwd: dy")?.view();
+    let iv = be.buf(idx, "maxpool2d_bwd: idx")?.view();
     let mut dx = be.alloc(numel(&p.x_shape()), "maxpool2d_bwd: dx")?;
-    be.launch_maxpool_bwd(&dyv, &iv, p, &mut dx.as_view_mut())?;
+    be.launch_maxpool_bwd(&dyv, &iv, p, &mut dx.view_mut())?;
     Ok(be.wrap(dx, &p.x_shape()))
 }
 
 /// Average-pool forward.
 pub(super) fn avgpool_fwd(be: &CudaBackend, x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
     be.expect(x, &p.x_shape(), "avgpool2d_fwd: x")?;
-    let xv = be.buf(x, "avgpool2d_fwd: x")?.as_view();
+    let xv = be.buf(x, "avgpool2d_fwd: x")?.view();
     let mut y = be.alloc(numel(&p.y_shape()), "avgpool2d_fwd: y")?;
-    be.launch_avgpool_fwd(&xv, p, &mut y.as_view_mut())?;
+    be.launch_avgpool_fwd(&xv, p, &mut y.view_mut())?;
     Ok(be.wrap(y, &p.y_shape()))
 }
 
 /// Average-pool backward.
 pub(super) fn avgpool_bwd(be: &CudaBackend, dy: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
     be.expect(dy, &p.y_shape(), "avgpool2d_bwd: dy")?;
-    let dyv = be.buf(dy, "avgpool2d_bwd: dy")?.as_view();
+    let dyv = be.buf(dy, "avgpool2d_bwd: dy")?.view();
     let mut dx = be.alloc(numel(&p.x_shape()), "avgpool2d_bwd: dx")?;
-    be.launch_avgpool_bwd(&dyv, p, &mut dx.as_view_mut())?;
+    be.launch_avgpool_bwd(&dyv, p, &mut dx.view_mut())?;
     Ok(be.wrap(dx, &p.x_shape()))
 }
