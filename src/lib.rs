@@ -12,6 +12,7 @@ pub mod optim;
 pub mod rng;
 pub mod sparse;
 pub mod tensor;
+pub mod train;
 
 pub use device::Device;
 pub use error::{Error, Result};

@@ -1,5 +1,403 @@
-//! The `suptickets` command-line program.
+//! The `suptickets` command-line program: `train`, `eval`, `flops` and `info`.
+//!
+//! Every failure is printed as one `error: ...` line on stderr with a non-zero exit status;
+//! the program never panics on bad input.
 
-fn main() {
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use suptickets::error::{Error, Result};
+use suptickets::models::{build, ModelConfig, MODEL_NAMES};
+use suptickets::sparse::density::DensityInit;
+use suptickets::sparse::mask::{init_random_masks, MaskInit};
+use suptickets::train::checkpoint::Checkpoint;
+use suptickets::train::trainer::{checkpoint_path, eval_checkpoint, output_dir, resume, train};
+use suptickets::train::{FlopsTable, ScheduleKind, TrainConfig};
+
+/// Sparse neural-network training from scratch with Sup-tickets (Yin et al., UAI 2022).
+#[derive(Parser, Debug)]
+#[command(name = "suptickets", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model; writes log.jsonl, checkpoint.safetensors, report.json/.md and plots.
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on its run's test (or validation) split.
+    Eval(EvalArgs),
+    /// Per-layer parameter and FLOP table of a model.
+    Flops(FlopsArgs),
+    /// Version, backends, CUDA/NVRTC status and the kernel list.
+    Info,
+}
+
+/// `train` flags: each overrides the configuration file, which overrides the defaults (or, with
+/// `--resume`, the checkpoint's configuration).
+#[derive(Args, Debug, Default)]
+struct TrainArgs {
+    /// TOML configuration file (keys as the long flags with `_` for `-`).
+    #[arg(long, value_name = "FILE.toml")]
+    config: Option<PathBuf>,
+    /// Continue the run in DIR (or from a checkpoint file); writes into DIR unless --out is given.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+    /// Model name (vgg16, resnet18/34/50/101/152, resnet50-imagenet, wrn-D-K).
+    #[arg(long)]
+    model: Option<String>,
+    /// Channel multiplier.
+    #[arg(long)]
+    width: Option<f32>,
+    /// fashion-mnist, cifar10 or cifar100.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Directory with the dataset files.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Training epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Mini-batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Evaluation batch size.
+    #[arg(long)]
+    eval_batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    lr: Option<f32>,
+    /// SGD momentum.
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// L2 weight decay.
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Nesterov momentum.
+    #[arg(long)]
+    nesterov: bool,
+    /// multistep, cosine or constant.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Multi-step milestones in epochs, comma-separated (default int(0.5E),int(0.75E)).
+    #[arg(long, value_delimiter = ',')]
+    milestones: Option<Vec<usize>>,
+    /// Multi-step factor.
+    #[arg(long)]
+    gamma: Option<f32>,
+    /// Linear warm-up length in epochs.
+    #[arg(long, value_name = "EPOCHS")]
+    warmup: Option<f32>,
+    /// Seed of initialisation, data order and augmentation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Train on the first N training examples only.
+    #[arg(long, value_name = "N")]
+    limit_train: Option<usize>,
+    /// Evaluate on the first N evaluation examples only.
+    #[arg(long, value_name = "N")]
+    limit_test: Option<usize>,
+    /// Hold out this fraction of the training set and evaluate on it instead of the test split.
+    #[arg(long, value_name = "FRACTION")]
+    valid_split: Option<f64>,
+    /// Output directory (default runs/<name or timestamp>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Run name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Evaluate every N epochs (the last is always evaluated).
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// Stop after N epochs in this invocation (resume later with --resume).
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// Checkpoint file or run directory.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Directory with the dataset files (default: the run's).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (default: the run's).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct FlopsArgs {
+    /// Model name.
+    #[arg(long)]
+    model: String,
+    /// Output classes.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    /// Input size HxWxC (default 32x32x3; 224x224x3 for resnet50-imagenet).
+    #[arg(long, value_name = "HxWxC")]
+    input: Option<String>,
+    /// Channel multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
+    /// Global sparsity of the maskable tensors (0 = dense).
+    #[arg(long, default_value_t = 0.0)]
+    sparsity: f64,
+    /// Layer-wise density allocation for --sparsity: uniform, er or erk.
+    #[arg(long, default_value = "erk")]
+    init: String,
+    /// Keep the first conv dense under --sparsity.
+    #[arg(long)]
+    dense_first_layer: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Flops(a) => cmd_flops(a),
+        Command::Info => cmd_info(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Applies the flags that were given to `cfg`.
+fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = v.clone(); } )* };
+    }
+    set!(model, width, dataset, epochs, batch_size, eval_batch_size, lr, momentum, weight_decay, gamma, warmup, seed, device, valid_split, eval_every);
+    macro_rules! set_opt {
+        ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = Some(v.clone()); } )* };
+    }
+    set_opt!(data_dir, limit_train, limit_test, out, name, milestones, stop_after);
+    if let Some(s) = &a.schedule {
+        cfg.schedule = ScheduleKind::parse(s)?;
+    }
+    if a.nesterov {
+        cfg.nesterov = true;
+    }
+    if a.quiet {
+        cfg.progress = false;
+    }
+    Ok(())
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    let resumed = match &a.resume {
+        Some(dir) => {
+            let ck = Checkpoint::read(&checkpoint_path(dir))?;
+            let cfg = ck.meta.train_config.clone().ok_or_else(|| {
+                Error::data(&ck.path, "the checkpoint has no training configuration to resume")
+            })?;
+            Some((dir.clone(), cfg))
+        }
+        None => None,
+    };
+    let mut cfg = match (&a.config, &resumed) {
+        (Some(f), _) => TrainConfig::from_toml_file(f)?,
+        (None, Some((_, c))) => c.clone(),
+        (None, None) => TrainConfig::default(),
+    };
+    if let Some((dir, _)) = &resumed {
+        // Resuming writes into the run's own directory unless told otherwise.
+        cfg.out = Some(if dir.is_dir() {
+            dir.clone()
+        } else {
+            dir.parent().map(PathBuf::from).unwrap_or_default()
+        });
+        cfg.stop_after = None;
+    }
+    apply_flags(&mut cfg, &a)?;
+    if cfg.out.is_none() {
+        cfg.out = Some(output_dir(&cfg));
+    }
+    let report = match &resumed {
+        Some((dir, _)) => resume(&cfg, dir)?,
+        None => train(&cfg)?,
+    };
+    let out = cfg.out.clone().unwrap_or_default();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Config(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} accuracy {:.2}%, NLL {:.4}, ECE {:.4} ({} examples) after {} epoch(s), {:.1} s; report in {}",
+            report.eval_split,
+            100.0 * report.test_accuracy,
+            report.test_nll,
+            report.test_ece,
+            report.test_examples,
+            report.epochs_completed,
+            report.wall_seconds,
+            out.join("report.md").display()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    let r = eval_checkpoint(&a.checkpoint, a.data_dir.as_deref(), a.device.as_deref())?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| Error::Config(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} ({} after {} epochs) on {} {} ({} examples, {}):",
+            r.checkpoint, r.model, r.epoch, r.dataset, r.eval_split, r.test_examples, r.device
+        );
+        println!("  accuracy {:.2}%", 100.0 * r.test_accuracy);
+        println!("  NLL      {:.4}", r.test_nll);
+        println!("  ECE      {:.4}", r.test_ece);
+    }
+    Ok(())
+}
+
+/// Parses `HxWxC` (or `HxW`, with C = 3).
+fn parse_input(s: &str) -> Result<(usize, usize, usize)> {
+    let v: Vec<std::result::Result<usize, _>> = s.split(['x', 'X']).map(str::parse).collect();
+    match v[..] {
+        [Ok(h), Ok(w), Ok(c)] if h > 0 && w > 0 && c > 0 => Ok((h, w, c)),
+        [Ok(h), Ok(w)] if h > 0 && w > 0 => Ok((h, w, 3)),
+        _ => Err(Error::Config(format!(
+            "--input: expected HxWxC (e.g. 32x32x3), got {s:?}"
+        ))),
+    }
+}
+
+fn cmd_flops(a: FlopsArgs) -> Result<()> {
+    let (h, w, c) = match &a.input {
+        Some(s) => parse_input(s)?,
+        None => {
+            let s = if a.model.eq_ignore_ascii_case("resnet50-imagenet") { 224 } else { 32 };
+            (s, s, 3)
+        }
+    };
+    if h != w {
+        return Err(Error::Config(format!(
+            "--input: the models take square images, got {h}x{w}"
+        )));
+    }
+    if !(0.0..1.0).contains(&a.sparsity) {
+        return Err(Error::Config(format!(
+            "--sparsity must be in [0, 1), got {}",
+            a.sparsity
+        )));
+    }
+    let init = DensityInit::parse(&a.init)?;
+    let mut net = build(&ModelConfig {
+        name: a.model.clone(),
+        num_classes: a.classes,
+        in_channels: c,
+        image_size: Some(h),
+        width: a.width,
+        seed: 0,
+    })?;
+    if a.sparsity > 0.0 {
+        init_random_masks(
+            &mut net.store,
+            &MaskInit {
+                sparsity: a.sparsity,
+                init,
+                dense_first_layer: a.dense_first_layer,
+                seed: 0,
+            },
+        )?;
+    }
+    let table = FlopsTable::of(&mut net)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&table.to_json()).map_err(|e| Error::Config(e.to_string()))?
+        );
+    } else {
+        println!(
+            "{} ({} classes, input {h}x{w}x{c}, width {}{})",
+            net.arch,
+            a.classes,
+            a.width,
+            if a.sparsity > 0.0 {
+                format!(", sparsity {} {}", a.sparsity, a.init)
+            } else {
+                String::new()
+            }
+        );
+        print!("{}", table.to_text());
+    }
+    Ok(())
+}
+
+fn cmd_info() -> Result<()> {
     println!("suptickets {}", env!("CARGO_PKG_VERSION"));
+    println!("backends:");
+    println!(
+        "  cpu: available (rayon, {} threads)",
+        rayon::current_num_threads()
+    );
+    match suptickets::Device::cuda(0) {
+        Ok(d) => println!("  cuda: available ({})", d.name()),
+        Err(e) => println!("  cuda: unavailable: {e}"),
+    }
+    println!("  nvrtc: {}", nvrtc_status());
+    println!("models: {}", MODEL_NAMES.join(", "));
+    let kernels = suptickets::backend::registry::KERNELS;
+    println!("kernels ({}):", kernels.len());
+    for k in kernels {
+        println!("  {:<12} {:<24} {}", k.family, k.name, k.doc);
+    }
+    Ok(())
+}
+
+/// Whether the NVRTC library can be loaded, and its version.
+fn nvrtc_status() -> String {
+    #[cfg(feature = "cuda")]
+    {
+        // SAFETY: only probes for the shared library and asks it for its version.
+        unsafe {
+            if !cudarc::nvrtc::sys::is_culib_present() {
+                return "not found (install the NVRTC library, e.g. `bash tools/setup.sh`, and put it on LD_LIBRARY_PATH)".into();
+            }
+            let (mut major, mut minor) = (0, 0);
+            let r = cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor);
+            if r == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+                format!("available (version {major}.{minor})")
+            } else {
+                format!("library found but nvrtcVersion failed ({r:?})")
+            }
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        "not built (the `cuda` feature is off)".into()
+    }
 }

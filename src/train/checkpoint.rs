@@ -1,0 +1,331 @@
+//! Checkpoints: one safetensors file holding the whole training state.
+//!
+//! Tensor naming (all `F32`, little-endian, row-major):
+//! - `<param>`: every parameter's value, named as in the [`ParamStore`](crate::nn::ParamStore)
+//!   (PyTorch state-dict names, e.g. `conv1.weight`, `layer1.0.bn1.bias`, `linear.weight`);
+//! - `<buffer>`: batch-norm running statistics (`bn1.running_mean`, `bn1.running_var`, ...);
+//! - `<param>.mask`: the 0/1 mask of a masked (sparse) weight, only where one exists;
+//! - `<param>.momentum`: the SGD momentum buffer, once the optimizer has made a step.
+//!
+//! The safetensors `__metadata__` map holds one key per field of [`CheckpointMeta`], each value
+//! a JSON text: `format` (`"suptickets-checkpoint"`), `format_version`, `version` (crate version),
+//! `epoch` (epochs completed), `step` (optimizer steps completed), `rng` (the trainer's
+//! xoshiro256++ state, four u64), `model` (the [`ModelSpec`]), `train_config` (the
+//! [`TrainConfig`], or null) and `wall_seconds` (training time so far).
+//!
+//! Files are written atomically: `<path>.tmp`, fsync, rename over `<path>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::config::TrainConfig;
+use crate::error::{Error, Result};
+use crate::models::{build, ModelConfig};
+use crate::nn::Network;
+use crate::tensor::Tensor;
+
+/// The `format` metadata value of a suptickets checkpoint.
+pub const FORMAT: &str = "suptickets-checkpoint";
+/// The checkpoint layout version (bumped on incompatible changes).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The model-building recipe stored in a checkpoint (mirrors [`ModelConfig`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Model name.
+    pub name: String,
+    /// Output classes.
+    pub num_classes: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input height and width (None = the model's default).
+    pub image_size: Option<usize>,
+    /// Channel multiplier.
+    pub width: f32,
+    /// Initialisation seed.
+    pub seed: u64,
+}
+
+impl From<&ModelConfig> for ModelSpec {
+    fn from(c: &ModelConfig) -> ModelSpec {
+        ModelSpec {
+            name: c.name.clone(),
+            num_classes: c.num_classes,
+            in_channels: c.in_channels,
+            image_size: c.image_size,
+            width: c.width,
+            seed: c.seed,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// The equivalent [`ModelConfig`].
+    pub fn to_config(&self) -> ModelConfig {
+        ModelConfig {
+            name: self.name.clone(),
+            num_classes: self.num_classes,
+            in_channels: self.in_channels,
+            image_size: self.image_size,
+            width: self.width,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Everything in a checkpoint besides the tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Crate version of the writer.
+    pub version: String,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// The trainer's RNG state.
+    pub rng: [u64; 4],
+    /// How to rebuild the model.
+    pub model: ModelSpec,
+    /// The training configuration (None for a bare model).
+    pub train_config: Option<TrainConfig>,
+    /// Training wall-clock seconds so far (summed over resumed runs).
+    pub wall_seconds: f64,
+}
+
+impl CheckpointMeta {
+    /// Metadata for a model at epoch 0.
+    pub fn new(model: ModelSpec) -> CheckpointMeta {
+        CheckpointMeta {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            version: env!("CARGO_PKG_VERSION").into(),
+            epoch: 0,
+            step: 0,
+            rng: [0; 4],
+            model,
+            train_config: None,
+            wall_seconds: 0.0,
+        }
+    }
+
+    fn to_map(&self) -> Result<HashMap<String, String>> {
+        let v = serde_json::to_value(self)
+            .map_err(|e| Error::Config(format!("checkpoint metadata: {e}")))?;
+        let serde_json::Value::Object(obj) = v else {
+            unreachable!("a struct serialises to an object")
+        };
+        Ok(obj.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+    }
+
+    fn from_map(path: &Path, map: &HashMap<String, String>) -> Result<CheckpointMeta> {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in map {
+            let val = serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone()));
+            obj.insert(k.clone(), val);
+        }
+        match obj.get("format").and_then(|v| v.as_str()) {
+            Some(FORMAT) => {}
+            other => {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "not a suptickets checkpoint (metadata format is {other:?}, expected {FORMAT:?})"
+                    ),
+                ))
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(obj))
+            .map_err(|e| Error::data(path, format!("bad checkpoint metadata: {e}")))
+    }
+}
+
+/// The tensors of `net` under their checkpoint names, downloaded to the host, sorted by name.
+pub fn named_tensors(net: &Network) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+    let mut out = BTreeMap::new();
+    let mut put = |name: String, t: &Tensor| -> Result<()> {
+        out.insert(name, (t.shape().to_vec(), t.to_vec()?));
+        Ok(())
+    };
+    for p in &net.store.params {
+        put(p.name.clone(), &p.value)?;
+        if let Some(m) = &p.mask {
+            put(format!("{}.mask", p.name), m)?;
+        }
+        if let Some(m) = &p.momentum {
+            put(format!("{}.momentum", p.name), m)?;
+        }
+    }
+    for b in &net.store.buffers {
+        put(b.name.clone(), &b.value)?;
+    }
+    Ok(out)
+}
+
+/// `<path>.tmp`.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Writes `bytes` to `path` atomically: `<path>.tmp`, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Saves `net` (values, masks, momenta, batch-norm statistics) and `meta` to `path` atomically.
+pub fn save(path: &Path, net: &Network, meta: &CheckpointMeta) -> Result<()> {
+    let tensors = named_tensors(net)?;
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(k, (shape, data))| {
+            let b = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (k, shape, b)
+        })
+        .collect();
+    let mut views = Vec::with_capacity(bytes.len());
+    for (k, shape, b) in &bytes {
+        let v = TensorView::new(Dtype::F32, shape.clone(), b)
+            .map_err(|e| Error::data(path, format!("tensor {k}: {e}")))?;
+        views.push((k.as_str(), v));
+    }
+    let buf = safetensors::serialize(views, &Some(meta.to_map()?))
+        .map_err(|e| Error::data(path, format!("cannot serialise checkpoint: {e}")))?;
+    write_atomic(path, &buf)
+}
+
+/// A checkpoint read into memory.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its metadata.
+    pub meta: CheckpointMeta,
+    /// Every tensor: name → (shape, values).
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Checkpoint {
+    /// Reads and validates a checkpoint file (errors name the file and the tensor).
+    pub fn read(path: &Path) -> Result<Checkpoint> {
+        let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (_, header) = SafeTensors::read_metadata(&buf)
+            .map_err(|e| Error::data(path, format!("not a safetensors file: {e:?}")))?;
+        let meta_map = header.metadata().clone().unwrap_or_default();
+        let meta = CheckpointMeta::from_map(path, &meta_map)?;
+        if meta.format_version > FORMAT_VERSION {
+            return Err(Error::data(
+                path,
+                format!(
+                    "checkpoint format version {} is newer than this build's {FORMAT_VERSION}",
+                    meta.format_version
+                ),
+            ));
+        }
+        let st = SafeTensors::deserialize(&buf)
+            .map_err(|e| Error::data(path, format!("corrupt safetensors file: {e:?}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(Error::data(
+                    path,
+                    format!("tensor {name} has dtype {:?}, expected F32", view.dtype()),
+                ));
+            }
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            tensors.insert(name, (view.shape().to_vec(), data));
+        }
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            meta,
+            tensors,
+        })
+    }
+
+    /// Copies every tensor into `net` (on `net`'s device): values and batch-norm statistics must
+    /// all be present with the right shapes; masks and momenta are restored where present (and
+    /// cleared where absent). A tensor the model does not have is an error too.
+    pub fn restore(&self, net: &mut Network) -> Result<()> {
+        let device = net.device();
+        let path = &self.path;
+        let mut used = std::collections::BTreeSet::new();
+        let mut get = |name: &str, shape: &[usize], required: bool| -> Result<Option<Tensor>> {
+            match self.tensors.get(name) {
+                None if required => Err(Error::data(
+                    path,
+                    format!("checkpoint has no tensor {name} (the model needs one of shape {shape:?})"),
+                )),
+                None => Ok(None),
+                Some((s, data)) => {
+                    if s != shape {
+                        return Err(Error::data(
+                            path,
+                            format!("tensor {name} has shape {s:?} in the checkpoint, the model needs {shape:?}"),
+                        ));
+                    }
+                    used.insert(name.to_string());
+                    Ok(Some(Tensor::from_slice(data, shape, &device)?))
+                }
+            }
+        };
+        for p in &mut net.store.params {
+            let shape = p.value.shape().to_vec();
+            p.value = get(&p.name, &shape, true)?.expect("required");
+            p.mask = get(&format!("{}.mask", p.name), &shape, false)?;
+            p.momentum = get(&format!("{}.momentum", p.name), &shape, false)?;
+        }
+        for b in &mut net.store.buffers {
+            let shape = b.value.shape().to_vec();
+            b.value = get(&b.name, &shape, true)?.expect("required");
+        }
+        if let Some(extra) = self.tensors.keys().find(|k| !used.contains(*k)) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "checkpoint tensor {extra} does not belong to model {} (wrong model or width?)",
+                    net.arch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the model the metadata describes and restores every tensor into it (on the CPU).
+    pub fn build_network(&self) -> Result<Network> {
+        let mut net = build(&self.meta.model.to_config())
+            .map_err(|e| Error::data(&self.path, format!("cannot rebuild the model: {e}")))?;
+        self.restore(&mut net)?;
+        Ok(net)
+    }
+}
+
+/// Reads `path` and returns the restored model (on the CPU) and the metadata.
+pub fn load(path: &Path) -> Result<(Network, CheckpointMeta)> {
+    let c = Checkpoint::read(path)?;
+    let net = c.build_network()?;
+    Ok((net, c.meta))
+}

@@ -1,0 +1,247 @@
+//! FLOP accounting (SPEC §8, RigL convention): from a traced forward pass
+//! ([`Network::trace`]), the dense forward FLOPs of one example f_D = 2·Σ multiply-adds of every
+//! conv and linear layer, the per-layer table (parameters, FLOPs, density), the sparse forward
+//! FLOPs f_S = Σ_l d_l·FLOPs_l, and training FLOPs per example per step by method.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::nn::{LayerKind, Network};
+
+/// One conv or linear layer of the FLOP table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerFlops {
+    /// Weight name (PyTorch naming), e.g. `layer1.0.conv1.weight`.
+    pub name: String,
+    /// `conv` or `linear`.
+    pub kind: String,
+    /// Weight shape ([c_out, c_in, k, k] or [out, in]).
+    pub shape: Vec<usize>,
+    /// Output shape of one example ([c, h, w] or [out]).
+    pub out_shape: Vec<usize>,
+    /// Weights in the tensor.
+    pub params: usize,
+    /// Nonzero weights (from the mask; all of them without one).
+    pub nonzero: usize,
+    /// Dense forward FLOPs of one example (2 per multiply-add).
+    pub flops: u64,
+    /// Fraction of weights kept: nonzeros of the mask / numel, or 1 without a mask.
+    pub density: f64,
+}
+
+impl LayerFlops {
+    /// Forward FLOPs of one example at this layer's density, d·FLOPs.
+    pub fn sparse_flops(&self) -> f64 {
+        self.density * self.flops as f64
+    }
+}
+
+/// The FLOP table of a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlopsTable {
+    /// Every conv and linear layer, in execution order.
+    pub layers: Vec<LayerFlops>,
+    /// All trainable parameters (biases and batch norm included).
+    pub params: usize,
+    /// Parameters of the maskable tensors (conv and linear weights).
+    pub maskable_params: usize,
+}
+
+/// How a model is trained, for the training-FLOPs formula. SET and SNIP cost the same as
+/// static sparse training; RigL and GraNet get their own variants with their sparse issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Plain dense SGD: 3·f_D per example per step.
+    Dense,
+    /// A fixed sparse mask (static, SET, SNIP): 3·f_S per example per step.
+    Static,
+}
+
+impl FlopsTable {
+    /// Traces `net` (one eval-mode example; batch-norm statistics are not changed) and reads each
+    /// layer's density from its mask.
+    pub fn of(net: &mut Network) -> Result<FlopsTable> {
+        let trace = net.trace()?;
+        let mut layers = Vec::with_capacity(trace.len());
+        for t in trace {
+            let p = net.store.param(t.param);
+            let params = p.value.numel();
+            let nonzero = match &p.mask {
+                Some(m) => m.to_vec()?.iter().filter(|&&v| v != 0.0).count(),
+                None => params,
+            };
+            layers.push(LayerFlops {
+                name: t.name,
+                kind: match t.kind {
+                    LayerKind::Conv => "conv".into(),
+                    LayerKind::Linear => "linear".into(),
+                },
+                shape: t.weight_shape,
+                out_shape: t.out_shape,
+                params,
+                nonzero,
+                flops: 2 * t.macs_per_example,
+                density: if params == 0 {
+                    1.0
+                } else {
+                    nonzero as f64 / params as f64
+                },
+            });
+        }
+        Ok(FlopsTable {
+            layers,
+            params: net.store.num_params(),
+            maskable_params: net.store.num_maskable(),
+        })
+    }
+
+    /// Sets every layer to density `d` with exactly round(d·N_l) nonzeros (SPEC §2, uniform),
+    /// for what-if accounting without masks.
+    pub fn with_uniform_density(mut self, density: f64) -> Result<FlopsTable> {
+        if !(0.0..=1.0).contains(&density) {
+            return Err(Error::Config(format!(
+                "--sparsity must be in [0, 1], got a density of {density}"
+            )));
+        }
+        for l in &mut self.layers {
+            l.nonzero = (density * l.params as f64).round() as usize;
+            l.density = if l.params == 0 {
+                1.0
+            } else {
+                l.nonzero as f64 / l.params as f64
+            };
+        }
+        Ok(self)
+    }
+
+    /// f_D: dense forward FLOPs of one example.
+    pub fn flops_dense(&self) -> u64 {
+        self.layers.iter().map(|l| l.flops).sum()
+    }
+
+    /// f_S = Σ_l d_l·FLOPs_l: sparse forward FLOPs of one example.
+    pub fn flops_sparse(&self) -> f64 {
+        self.layers.iter().map(LayerFlops::sparse_flops).sum()
+    }
+
+    /// Nonzero weights over the traced layers.
+    pub fn nonzero(&self) -> usize {
+        self.layers.iter().map(|l| l.nonzero).sum()
+    }
+
+    /// Training FLOPs of one example per step under `method`.
+    pub fn train_flops_per_step(&self, method: Method) -> f64 {
+        match method {
+            Method::Dense => 3.0 * self.flops_dense() as f64,
+            Method::Static => 3.0 * self.flops_sparse(),
+        }
+    }
+
+    /// Training FLOPs of `method` as a multiple of dense training (3·f_D).
+    pub fn train_flops_multiple(&self, method: Method) -> f64 {
+        let d = self.train_flops_per_step(Method::Dense);
+        if d == 0.0 {
+            1.0
+        } else {
+            self.train_flops_per_step(method) / d
+        }
+    }
+
+    /// Test (inference) FLOPs as a multiple of dense inference, f_S/f_D.
+    pub fn test_flops_multiple(&self) -> f64 {
+        let d = self.flops_dense() as f64;
+        if d == 0.0 {
+            1.0
+        } else {
+            self.flops_sparse() / d
+        }
+    }
+
+    /// The table as plain text: one row per layer and a total row.
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "{:<40} {:<18} {:>12} {:>16} {:>8}\n",
+            "layer", "shape", "params", "FLOPs", "density"
+        );
+        for l in &self.layers {
+            s += &format!(
+                "{:<40} {:<18} {:>12} {:>16} {:>8.4}\n",
+                l.name,
+                shape_str(&l.shape),
+                l.params,
+                l.flops,
+                l.density
+            );
+        }
+        s += &format!(
+            "{:<40} {:<18} {:>12} {:>16} {:>8.4}\n",
+            "total (conv+linear)",
+            "",
+            self.layers.iter().map(|l| l.params).sum::<usize>(),
+            self.flops_dense(),
+            self.test_flops_multiple()
+        );
+        s += &format!(
+            "parameters: {} (maskable {}), dense forward FLOPs/example f_D = {} ({:.4} GFLOP), \
+             sparse f_S = {:.0} ({:.4} of dense)\n",
+            self.params,
+            self.maskable_params,
+            self.flops_dense(),
+            self.flops_dense() as f64 / 1e9,
+            self.flops_sparse(),
+            self.test_flops_multiple()
+        );
+        s
+    }
+
+    /// The table as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::from("| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n");
+        for l in &self.layers {
+            s += &format!(
+                "| `{}` | {} | {} | {} | {:.4} |\n",
+                l.name,
+                shape_str(&l.shape),
+                l.params,
+                l.flops,
+                l.density
+            );
+        }
+        s += &format!(
+            "| **total** | | {} | {} | {:.4} |\n",
+            self.layers.iter().map(|l| l.params).sum::<usize>(),
+            self.flops_dense(),
+            self.test_flops_multiple()
+        );
+        s
+    }
+
+    /// The JSON object of `suptickets flops --json`:
+    /// `{"params","maskable_params","flops_dense","flops_sparse","layers":[{"name","shape","params","flops","density"}]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "params": self.params,
+            "maskable_params": self.maskable_params,
+            "flops_dense": self.flops_dense(),
+            "flops_sparse": self.flops_sparse(),
+            "train_flops_multiple": self.train_flops_multiple(if self.test_flops_multiple() < 1.0 { Method::Static } else { Method::Dense }),
+            "test_flops_multiple": self.test_flops_multiple(),
+            "layers": self.layers.iter().map(|l| serde_json::json!({
+                "name": l.name,
+                "kind": l.kind,
+                "shape": l.shape,
+                "out_shape": l.out_shape,
+                "params": l.params,
+                "nonzero": l.nonzero,
+                "flops": l.flops,
+                "density": l.density,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// `64x3x3x3` style shape string.
+pub fn shape_str(s: &[usize]) -> String {
+    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+}

@@ -1,0 +1,19 @@
+//! Training: metrics, learning-rate schedules, FLOP accounting, checkpoints, the run
+//! configuration, the training loop, reports and plots (the `suptickets train` command).
+
+pub mod checkpoint;
+pub mod config;
+pub mod flops;
+pub mod metrics;
+pub mod plot;
+pub mod report;
+pub mod schedule;
+pub mod trainer;
+
+pub use checkpoint::{Checkpoint, CheckpointMeta, ModelSpec};
+pub use config::TrainConfig;
+pub use flops::{FlopsTable, LayerFlops, Method};
+pub use metrics::{Metrics, MetricsAccumulator};
+pub use report::{EpochLog, Report};
+pub use schedule::{LrSchedule, ScheduleKind};
+pub use trainer::{eval_checkpoint, evaluate, resume, train, train_from, EvalResult};

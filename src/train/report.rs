@@ -1,0 +1,285 @@
+//! What a run writes: one [`EpochLog`] line per epoch in `log.jsonl`, and at the end
+//! `report.json` ([`Report`]), `report.md`, `lr.svg` and `curves.svg`.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{write_atomic, ModelSpec};
+use super::config::TrainConfig;
+use super::flops::LayerFlops;
+use super::plot::{render, Panel, Series};
+use super::schedule::LrSchedule;
+use crate::error::{Error, Result};
+
+/// One line of `log.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// Epoch number, 1-based (epochs completed).
+    pub epoch: usize,
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f32,
+    /// Mean training loss over the epoch's examples.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (augmented data, model in training mode).
+    pub train_acc: f64,
+    /// Accuracy on the evaluation split (None when this epoch was not evaluated).
+    pub test_acc: Option<f64>,
+    /// NLL on the evaluation split.
+    pub test_nll: Option<f64>,
+    /// ECE on the evaluation split.
+    pub test_ece: Option<f64>,
+    /// Training throughput (training steps only).
+    pub images_per_sec: f64,
+    /// Wall-clock seconds of the epoch, evaluation included.
+    pub seconds: f64,
+}
+
+/// Reads `log.jsonl` (missing file = empty log).
+pub fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Rewrites `log.jsonl` with `entries`.
+pub fn write_log(path: &Path, entries: &[EpochLog]) -> Result<()> {
+    let mut s = String::new();
+    for e in entries {
+        s += &serde_json::to_string(e).expect("log entry serialises");
+        s.push('\n');
+    }
+    write_atomic(path, s.as_bytes())
+}
+
+/// Appends one line to `log.jsonl`.
+pub fn append_log(path: &Path, entry: &EpochLog) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let line = serde_json::to_string(entry).expect("log entry serialises");
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
+    f.flush().map_err(|e| Error::io(path, e))
+}
+
+/// The final report of a run (`report.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Crate version.
+    pub version: String,
+    /// Run name.
+    pub name: String,
+    /// The model that was trained.
+    pub model: ModelSpec,
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// Device name (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// `test` or `validation`: the split behind the `test_*` metrics.
+    pub eval_split: String,
+    /// Examples the `test_*` metrics were computed on.
+    pub test_examples: usize,
+    /// Top-1 accuracy on the evaluation split.
+    pub test_accuracy: f64,
+    /// Mean NLL on the evaluation split.
+    pub test_nll: f64,
+    /// ECE (15 bins) on the evaluation split.
+    pub test_ece: f64,
+    /// Mean training loss of the last epoch.
+    pub train_loss: f64,
+    /// Training accuracy of the last epoch.
+    pub train_accuracy: f64,
+    /// Epochs completed.
+    pub epochs_completed: usize,
+    /// Optimizer steps completed.
+    pub steps: u64,
+    /// True when all configured epochs are done.
+    pub finished: bool,
+    /// Trainable parameters (batch norm and biases included).
+    pub params: usize,
+    /// Parameters that are not masked out (all of them for dense training).
+    pub params_nonzero: usize,
+    /// Parameters of the maskable tensors (conv and linear weights).
+    pub maskable_params: usize,
+    /// 1 − nonzero/total over the maskable tensors.
+    pub sparsity: f64,
+    /// The training-FLOPs method (`dense`, `static`).
+    pub method: String,
+    /// Dense forward FLOPs of one example, f_D.
+    pub flops_dense: u64,
+    /// Sparse forward FLOPs of one example, f_S.
+    pub flops_sparse: f64,
+    /// Training FLOPs as a multiple of dense training.
+    pub train_flops_multiple: f64,
+    /// Inference FLOPs as a multiple of dense inference, f_S/f_D.
+    pub test_flops_multiple: f64,
+    /// Training wall-clock seconds (summed over resumed runs; evaluation included).
+    pub wall_seconds: f64,
+    /// Mean training throughput over the logged epochs.
+    pub images_per_sec: f64,
+    /// Per-layer table (params, FLOPs, density).
+    pub layers: Vec<LayerFlops>,
+}
+
+impl Report {
+    /// The report as Markdown.
+    pub fn to_markdown(&self, log: &[EpochLog]) -> String {
+        let mut s = format!("# suptickets run `{}`\n\n", self.name);
+        s += &format!(
+            "- model: `{}` (width {}), {} classes, {} input channel(s)\n",
+            self.model.name, self.model.width, self.model.num_classes, self.model.in_channels
+        );
+        s += &format!(
+            "- data: `{}`; metrics on the {} split ({} examples)\n",
+            self.dataset, self.eval_split, self.test_examples
+        );
+        s += &format!(
+            "- device: `{}`; epochs {}/{} ({} steps){}\n",
+            self.device,
+            self.epochs_completed,
+            self.config.epochs,
+            self.steps,
+            if self.finished { "" } else { ", **not finished**" }
+        );
+        s += &format!(
+            "- optimiser: SGD lr {} ({} schedule{}), momentum {}, weight decay {}, batch {}{}\n",
+            self.config.lr,
+            self.config.schedule,
+            if self.config.warmup > 0.0 {
+                format!(", {} warm-up epochs", self.config.warmup)
+            } else {
+                String::new()
+            },
+            self.config.momentum,
+            self.config.weight_decay,
+            self.config.batch_size,
+            if self.config.nesterov { ", Nesterov" } else { "" }
+        );
+        s += &format!(
+            "- wall time: {:.1} s, {:.0} images/s\n\n",
+            self.wall_seconds, self.images_per_sec
+        );
+        s += "## Result\n\n| metric | value |\n|---|---:|\n";
+        s += &format!("| {} accuracy | {:.2}% |\n", self.eval_split, 100.0 * self.test_accuracy);
+        s += &format!("| {} NLL | {:.4} |\n", self.eval_split, self.test_nll);
+        s += &format!("| {} ECE (15 bins) | {:.4} |\n", self.eval_split, self.test_ece);
+        s += &format!("| parameters | {} |\n", self.params);
+        s += &format!("| nonzero parameters | {} |\n", self.params_nonzero);
+        s += &format!("| sparsity (maskable) | {:.4} |\n", self.sparsity);
+        s += &format!("| forward FLOPs/example (dense) | {} |\n", self.flops_dense);
+        s += &format!("| train FLOPs (× dense) | {:.4} |\n", self.train_flops_multiple);
+        s += &format!("| test FLOPs (× dense) | {:.4} |\n\n", self.test_flops_multiple);
+        if !log.is_empty() {
+            s += "## Epochs\n\n| epoch | lr | train loss | train acc | test acc | test NLL | test ECE | img/s | s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+            let opt = |v: Option<f64>, pct: bool| match v {
+                Some(v) if pct => format!("{:.2}%", 100.0 * v),
+                Some(v) => format!("{v:.4}"),
+                None => "".into(),
+            };
+            for e in log {
+                s += &format!(
+                    "| {} | {:.4} | {:.4} | {:.2}% | {} | {} | {} | {:.0} | {:.1} |\n",
+                    e.epoch,
+                    e.lr,
+                    e.train_loss,
+                    100.0 * e.train_acc,
+                    opt(e.test_acc, true),
+                    opt(e.test_nll, false),
+                    opt(e.test_ece, false),
+                    e.images_per_sec,
+                    e.seconds
+                );
+            }
+            s.push('\n');
+        }
+        s += "## Layers\n\n| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n";
+        for l in &self.layers {
+            s += &format!(
+                "| `{}` | {} | {} | {} | {:.4} |\n",
+                l.name,
+                super::flops::shape_str(&l.shape),
+                l.params,
+                l.flops,
+                l.density
+            );
+        }
+        s += "\nPlots: [lr.svg](lr.svg), [curves.svg](curves.svg).\n";
+        s
+    }
+
+    /// Writes `report.json` and `report.md` into `dir`.
+    pub fn write(&self, dir: &Path, log: &[EpochLog]) -> Result<()> {
+        let json = serde_json::to_string_pretty(self).expect("report serialises");
+        write_atomic(&dir.join("report.json"), (json + "\n").as_bytes())?;
+        write_atomic(&dir.join("report.md"), self.to_markdown(log).as_bytes())
+    }
+}
+
+/// `lr.svg`: the learning rate of every iteration (at most ~4000 points drawn).
+pub fn lr_svg(schedule: &LrSchedule, iters_per_epoch: usize) -> String {
+    let total = schedule.epochs * iters_per_epoch.max(1);
+    let stride = (total / 4000).max(1);
+    let mut pts: Vec<(f64, f64)> = (0..total)
+        .step_by(stride)
+        .map(|i| (i as f64, schedule.lr_at(i, iters_per_epoch) as f64))
+        .collect();
+    if total > 0 && (total - 1) % stride != 0 {
+        let i = total - 1;
+        pts.push((i as f64, schedule.lr_at(i, iters_per_epoch) as f64));
+    }
+    render(&[Panel {
+        title: format!(
+            "learning rate ({} schedule, {} iterations/epoch)",
+            schedule.kind, iters_per_epoch
+        ),
+        x_label: "iteration".into(),
+        y_label: "learning rate".into(),
+        series: vec![Series::new("lr", "#1f77b4", pts)],
+    }])
+}
+
+/// `curves.svg`: loss and accuracy per epoch.
+pub fn curves_svg(log: &[EpochLog], eval_split: &str) -> String {
+    let pts = |f: &dyn Fn(&EpochLog) -> Option<f64>| -> Vec<(f64, f64)> {
+        log.iter()
+            .filter_map(|e| f(e).map(|v| (e.epoch as f64, v)))
+            .collect()
+    };
+    render(&[
+        Panel {
+            title: "loss".into(),
+            x_label: "epoch".into(),
+            y_label: "cross-entropy".into(),
+            series: vec![
+                Series::new("train loss", "#1f77b4", pts(&|e| Some(e.train_loss))),
+                Series::new(&format!("{eval_split} NLL"), "#d62728", pts(&|e| e.test_nll)),
+            ],
+        },
+        Panel {
+            title: "accuracy".into(),
+            x_label: "epoch".into(),
+            y_label: "top-1 accuracy (%)".into(),
+            series: vec![
+                Series::new("train", "#1f77b4", pts(&|e| Some(100.0 * e.train_acc))),
+                Series::new(eval_split, "#d62728", pts(&|e| e.test_acc.map(|a| 100.0 * a))),
+            ],
+        },
+    ])
+}

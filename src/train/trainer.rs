@@ -1,0 +1,552 @@
+//! The training loop: data, model, SGD with the scheduled learning rate, per-epoch evaluation,
+//! `log.jsonl`, an atomic checkpoint after every epoch, and the final report and plots.
+//! A run resumed from its checkpoint ends with exactly the weights of an uninterrupted run on
+//! the CPU: the data order of epoch e depends only on (seed, e), and the checkpoint holds the
+//! weights, momenta, batch-norm statistics, step counter and RNG state.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::checkpoint::{self, Checkpoint, CheckpointMeta, ModelSpec};
+use super::config::TrainConfig;
+use super::flops::{FlopsTable, Method};
+use super::metrics::{Metrics, MetricsAccumulator};
+use super::report::{self, EpochLog, Report};
+use crate::data::{self, Dataset, DatasetKind, Loader, LoaderConfig, Split};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::models::{build, ModelConfig};
+use crate::nn::Network;
+use crate::optim::Sgd;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// File name of the checkpoint inside a run directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// File name of the per-epoch log inside a run directory.
+pub const LOG_FILE: &str = "log.jsonl";
+
+/// RNG stream of the trainer's own generator (saved in checkpoints; for methods that draw
+/// random numbers during training).
+const TRAINER_STREAM: u64 = 0x7261_696e;
+
+/// The checkpoint file of `path`: `path` itself if it is a file, else `path/checkpoint.safetensors`.
+pub fn checkpoint_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(CHECKPOINT_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The training and evaluation sets of `cfg` (the evaluation set is the validation split
+/// when `valid_split > 0`, the test split otherwise), and the evaluation split's name.
+pub fn datasets(cfg: &TrainConfig, need_train: bool) -> Result<(Option<Dataset>, Dataset, &'static str)> {
+    let kind = DatasetKind::parse(&cfg.dataset)?;
+    let dir = cfg.data_dir.as_deref();
+    if cfg.valid_split > 0.0 {
+        let full = data::load(kind, dir, Split::Train)?;
+        let (train, valid) = data::split_validation(&full, cfg.valid_split, cfg.seed)?;
+        Ok((need_train.then_some(train), valid, "validation"))
+    } else {
+        let train = if need_train {
+            Some(data::load(kind, dir, Split::Train)?)
+        } else {
+            None
+        };
+        Ok((train, data::load(kind, dir, Split::Test)?, "test"))
+    }
+}
+
+/// The evaluation loader of `cfg` over `set`.
+pub fn eval_loader(cfg: &TrainConfig, set: impl Into<Arc<Dataset>>) -> Result<Loader> {
+    let mut lc = LoaderConfig::eval(cfg.eval_batch_size);
+    lc.limit = cfg.limit_test;
+    Loader::new(set, lc)
+}
+
+/// Evaluates `net` (eval mode: running statistics) on every batch of `loader`.
+pub fn evaluate(net: &mut Network, loader: &Loader) -> Result<Metrics> {
+    let device = net.device();
+    let [c, h, w] = net.input_shape;
+    let k = net.num_classes;
+    let mut acc = MetricsAccumulator::new();
+    for b in loader.epoch(0) {
+        let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?;
+        let lp = net.logprobs(&x)?.to_vec()?;
+        acc.add(&lp, k, &b.y)?;
+    }
+    Ok(acc.finish())
+}
+
+/// The model configuration `cfg` asks for on its dataset (every dataset is 32×32).
+pub fn model_config(cfg: &TrainConfig) -> Result<ModelConfig> {
+    let kind = DatasetKind::parse(&cfg.dataset)?;
+    Ok(ModelConfig {
+        name: cfg.model.clone(),
+        num_classes: kind.num_classes(),
+        in_channels: kind.channels(),
+        image_size: Some(32),
+        width: cfg.width,
+        seed: cfg.seed,
+    })
+}
+
+/// Trains from scratch as `cfg` says; see [`train_from`].
+pub fn train(cfg: &TrainConfig) -> Result<Report> {
+    train_from(cfg, None)
+}
+
+/// Continues the run whose checkpoint is `from` (a run directory or a checkpoint file), writing
+/// into `cfg.out`. The model must be the checkpoint's.
+pub fn resume(cfg: &TrainConfig, from: &Path) -> Result<Report> {
+    let ck = Checkpoint::read(&checkpoint_path(from))?;
+    train_from(cfg, Some((ck, from.to_path_buf())))
+}
+
+/// Progress output: an indicatif bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    enabled: bool,
+    every: usize,
+}
+
+impl Progress {
+    fn new(enabled: bool, epoch: usize, epochs: usize, steps: usize) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (enabled && tty).then(|| {
+            let b = indicatif::ProgressBar::new(steps as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+            b
+        });
+        Progress {
+            bar,
+            enabled,
+            every: (steps / 10).max(1),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(&self, epoch: usize, epochs: usize, i: usize, steps: usize, loss: f64, acc: f64, ips: f64, eta: f64) {
+        let msg = format!("loss {loss:.4} acc {:.2}% {ips:.0} img/s", 100.0 * acc);
+        if let Some(b) = &self.bar {
+            b.set_position(i as u64);
+            b.set_message(msg);
+        } else if self.enabled && (i % self.every == 0 || i == steps) {
+            eprintln!(
+                "epoch {}/{epochs} step {i}/{steps} {msg} ETA {}",
+                epoch + 1,
+                fmt_secs(eta)
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// `1h02m03s` / `2m03s` / `3s`.
+pub fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{sec:02}s")
+    } else if m > 0 {
+        format!("{m}m{sec:02}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// The run name and output directory (`runs/<name or timestamp>` when `out` is unset).
+pub fn output_dir(cfg: &TrainConfig) -> PathBuf {
+    if let Some(o) = &cfg.out {
+        return o.clone();
+    }
+    let name = cfg.name.clone().unwrap_or_else(timestamp);
+    PathBuf::from("runs").join(name)
+}
+
+/// UTC `YYYYmmdd-HHMMSS` of now.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// The training loop, from scratch or from a checkpoint (and the directory it came from).
+pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Report> {
+    cfg.validate()?;
+    let device = Device::parse(&cfg.device)?;
+    let out = output_dir(cfg);
+    let name = cfg.name.clone().unwrap_or_else(|| {
+        out.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into())
+    });
+
+    let mcfg = model_config(cfg)?;
+    let dataset_name = DatasetKind::parse(&cfg.dataset)?.name().to_string();
+
+    // Model, state.
+    let (mut net, mut meta, mut log) = match &from {
+        None => {
+            let net = build(&mcfg)?;
+            let mut meta = CheckpointMeta::new(ModelSpec::from(&mcfg));
+            meta.rng = Rng::derive(cfg.seed, TRAINER_STREAM).state();
+            (net, meta, Vec::new())
+        }
+        Some((ck, from_dir)) => {
+            let spec = ModelSpec::from(&mcfg);
+            if ck.meta.model != spec {
+                return Err(Error::Config(format!(
+                    "{}: the checkpoint holds {:?} (width {}, {} classes, {} channels, seed {}), \
+                     but the configuration asks for {:?} (width {}, {} classes, {} channels, seed {})",
+                    ck.path.display(),
+                    ck.meta.model.name,
+                    ck.meta.model.width,
+                    ck.meta.model.num_classes,
+                    ck.meta.model.in_channels,
+                    ck.meta.model.seed,
+                    spec.name,
+                    spec.width,
+                    spec.num_classes,
+                    spec.in_channels,
+                    spec.seed
+                )));
+            }
+            let net = ck.build_network()?;
+            let dir = if from_dir.is_dir() {
+                from_dir.clone()
+            } else {
+                from_dir.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            let mut log = report::read_log(&dir.join(LOG_FILE))?;
+            log.retain(|e| e.epoch <= ck.meta.epoch);
+            let mut meta = ck.meta.clone();
+            meta.train_config = Some(cfg.clone());
+            (net, meta, log)
+        }
+    };
+    net.to_device(&device)?;
+    let mut rng = Rng::from_state(meta.rng);
+    let (train_set, eval_set, eval_split) = datasets(cfg, true)?;
+    let train_set = train_set.expect("requested");
+    let shape = [train_set.channels, train_set.height, train_set.width];
+    if shape != net.input_shape || train_set.num_classes != net.num_classes {
+        return Err(Error::Config(format!(
+            "{}: images {shape:?} with {} classes do not fit the model's input {:?} and {} classes",
+            train_set.name, train_set.num_classes, net.input_shape, net.num_classes
+        )));
+    }
+    let mut lc = LoaderConfig::train(cfg.batch_size, cfg.seed);
+    lc.limit = cfg.limit_train;
+    let n_train = cfg.limit_train.map_or(train_set.n, |l| l.min(train_set.n));
+    // A final batch of one example would give batch norm a single sample per channel in the
+    // classifier's BatchNorm1d (VGG); drop it rather than train on it.
+    lc.drop_last = n_train % cfg.batch_size == 1 && n_train > 1;
+    let train_loader = Loader::new(train_set, lc)?;
+    let eval_loader = eval_loader(cfg, eval_set)?;
+    let ipe = train_loader.batches_per_epoch();
+    if ipe == 0 {
+        return Err(Error::Config("the training set is empty".into()));
+    }
+
+
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let log_path = out.join(LOG_FILE);
+    report::write_log(&log_path, &log)?;
+    std::fs::write(out.join("config.toml"), cfg.to_toml()).map_err(|e| Error::io(out.join("config.toml"), e))?;
+    meta.train_config = Some(cfg.clone());
+
+    let schedule = cfg.lr_schedule();
+    let sgd = Sgd {
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+        nesterov: cfg.nesterov,
+    };
+    let [c, h, w] = net.input_shape;
+    let k = net.num_classes;
+    let first_epoch = meta.epoch;
+    let last_epoch = match cfg.stop_after {
+        Some(s) => (first_epoch + s).min(cfg.epochs),
+        None => cfg.epochs,
+    };
+    let mut last_metrics: Option<Metrics> = None;
+    let run_start = Instant::now();
+    let wall_before = meta.wall_seconds;
+    if cfg.progress && first_epoch < last_epoch {
+        eprintln!(
+            "training {} ({} parameters) on {} ({} examples, {} steps/epoch), evaluating on {} {} examples, device {}, output {}",
+            net.arch,
+            net.store.num_params(),
+            dataset_name,
+            n_train,
+            ipe,
+            eval_loader.len(),
+            eval_split,
+            device.name(),
+            out.display()
+        );
+    }
+
+    for epoch in first_epoch..last_epoch {
+        let epoch_start = Instant::now();
+        let progress = Progress::new(cfg.progress, epoch, cfg.epochs, ipe);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut train_secs = 0.0f64;
+        let mut lr = schedule.lr_at(meta.step as usize, ipe);
+        let mut t_step = Instant::now();
+        for (i, b) in train_loader.epoch(epoch).enumerate() {
+            let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?;
+            let y = Tensor::from_slice(&b.y, &[b.n], &device)?;
+            lr = schedule.lr_at(meta.step as usize, ipe);
+            let outp = net.forward_backward(&x, &y)?;
+            if !outp.loss.is_finite() {
+                return Err(Error::Config(format!(
+                    "training diverged: loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
+                    outp.loss,
+                    epoch + 1,
+                    meta.step
+                )));
+            }
+            sgd.step(&mut net.store, &outp.grads, lr)?;
+            meta.step += 1;
+            let lp = outp.logprobs.to_vec()?;
+            for (row, &yy) in lp.chunks_exact(k).zip(&b.y) {
+                let mut best = 0;
+                for (j, &v) in row.iter().enumerate() {
+                    if v > row[best] {
+                        best = j;
+                    }
+                }
+                correct += (best == yy as usize) as usize;
+            }
+            loss_sum += outp.loss as f64 * b.n as f64;
+            seen += b.n;
+            let now = Instant::now();
+            train_secs += now.duration_since(t_step).as_secs_f64();
+            t_step = now;
+            let ips = seen as f64 / train_secs.max(1e-9);
+            let per_step = train_secs / (i + 1) as f64;
+            let eta = per_step * ((ipe - i - 1) + (last_epoch - epoch - 1) * ipe) as f64;
+            progress.step(epoch, cfg.epochs, i + 1, ipe, loss_sum / seen as f64, correct as f64 / seen as f64, ips, eta);
+        }
+        progress.finish();
+        let done = epoch + 1;
+        let evaluate_now = done % cfg.eval_every == 0 || done == last_epoch;
+        let m = if evaluate_now {
+            let m = evaluate(&mut net, &eval_loader)?;
+            last_metrics = Some(m);
+            Some(m)
+        } else {
+            None
+        };
+        let entry = EpochLog {
+            epoch: done,
+            step: meta.step,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            test_acc: m.map(|m| m.accuracy),
+            test_nll: m.map(|m| m.nll),
+            test_ece: m.map(|m| m.ece),
+            images_per_sec: seen as f64 / train_secs.max(1e-9),
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        if cfg.progress {
+            let test = match m {
+                Some(m) => format!(
+                    ", {eval_split} acc {:.2}% nll {:.4} ece {:.4}",
+                    100.0 * m.accuracy,
+                    m.nll,
+                    m.ece
+                ),
+                None => String::new(),
+            };
+            eprintln!(
+                "epoch {done}/{}: lr {:.4} train loss {:.4} acc {:.2}%{test}, {:.0} img/s, {:.1} s",
+                cfg.epochs,
+                lr,
+                entry.train_loss,
+                100.0 * entry.train_acc,
+                entry.images_per_sec,
+                entry.seconds
+            );
+        }
+        report::append_log(&log_path, &entry)?;
+        log.push(entry);
+        meta.epoch = done;
+        meta.rng = rng.state();
+        meta.wall_seconds = wall_before + run_start.elapsed().as_secs_f64();
+        checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
+    }
+    // Keep the generator "used" so its state is what a later method would continue from.
+    let _ = &mut rng;
+
+    let metrics = match last_metrics {
+        Some(m) => m,
+        None => evaluate(&mut net, &eval_loader)?,
+    };
+    if meta.epoch == first_epoch {
+        // Nothing trained in this invocation: still leave a checkpoint behind.
+        checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
+    }
+    let table = FlopsTable::of(&mut net)?;
+    let maskable = net.store.num_maskable();
+    let maskable_nonzero: usize = {
+        let mut nz = 0;
+        for p in net.store.params.iter().filter(|p| p.is_maskable()) {
+            nz += match &p.mask {
+                Some(m) => m.to_vec()?.iter().filter(|&&v| v != 0.0).count(),
+                None => p.value.numel(),
+            };
+        }
+        nz
+    };
+    let params = net.store.num_params();
+    let method = if maskable_nonzero < maskable {
+        Method::Static
+    } else {
+        Method::Dense
+    };
+    let ips: Vec<f64> = log.iter().map(|e| e.images_per_sec).collect();
+    let report = Report {
+        version: env!("CARGO_PKG_VERSION").into(),
+        name,
+        model: meta.model.clone(),
+        config: cfg.clone(),
+        device: device.name(),
+        dataset: dataset_name,
+        eval_split: eval_split.into(),
+        test_examples: metrics.n,
+        test_accuracy: metrics.accuracy,
+        test_nll: metrics.nll,
+        test_ece: metrics.ece,
+        train_loss: log.last().map_or(f64::NAN, |e| e.train_loss),
+        train_accuracy: log.last().map_or(f64::NAN, |e| e.train_acc),
+        epochs_completed: meta.epoch,
+        steps: meta.step,
+        finished: meta.epoch >= cfg.epochs,
+        params,
+        params_nonzero: params - maskable + maskable_nonzero,
+        maskable_params: maskable,
+        sparsity: if maskable == 0 {
+            0.0
+        } else {
+            1.0 - maskable_nonzero as f64 / maskable as f64
+        },
+        method: match method {
+            Method::Dense => "dense".into(),
+            Method::Static => "static".into(),
+        },
+        flops_dense: table.flops_dense(),
+        flops_sparse: table.flops_sparse(),
+        train_flops_multiple: table.train_flops_multiple(method),
+        test_flops_multiple: table.test_flops_multiple(),
+        wall_seconds: meta.wall_seconds,
+        images_per_sec: if ips.is_empty() {
+            0.0
+        } else {
+            ips.iter().sum::<f64>() / ips.len() as f64
+        },
+        layers: table.layers,
+    };
+    report.write(&out, &log)?;
+    checkpoint::write_atomic(&out.join("lr.svg"), report::lr_svg(&schedule, ipe).as_bytes())?;
+    checkpoint::write_atomic(
+        &out.join("curves.svg"),
+        report::curves_svg(&log, eval_split).as_bytes(),
+    )?;
+    Ok(report)
+}
+
+/// What `suptickets eval` prints.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EvalResult {
+    /// The checkpoint evaluated.
+    pub checkpoint: String,
+    /// Model name.
+    pub model: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// `test` or `validation`.
+    pub eval_split: String,
+    /// Examples evaluated.
+    pub test_examples: usize,
+    /// Top-1 accuracy.
+    pub test_accuracy: f64,
+    /// Mean NLL.
+    pub test_nll: f64,
+    /// ECE (15 bins).
+    pub test_ece: f64,
+    /// Epochs the checkpoint was trained for.
+    pub epoch: usize,
+    /// Device used.
+    pub device: String,
+}
+
+/// Evaluates a checkpoint on the split its run evaluated on (same dataset, limit and validation
+/// split), optionally with another data directory or device; reproduces `report.json`'s
+/// `test_*` numbers.
+pub fn eval_checkpoint(path: &Path, data_dir: Option<&Path>, device: Option<&str>) -> Result<EvalResult> {
+    let file = checkpoint_path(path);
+    let ck = Checkpoint::read(&file)?;
+    let mut cfg = ck.meta.train_config.clone().ok_or_else(|| {
+        Error::data(&file, "the checkpoint has no training configuration (dataset unknown)")
+    })?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = Some(d.to_path_buf());
+    }
+    if let Some(d) = device {
+        cfg.device = d.to_string();
+    }
+    let device = Device::parse(&cfg.device)?;
+    let (_, set, split) = datasets(&cfg, false)?;
+    let loader = eval_loader(&cfg, set)?;
+    let mut net = ck.build_network()?;
+    net.to_device(&device)?;
+    let m = evaluate(&mut net, &loader)?;
+    Ok(EvalResult {
+        checkpoint: file.display().to_string(),
+        model: ck.meta.model.name.clone(),
+        dataset: cfg.dataset.clone(),
+        eval_split: split.into(),
+        test_examples: m.n,
+        test_accuracy: m.accuracy,
+        test_nll: m.nll,
+        test_ece: m.ece,
+        epoch: ck.meta.epoch,
+        device: device.name(),
+    })
+}
