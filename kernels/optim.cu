@@ -9,7 +9,7 @@ struct SgdParams {
 
 // g' = g + weight_decay*w; m = momentum*m + g'; step = nesterov ? g' + momentum*m : m;
 // w = w - lr*step; then, when has_mask != 0, w *= mask and m *= mask (mask is not read
-// otherwise and may be null).
+// otherwise: the host then passes any valid pointer, e.g. g's).
 extern "C" __global__ void sgd_step_f32(float* __restrict__ w, const float* __restrict__ g,
                                         float* __restrict__ m, const float* __restrict__ mask,
                                         int has_mask, SgdParams p, i64 len) {

@@ -178,3 +178,119 @@ fn a_compile_error_is_reported_with_the_nvrtc_log() {
     let err = cuda::compile_family("conv", "sm_").unwrap_err();
     assert!(err.to_string().contains("architecture"), "{err}");
 }
+
+/// Number of `.param` entries of each `.entry` in a PTX text.
+fn ptx_param_counts(ptx: &str) -> std::collections::HashMap<String, usize> {
+    let mut out = std::collections::HashMap::new();
+    for name in cuda::ptx_entries(ptx) {
+        let at = ptx
+            .find(&format!(".entry {name}("))
+            .expect("entry found by ptx_entries");
+        let params = &ptx[at..at + ptx[at..].find(')').expect("entry parameter list ends")];
+        out.insert(name, params.matches(".param").count());
+    }
+    out
+}
+
+/// Splits `text` at top-level commas (ignoring commas inside brackets).
+fn top_level_items(text: &str) -> usize {
+    let (mut depth, mut items, mut any) = (0i32, 0usize, false);
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items += 1;
+                any = false;
+                continue;
+            }
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            any = true;
+        }
+    }
+    items + any as usize
+}
+
+/// The text between `open` (just past an opening bracket) and its matching closing bracket.
+fn bracketed(text: &str) -> &str {
+    let mut depth = 1;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+#[test]
+fn launch_wrappers_push_one_argument_per_kernel_parameter() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let mut params = std::collections::HashMap::new();
+    for family in registry::families() {
+        params.extend(ptx_param_counts(
+            &cuda::compile_family(family, "compute_90").expect("compiles"),
+        ));
+    }
+    // (kernel, number of arguments the Rust wrapper pushes), from the wrapper sources.
+    let mut pushed: Vec<(String, usize)> = Vec::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/backend/cuda");
+    for family in registry::families() {
+        let path = dir.join(format!("{family}.rs"));
+        let src = std::fs::read_to_string(&path).unwrap();
+        // Direct launches: `function("name")` (or `function(name)` for add/mul) ... `.launch(`.
+        for (at, _) in src.match_indices(".loader.function(") {
+            let rest = &src[at + ".loader.function(".len()..];
+            let arg = bracketed(rest).trim();
+            let body = &rest[..rest.find(".launch(").expect("a launch follows the lookup")];
+            let n = body.matches(".arg(").count();
+            let names: Vec<String> = match arg.strip_prefix('"') {
+                Some(lit) => vec![lit.trim_end_matches('"').to_string()],
+                // launch_binary: the name is checked to be add_f32 or mul_f32.
+                None if family == "elementwise" => vec!["add_f32".into(), "mul_f32".into()],
+                // launch_pool: counted at its call sites below.
+                None if family == "pool" => vec![],
+                None => panic!("{}: kernel name {arg} is not a literal", path.display()),
+            };
+            pushed.extend(names.into_iter().map(|k| (k, n)));
+        }
+        // Pool launches: launch_pool("name", &[inputs], p, &mut [outputs], total).
+        for (at, _) in src.match_indices("self.launch_pool(\"") {
+            let call = bracketed(&src[at + "self.launch_pool(".len()..]);
+            let name = call[1..].split('"').next().unwrap().to_string();
+            let inputs = bracketed(&call[call.find("&[").unwrap() + 2..]);
+            let outputs = bracketed(&call[call.find("&mut [").unwrap() + 6..]);
+            pushed.push((name, top_level_items(inputs) + 1 + top_level_items(outputs)));
+        }
+    }
+    for k in registry::KERNELS {
+        let wrappers: Vec<usize> = pushed
+            .iter()
+            .filter(|(n, _)| n == k.name)
+            .map(|(_, c)| *c)
+            .collect();
+        assert!(
+            !wrappers.is_empty(),
+            "no launch of {} found in src/backend/cuda/{}.rs",
+            k.name,
+            k.family
+        );
+        for c in wrappers {
+            assert_eq!(
+                c, params[k.name],
+                "{}: the wrapper pushes {c} arguments, the kernel takes {}",
+                k.name, params[k.name]
+            );
+        }
+    }
+}

@@ -370,11 +370,13 @@ pub(super) fn conv2d_bwd_weight(
     let dyv = be.buf(dy, "conv2d_bwd_weight: dy")?.view();
     let mut dw = be.alloc_zeros(wlen, "conv2d_bwd_weight: dw")?;
     if n > 0 && wlen > 0 {
-        // Split-K over the images: enough partial sums that the GEMM fills the GPU twice.
+        // Split-K over the images: enough partial sums that the GEMM has about two blocks per
+        // SM, at most one per image, and at most 2^24 floats (64 MiB) of partial sums.
         let tiles = cout.div_ceil(64) * kk.div_ceil(64);
+        let max_groups = n.min((1 << 24) / wlen).max(1);
         let groups = (2 * be.sm_count as usize)
             .div_ceil(tiles)
-            .clamp(1, n.min(32));
+            .clamp(1, max_groups);
         let mut partial = if groups > 1 {
             Some(be.alloc_zeros(groups * wlen, "conv2d_bwd_weight: partial sums")?)
         } else {

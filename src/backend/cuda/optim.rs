@@ -9,7 +9,7 @@ use crate::tensor::Tensor;
 
 impl CudaBackend {
     /// `sgd_step_f32` over `w.len()` elements (see [`SgdParams`]); without a mask the kernel
-    /// gets a null mask pointer and `has_mask = 0`.
+    /// gets `has_mask = 0` and does not read its mask pointer.
     pub(crate) fn launch_sgd(
         &self,
         w: &mut CudaViewMut<'_, f32>,
@@ -29,15 +29,11 @@ impl CudaBackend {
         }
         let n = to_i64(len);
         let has_mask = mask.is_some() as i32;
-        let null: u64 = 0;
+        // Without a mask the kernel never reads the mask pointer (has_mask = 0); g stands in.
+        let mask_arg = mask.unwrap_or(g);
         let f = self.loader.function("sgd_step_f32")?;
         let mut l = self.stream.launch_builder(&f);
-        l.arg(w).arg(g).arg(m);
-        match mask {
-            Some(mk) => l.arg(mk),
-            // A null device pointer: the same size as a pointer, never read (has_mask = 0).
-            None => l.arg(&null),
-        };
+        l.arg(w).arg(g).arg(m).arg(mask_arg);
         l.arg(&has_mask).arg(p).arg(&n);
         // SAFETY: arguments match `sgd_step_f32(float*, const float*, float*, const float*,
         // int, SgdParams, i64)`; w, g, m (and the mask when given) hold `len` elements.
