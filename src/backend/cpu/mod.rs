@@ -5,7 +5,9 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_gemm;
 pub mod elementwise;
+pub mod gemm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
@@ -161,7 +163,7 @@ impl Backend for CpuBackend {
             None => None,
         };
         let mut y = vec![0.0; numel(&p.y_shape())];
-        conv::conv2d_forward(host(x, op, "x")?, host(w, op, "weight")?, bias, p, &mut y);
+        conv_gemm::conv2d_forward(host(x, op, "x")?, host(w, op, "weight")?, bias, p, &mut y);
         Tensor::from_vec(y, &p.y_shape())
     }
     fn conv2d_bwd_input(&self, dy: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
@@ -170,7 +172,7 @@ impl Backend for CpuBackend {
         check_shape(dy, &p.y_shape(), op, "dy")?;
         check_shape(w, &p.w_shape(), op, "weight")?;
         let mut dx = vec![0.0; numel(&p.x_shape())];
-        conv::conv2d_backward_input(host(dy, op, "dy")?, host(w, op, "weight")?, p, &mut dx);
+        conv_gemm::conv2d_backward_input(host(dy, op, "dy")?, host(w, op, "weight")?, p, &mut dx);
         Tensor::from_vec(dx, &p.x_shape())
     }
     fn conv2d_bwd_weight(
@@ -185,7 +187,7 @@ impl Backend for CpuBackend {
         check_shape(x, &p.x_shape(), op, "x")?;
         check_shape(dy, &p.y_shape(), op, "dy")?;
         let mut dw = vec![0.0; numel(&p.w_shape())];
-        conv::conv2d_backward_weight(host(x, op, "x")?, host(dy, op, "dy")?, p, &mut dw);
+        conv_gemm::conv2d_backward_weight(host(x, op, "x")?, host(dy, op, "dy")?, p, &mut dw);
         apply_mask(&mut dw, mask, &p.w_shape(), op)?;
         Tensor::from_vec(dw, &p.w_shape())
     }

@@ -1,0 +1,1069 @@
+//! CPU ↔ CUDA parity: one `parity_<kernel>` test per registry kernel runs the CPU twin
+//! (`suptickets::backend::cpu::<family>::<kernel>`) and the CUDA kernel (through the backend's
+//! tensor-level entry point of the same name) on the same random inputs and compares them
+//! (relative error ≤ 1e-4, argmax indices exactly); `backend_*` tests compare whole
+//! [`Backend`] methods on `Device::Cpu` and `Device::cuda(0)`.
+//!
+//! Without a GPU every test prints `skipped: no GPU` and passes, unless
+//! `SUPTICKETS_REQUIRE_GPU=1`, where it fails (that is how the GPU machine runs them).
+//! `cuda_unavailable_is_a_clear_error` checks the error a machine without CUDA gets.
+
+#![cfg(feature = "cuda")]
+
+use std::sync::{Arc, OnceLock};
+
+use suptickets::backend::cuda::CudaBackend;
+use suptickets::backend::{cpu, Backend, Conv2dParams, Pool2dParams, SgdParams};
+use suptickets::rng::Rng;
+use suptickets::{Device, Error, Tensor};
+
+// ---- harness ------------------------------------------------------------------------------
+
+fn require_gpu() -> bool {
+    std::env::var("SUPTICKETS_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// The shared CUDA backend (one per test binary, so each family compiles once), or None
+/// after printing `skipped: no GPU` (a failure when SUPTICKETS_REQUIRE_GPU=1).
+fn gpu() -> Option<Arc<CudaBackend>> {
+    static GPU: OnceLock<std::result::Result<Arc<CudaBackend>, String>> = OnceLock::new();
+    match GPU.get_or_init(|| CudaBackend::new(0).map_err(|e| e.to_string())) {
+        Ok(g) => Some(g.clone()),
+        Err(e) => {
+            assert!(
+                !require_gpu(),
+                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
+            );
+            println!("skipped: no GPU ({e})");
+            None
+        }
+    }
+}
+
+macro_rules! gpu_or_skip {
+    () => {
+        match gpu() {
+            Some(g) => g,
+            None => return,
+        }
+    };
+}
+
+fn normal(r: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| r.normal()).collect()
+}
+
+fn uniform(r: &mut Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| lo + (hi - lo) * r.uniform()).collect()
+}
+
+fn up(g: &CudaBackend, data: &[f32], shape: &[usize]) -> Tensor {
+    g.upload(data, shape).expect("upload")
+}
+
+fn zeros(g: &CudaBackend, shape: &[usize]) -> Tensor {
+    g.zeros(shape).expect("zeros")
+}
+
+fn down(t: &Tensor) -> Vec<f32> {
+    t.to_vec().expect("download")
+}
+
+/// Asserts |got − want| ≤ tol · max(|want|, 1) elementwise (NaN matches NaN).
+fn assert_close_tol(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut worst = (0.0f32, 0usize);
+    for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+        if a.is_nan() && b.is_nan() {
+            continue;
+        }
+        let e = (a - b).abs() / b.abs().max(1.0);
+        if e.is_nan() || e > worst.0 {
+            worst = (e, i);
+        }
+    }
+    let (e, i) = worst;
+    assert!(
+        e.is_finite() && e <= tol,
+        "{what}: relative error {e:e} at {i}: cuda {} vs cpu {} (tolerance {tol:e})",
+        got[i],
+        want[i]
+    );
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_close_tol(what, got, want, 1e-4);
+}
+
+fn assert_tensor_close(what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
+    assert_close(what, &down(got), &down(want));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_params(
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+) -> Conv2dParams {
+    Conv2dParams::new(n, c_in, h, w, c_out, k, s, pad).expect("conv params")
+}
+
+// ---- conv ---------------------------------------------------------------------------------
+
+#[test]
+fn parity_im2col_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(1);
+    for p in [
+        conv_params(1, 3, 11, 9, 4, 3, 2, 1),
+        conv_params(1, 5, 8, 8, 2, 1, 1, 0),
+        conv_params(1, 2, 7, 6, 3, 5, 1, 2),
+    ] {
+        let x = normal(&mut r, (p.c_in * p.h_in * p.w_in) as usize);
+        let mut col = vec![0.0; p.col_rows() * p.col_cols()];
+        cpu::conv::im2col_f32(&x, &p, &mut col);
+        let mut gcol = zeros(&g, &[p.col_rows(), p.col_cols()]);
+        g.im2col_f32(&up(&g, &x, &[x.len()]), &p, &mut gcol)
+            .unwrap();
+        assert_close(&format!("im2col {p:?}"), &down(&gcol), &col);
+    }
+}
+
+#[test]
+fn parity_col2im_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(2);
+    for p in [
+        conv_params(1, 3, 11, 9, 4, 3, 2, 1),
+        conv_params(1, 4, 9, 9, 2, 3, 1, 1),
+        conv_params(1, 2, 10, 7, 3, 2, 3, 1),
+    ] {
+        let col = normal(&mut r, p.col_rows() * p.col_cols());
+        let mut x = vec![0.0; (p.c_in * p.h_in * p.w_in) as usize];
+        cpu::conv::col2im_f32(&col, &p, &mut x);
+        let mut gx = up(&g, &vec![f32::NAN; x.len()], &[x.len()]);
+        g.col2im_f32(&up(&g, &col, &[col.len()]), &p, &mut gx)
+            .unwrap();
+        assert_close(&format!("col2im {p:?}"), &down(&gx), &x);
+    }
+}
+
+#[test]
+fn parity_bias_add_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(3);
+    let (n, c, s) = (3, 5, 37);
+    let y0 = normal(&mut r, n * c * s);
+    let bias = normal(&mut r, c);
+    let mut y = y0.clone();
+    cpu::conv::bias_add_f32(&mut y, &bias, n, c, s);
+    let mut gy = up(&g, &y0, &[n, c, s]);
+    g.bias_add_f32(&mut gy, &up(&g, &bias, &[c]), n, c, s)
+        .unwrap();
+    assert_close("bias_add", &down(&gy), &y);
+}
+
+#[test]
+fn parity_channel_sum_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(4);
+    // Small n·s (a thread per channel) and large n·s (a block per channel).
+    for (n, c, s) in [(4, 300, 1), (16, 7, 333), (2, 3, 20)] {
+        let x = normal(&mut r, n * c * s);
+        let mut out = vec![0.0; c];
+        cpu::conv::channel_sum_f32(&x, n, c, s, &mut out);
+        let mut gout = zeros(&g, &[c]);
+        g.channel_sum_f32(&up(&g, &x, &[n, c, s]), n, c, s, &mut gout)
+            .unwrap();
+        assert_close(&format!("channel_sum n{n} c{c} s{s}"), &down(&gout), &out);
+    }
+}
+
+// ---- matmul -------------------------------------------------------------------------------
+
+#[test]
+fn parity_sgemm_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(5);
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        for (m, n, k, alpha, beta) in [
+            (70, 33, 37, 0.7, 0.3),
+            (128, 64, 300, 1.0, 0.0),
+            (1, 1, 1, 2.0, 1.0),
+        ] {
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            let (lda, ldb, ldc) = (ac + 3, bc + 1, n + 2);
+            let a = normal(&mut r, ar * lda);
+            let b = normal(&mut r, br * ldb);
+            let c0 = normal(&mut r, m * ldc);
+            let mut c = c0.clone();
+            cpu::matmul::sgemm_f32(ta, tb, m, n, k, alpha, &a, lda, &b, ldb, beta, &mut c, ldc);
+            let mut gc = up(&g, &c0, &[c0.len()]);
+            g.sgemm_f32(
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                alpha,
+                &up(&g, &a, &[a.len()]),
+                lda,
+                &up(&g, &b, &[b.len()]),
+                ldb,
+                beta,
+                &mut gc,
+                ldc,
+            )
+            .unwrap();
+            assert_close(
+                &format!("sgemm ta={ta} tb={tb} m{m} n{n} k{k} alpha {alpha} beta {beta}"),
+                &down(&gc),
+                &c,
+            );
+        }
+    }
+    // beta = 0 overwrites a C full of NaN.
+    let (a, b) = (normal(&mut r, 6), normal(&mut r, 6));
+    let mut c = vec![f32::NAN; 4];
+    cpu::matmul::sgemm_f32(false, false, 2, 2, 3, 1.0, &a, 3, &b, 2, 0.0, &mut c, 2);
+    let mut gc = up(&g, &[f32::NAN; 4], &[4]);
+    g.sgemm_f32(
+        false,
+        false,
+        2,
+        2,
+        3,
+        1.0,
+        &up(&g, &a, &[6]),
+        3,
+        &up(&g, &b, &[6]),
+        2,
+        0.0,
+        &mut gc,
+        2,
+    )
+    .unwrap();
+    assert_close("sgemm beta=0 over NaN", &down(&gc), &c);
+}
+
+// ---- batchnorm ----------------------------------------------------------------------------
+
+/// Random BN inputs: x (offset from 0 so the mean matters), dy, gamma, beta.
+fn bn_inputs(
+    r: &mut Rng,
+    n: usize,
+    c: usize,
+    s: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let x = uniform(r, n * c * s, 0.5, 3.0);
+    let dy = normal(r, n * c * s);
+    let gamma = uniform(r, c, 0.5, 1.5);
+    let beta = normal(r, c);
+    (x, dy, gamma, beta)
+}
+
+const BN_SHAPES: [(usize, usize, usize); 3] = [(8, 6, 49), (64, 5, 1), (2, 3, 1000)];
+
+#[test]
+fn parity_bn_stats_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(6);
+    for (n, c, s) in BN_SHAPES {
+        let (x, ..) = bn_inputs(&mut r, n, c, s);
+        let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+        cpu::batchnorm::bn_stats_f32(&x, n, c, s, &mut mean, &mut var);
+        let (mut gm, mut gv) = (zeros(&g, &[c]), zeros(&g, &[c]));
+        g.bn_stats_f32(&up(&g, &x, &[n, c, s]), n, c, s, &mut gm, &mut gv)
+            .unwrap();
+        assert_close(&format!("bn mean n{n} c{c} s{s}"), &down(&gm), &mean);
+        assert_close(&format!("bn var n{n} c{c} s{s}"), &down(&gv), &var);
+    }
+}
+
+#[test]
+fn parity_bn_invstd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(7);
+    let var = uniform(&mut r, 300, 0.0, 4.0);
+    let mut inv = vec![0.0; 300];
+    cpu::batchnorm::bn_invstd_f32(&var, 1e-5, &mut inv);
+    let mut gi = zeros(&g, &[300]);
+    g.bn_invstd_f32(&up(&g, &var, &[300]), 1e-5, &mut gi)
+        .unwrap();
+    assert_close("bn invstd", &down(&gi), &inv);
+}
+
+#[test]
+fn parity_bn_fwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(8);
+    for (n, c, s) in BN_SHAPES {
+        let (x, _, gamma, beta) = bn_inputs(&mut r, n, c, s);
+        let mean = uniform(&mut r, c, 1.0, 2.0);
+        let invstd = uniform(&mut r, c, 0.5, 2.0);
+        let mut y = vec![0.0; x.len()];
+        cpu::batchnorm::bn_fwd_f32(&x, n, c, s, &mean, &invstd, &gamma, &beta, &mut y);
+        let mut gy = zeros(&g, &[n, c, s]);
+        g.bn_fwd_f32(
+            &up(&g, &x, &[n, c, s]),
+            n,
+            c,
+            s,
+            &up(&g, &mean, &[c]),
+            &up(&g, &invstd, &[c]),
+            &up(&g, &gamma, &[c]),
+            &up(&g, &beta, &[c]),
+            &mut gy,
+        )
+        .unwrap();
+        assert_close(&format!("bn fwd n{n} c{c} s{s}"), &down(&gy), &y);
+    }
+}
+
+#[test]
+fn parity_bn_bwd_reduce_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(9);
+    for (n, c, s) in BN_SHAPES {
+        let (x, dy, ..) = bn_inputs(&mut r, n, c, s);
+        let mean = uniform(&mut r, c, 1.0, 2.0);
+        let invstd = uniform(&mut r, c, 0.5, 2.0);
+        let (mut sd, mut sdx) = (vec![0.0; c], vec![0.0; c]);
+        cpu::batchnorm::bn_bwd_reduce_f32(&dy, &x, n, c, s, &mean, &invstd, &mut sd, &mut sdx);
+        let (mut gsd, mut gsdx) = (zeros(&g, &[c]), zeros(&g, &[c]));
+        g.bn_bwd_reduce_f32(
+            &up(&g, &dy, &[n, c, s]),
+            &up(&g, &x, &[n, c, s]),
+            n,
+            c,
+            s,
+            &up(&g, &mean, &[c]),
+            &up(&g, &invstd, &[c]),
+            &mut gsd,
+            &mut gsdx,
+        )
+        .unwrap();
+        assert_close(&format!("bn sum_dy n{n} c{c} s{s}"), &down(&gsd), &sd);
+        assert_close(
+            &format!("bn sum_dy_xhat n{n} c{c} s{s}"),
+            &down(&gsdx),
+            &sdx,
+        );
+    }
+}
+
+#[test]
+fn parity_bn_bwd_dx_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(10);
+    for (n, c, s) in BN_SHAPES {
+        let (x, dy, gamma, _) = bn_inputs(&mut r, n, c, s);
+        let mean = uniform(&mut r, c, 1.0, 2.0);
+        let invstd = uniform(&mut r, c, 0.5, 2.0);
+        let sd = normal(&mut r, c);
+        let sdx = normal(&mut r, c);
+        let mut dx = vec![0.0; x.len()];
+        cpu::batchnorm::bn_bwd_dx_f32(&dy, &x, n, c, s, &mean, &invstd, &gamma, &sd, &sdx, &mut dx);
+        let mut gdx = zeros(&g, &[n, c, s]);
+        g.bn_bwd_dx_f32(
+            &up(&g, &dy, &[n, c, s]),
+            &up(&g, &x, &[n, c, s]),
+            n,
+            c,
+            s,
+            &up(&g, &mean, &[c]),
+            &up(&g, &invstd, &[c]),
+            &up(&g, &gamma, &[c]),
+            &up(&g, &sd, &[c]),
+            &up(&g, &sdx, &[c]),
+            &mut gdx,
+        )
+        .unwrap();
+        assert_close(&format!("bn dx n{n} c{c} s{s}"), &down(&gdx), &dx);
+    }
+}
+
+// ---- elementwise --------------------------------------------------------------------------
+
+const EW_LEN: usize = 100_003;
+
+#[test]
+fn parity_relu_fwd_f32() {
+    let g = gpu_or_skip!();
+    let mut x = normal(&mut Rng::new(11), EW_LEN);
+    x[17] = f32::NAN;
+    let mut y = vec![0.0; EW_LEN];
+    cpu::elementwise::relu_fwd_f32(&x, &mut y);
+    let mut gy = zeros(&g, &[EW_LEN]);
+    g.relu_fwd_f32(&up(&g, &x, &[EW_LEN]), &mut gy).unwrap();
+    assert_close("relu fwd", &down(&gy), &y);
+}
+
+#[test]
+fn parity_relu_bwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(12);
+    let (dy, y) = (normal(&mut r, EW_LEN), normal(&mut r, EW_LEN));
+    let mut dx = vec![0.0; EW_LEN];
+    cpu::elementwise::relu_bwd_f32(&dy, &y, &mut dx);
+    let mut gdx = zeros(&g, &[EW_LEN]);
+    g.relu_bwd_f32(&up(&g, &dy, &[EW_LEN]), &up(&g, &y, &[EW_LEN]), &mut gdx)
+        .unwrap();
+    assert_close("relu bwd", &down(&gdx), &dx);
+}
+
+#[test]
+fn parity_add_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(13);
+    let (a, b) = (normal(&mut r, EW_LEN), normal(&mut r, EW_LEN));
+    let mut c = vec![0.0; EW_LEN];
+    cpu::elementwise::add_f32(&a, &b, &mut c);
+    let mut gc = zeros(&g, &[EW_LEN]);
+    g.add_f32(&up(&g, &a, &[EW_LEN]), &up(&g, &b, &[EW_LEN]), &mut gc)
+        .unwrap();
+    assert_close("add", &down(&gc), &c);
+}
+
+#[test]
+fn parity_mul_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(14);
+    let (a, b) = (normal(&mut r, EW_LEN), normal(&mut r, EW_LEN));
+    let mut c = vec![0.0; EW_LEN];
+    cpu::elementwise::mul_f32(&a, &b, &mut c);
+    let mut gc = zeros(&g, &[EW_LEN]);
+    g.mul_f32(&up(&g, &a, &[EW_LEN]), &up(&g, &b, &[EW_LEN]), &mut gc)
+        .unwrap();
+    assert_close("mul", &down(&gc), &c);
+}
+
+#[test]
+fn parity_axpby_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(15);
+    let (x, y0) = (normal(&mut r, EW_LEN), normal(&mut r, EW_LEN));
+    let mut y = y0.clone();
+    cpu::elementwise::axpby_f32(0.3, &x, -1.7, &mut y);
+    let mut gy = up(&g, &y0, &[EW_LEN]);
+    g.axpby_f32(0.3, &up(&g, &x, &[EW_LEN]), -1.7, &mut gy)
+        .unwrap();
+    assert_close("axpby", &down(&gy), &y);
+}
+
+#[test]
+fn parity_sum_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(16);
+    for len in [0, 1, 1000, 4096, 1_000_003] {
+        let x = normal(&mut r, len);
+        let want = cpu::elementwise::sum_f32(&x);
+        let got = g.sum_f32(&up(&g, &x, &[len])).unwrap();
+        // Sums of ±1 values cancel: compare against the sum of magnitudes' scale.
+        let scale = (len as f32).sqrt().max(1.0);
+        assert!(
+            (got - want).abs() <= 1e-4 * scale.max(want.abs()),
+            "sum of {len}: cuda {got} vs cpu {want}"
+        );
+    }
+}
+
+// ---- pool ---------------------------------------------------------------------------------
+
+/// Pooling cases: (n, c, h, w, k, stride, pad).
+const POOLS: [(usize, usize, usize, usize, usize, usize, usize); 4] = [
+    (2, 3, 8, 8, 2, 2, 0),
+    (2, 2, 7, 9, 3, 2, 1),
+    (1, 3, 5, 5, 3, 1, 1),
+    (2, 2, 6, 5, 2, 1, 1),
+];
+
+fn pool_params(c: (usize, usize, usize, usize, usize, usize, usize)) -> Pool2dParams {
+    Pool2dParams::new(c.0, c.1, c.2, c.3, c.4, c.5, c.6).expect("pool params")
+}
+
+/// Values on a coarse grid, so windows hold ties (the first maximum must win on both sides).
+fn tied(r: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| (r.normal() * 2.0).round() / 2.0).collect()
+}
+
+#[test]
+fn parity_maxpool2d_fwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(17);
+    for case in POOLS {
+        let p = pool_params(case);
+        let lin = p.x_shape().iter().product::<usize>();
+        let lout = p.y_shape().iter().product::<usize>();
+        let mut x = tied(&mut r, lin);
+        x[3] = f32::NAN;
+        let (mut y, mut idx) = (vec![0.0; lout], vec![0.0; lout]);
+        cpu::pool::maxpool2d_fwd_f32(&x, &p, &mut y, &mut idx);
+        let (mut gy, mut gi) = (zeros(&g, &p.y_shape()), zeros(&g, &p.y_shape()));
+        g.maxpool2d_fwd_f32(&up(&g, &x, &p.x_shape()), &p, &mut gy, &mut gi)
+            .unwrap();
+        assert_close(&format!("maxpool y {p:?}"), &down(&gy), &y);
+        assert_eq!(down(&gi), idx, "maxpool argmax {p:?}");
+    }
+}
+
+#[test]
+fn parity_maxpool2d_bwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(18);
+    for case in POOLS {
+        let p = pool_params(case);
+        let lin = p.x_shape().iter().product::<usize>();
+        let lout = p.y_shape().iter().product::<usize>();
+        let x = tied(&mut r, lin);
+        let (mut y, mut idx) = (vec![0.0; lout], vec![0.0; lout]);
+        cpu::pool::maxpool2d_fwd_f32(&x, &p, &mut y, &mut idx);
+        let dy = normal(&mut r, lout);
+        let mut dx = vec![0.0; lin];
+        cpu::pool::maxpool2d_bwd_f32(&dy, &idx, &p, &mut dx);
+        let mut gdx = up(&g, &vec![f32::NAN; lin], &p.x_shape());
+        g.maxpool2d_bwd_f32(
+            &up(&g, &dy, &p.y_shape()),
+            &up(&g, &idx, &p.y_shape()),
+            &p,
+            &mut gdx,
+        )
+        .unwrap();
+        assert_close(&format!("maxpool dx {p:?}"), &down(&gdx), &dx);
+    }
+}
+
+#[test]
+fn parity_avgpool2d_fwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(19);
+    for case in POOLS {
+        let p = pool_params(case);
+        let lin = p.x_shape().iter().product::<usize>();
+        let x = normal(&mut r, lin);
+        let mut y = vec![0.0; p.y_shape().iter().product::<usize>()];
+        cpu::pool::avgpool2d_fwd_f32(&x, &p, &mut y);
+        let mut gy = zeros(&g, &p.y_shape());
+        g.avgpool2d_fwd_f32(&up(&g, &x, &p.x_shape()), &p, &mut gy)
+            .unwrap();
+        assert_close(&format!("avgpool y {p:?}"), &down(&gy), &y);
+    }
+}
+
+#[test]
+fn parity_avgpool2d_bwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(20);
+    for case in POOLS {
+        let p = pool_params(case);
+        let lin = p.x_shape().iter().product::<usize>();
+        let dy = normal(&mut r, p.y_shape().iter().product::<usize>());
+        let mut dx = vec![0.0; lin];
+        cpu::pool::avgpool2d_bwd_f32(&dy, &p, &mut dx);
+        let mut gdx = up(&g, &vec![f32::NAN; lin], &p.x_shape());
+        g.avgpool2d_bwd_f32(&up(&g, &dy, &p.y_shape()), &p, &mut gdx)
+            .unwrap();
+        assert_close(&format!("avgpool dx {p:?}"), &down(&gdx), &dx);
+    }
+}
+
+// ---- loss ---------------------------------------------------------------------------------
+
+fn labels(r: &mut Rng, n: usize, k: usize) -> Vec<f32> {
+    (0..n).map(|_| r.below(k as u64) as f32).collect()
+}
+
+#[test]
+fn parity_log_softmax_ce_fwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(21);
+    for (n, k) in [(128, 10), (7, 1000), (3, 1)] {
+        let mut logits: Vec<f32> = normal(&mut r, n * k).iter().map(|v| v * 4.0).collect();
+        logits[0] = 60.0;
+        let mut lab = labels(&mut r, n, k);
+        lab[n - 1] = 0.5; // not a class index: NaN on both sides
+        let (mut lp, mut nll) = (vec![0.0; n * k], vec![0.0; n]);
+        cpu::loss::log_softmax_ce_fwd_f32(&logits, &lab, n, k, &mut lp, &mut nll);
+        let (mut glp, mut gnll) = (zeros(&g, &[n, k]), zeros(&g, &[n]));
+        g.log_softmax_ce_fwd_f32(
+            &up(&g, &logits, &[n, k]),
+            &up(&g, &lab, &[n]),
+            n,
+            k,
+            &mut glp,
+            &mut gnll,
+        )
+        .unwrap();
+        assert_close(&format!("logprobs n{n} k{k}"), &down(&glp), &lp);
+        assert_close(&format!("row nll n{n} k{k}"), &down(&gnll), &nll);
+    }
+}
+
+#[test]
+fn parity_log_softmax_ce_bwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(22);
+    for (n, k) in [(128, 10), (7, 1000)] {
+        let logits = normal(&mut r, n * k);
+        let lab = labels(&mut r, n, k);
+        let (mut lp, mut nll) = (vec![0.0; n * k], vec![0.0; n]);
+        cpu::loss::log_softmax_ce_fwd_f32(&logits, &lab, n, k, &mut lp, &mut nll);
+        let mut d = vec![0.0; n * k];
+        cpu::loss::log_softmax_ce_bwd_f32(&lp, &lab, n, k, 0.37, &mut d);
+        let mut gd = zeros(&g, &[n, k]);
+        g.log_softmax_ce_bwd_f32(
+            &up(&g, &lp, &[n, k]),
+            &up(&g, &lab, &[n]),
+            n,
+            k,
+            0.37,
+            &mut gd,
+        )
+        .unwrap();
+        assert_close(&format!("dlogits n{n} k{k}"), &down(&gd), &d);
+    }
+}
+
+// ---- optim --------------------------------------------------------------------------------
+
+fn mask(r: &mut Rng, n: usize, density: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| if r.uniform() < density { 1.0 } else { 0.0 })
+        .collect()
+}
+
+#[test]
+fn parity_sgd_step_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(23);
+    let len = 50_001;
+    for nesterov in [0, 1] {
+        for masked in [false, true] {
+            let p = SgdParams {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+                nesterov,
+            };
+            let (w0, gr, m0) = (
+                normal(&mut r, len),
+                normal(&mut r, len),
+                normal(&mut r, len),
+            );
+            let mk = mask(&mut r, len, 0.2);
+            let (mut w, mut m) = (w0.clone(), m0.clone());
+            cpu::optim::sgd_step_f32(&mut w, &gr, &mut m, masked.then_some(&mk[..]), &p);
+            let (mut gw, mut gm) = (up(&g, &w0, &[len]), up(&g, &m0, &[len]));
+            let gmask = up(&g, &mk, &[len]);
+            g.sgd_step_f32(
+                &mut gw,
+                &up(&g, &gr, &[len]),
+                &mut gm,
+                masked.then_some(&gmask),
+                &p,
+            )
+            .unwrap();
+            let what = format!("sgd nesterov={nesterov} masked={masked}");
+            assert_close(&format!("{what}: w"), &down(&gw), &w);
+            assert_close(&format!("{what}: m"), &down(&gm), &m);
+        }
+    }
+}
+
+// ---- whole Backend methods: Device::Cpu vs Device::cuda(0) -----------------------------------
+
+/// Uploads host data to both devices.
+fn both(g: &CudaBackend, data: &[f32], shape: &[usize]) -> (Tensor, Tensor) {
+    (
+        Tensor::from_vec(data.to_vec(), shape).unwrap(),
+        up(g, data, shape),
+    )
+}
+
+fn cpu_be() -> &'static dyn Backend {
+    &cpu::CPU
+}
+
+#[test]
+fn backend_conv2d_stride2_pad1_fwd_and_bwd() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(30);
+    for p in [
+        conv_params(4, 3, 11, 11, 8, 3, 2, 1),
+        conv_params(3, 8, 8, 8, 16, 3, 1, 1),
+        conv_params(5, 16, 6, 6, 4, 1, 1, 0),
+        conv_params(2, 4, 9, 9, 6, 1, 2, 0),
+        // Enough images that the weight gradient is split over several partial sums.
+        conv_params(40, 2, 5, 5, 3, 3, 1, 1),
+    ] {
+        let xs = normal(&mut r, p.x_shape().iter().product());
+        let ws = normal(&mut r, p.w_shape().iter().product());
+        let bs = normal(&mut r, p.c_out as usize);
+        let dys = normal(&mut r, p.y_shape().iter().product());
+        let ms = mask(&mut r, ws.len(), 0.3);
+        let (cx, gx) = both(&g, &xs, &p.x_shape());
+        let (cw, gw) = both(&g, &ws, &p.w_shape());
+        let (cb, gb) = both(&g, &bs, &[p.c_out as usize]);
+        let (cdy, gdy) = both(&g, &dys, &p.y_shape());
+        let (cm, gm) = both(&g, &ms, &p.w_shape());
+        let what = format!("{p:?}");
+        assert_tensor_close(
+            &format!("conv fwd {what}"),
+            &g.conv2d_fwd(&gx, &gw, Some(&gb), &p).unwrap(),
+            &cpu_be().conv2d_fwd(&cx, &cw, Some(&cb), &p).unwrap(),
+        );
+        assert_tensor_close(
+            &format!("conv fwd (no bias) {what}"),
+            &g.conv2d_fwd(&gx, &gw, None, &p).unwrap(),
+            &cpu_be().conv2d_fwd(&cx, &cw, None, &p).unwrap(),
+        );
+        assert_tensor_close(
+            &format!("conv bwd input {what}"),
+            &g.conv2d_bwd_input(&gdy, &gw, &p).unwrap(),
+            &cpu_be().conv2d_bwd_input(&cdy, &cw, &p).unwrap(),
+        );
+        assert_tensor_close(
+            &format!("conv bwd weight {what}"),
+            &g.conv2d_bwd_weight(&gx, &gdy, &p, None).unwrap(),
+            &cpu_be().conv2d_bwd_weight(&cx, &cdy, &p, None).unwrap(),
+        );
+        assert_tensor_close(
+            &format!("conv bwd weight masked {what}"),
+            &g.conv2d_bwd_weight(&gx, &gdy, &p, Some(&gm)).unwrap(),
+            &cpu_be()
+                .conv2d_bwd_weight(&cx, &cdy, &p, Some(&cm))
+                .unwrap(),
+        );
+        assert_tensor_close(
+            &format!("bias grad {what}"),
+            &g.channel_sum(&gdy).unwrap(),
+            &cpu_be().channel_sum(&cdy).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn backend_conv2d_chunked_over_the_im2col_budget() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(31);
+    // 576 x 1024 columns per image: 114 images fill the 2^26-float workspace, so 130 images
+    // take two chunks.
+    let p = conv_params(130, 64, 32, 32, 8, 3, 1, 1);
+    let xs = normal(&mut r, p.x_shape().iter().product());
+    let ws: Vec<f32> = normal(&mut r, p.w_shape().iter().product())
+        .iter()
+        .map(|v| v * 0.05)
+        .collect();
+    let dys = normal(&mut r, p.y_shape().iter().product());
+    let (cx, gx) = both(&g, &xs, &p.x_shape());
+    let (cw, gw) = both(&g, &ws, &p.w_shape());
+    let (cdy, gdy) = both(&g, &dys, &p.y_shape());
+    assert_tensor_close(
+        "chunked conv fwd",
+        &g.conv2d_fwd(&gx, &gw, None, &p).unwrap(),
+        &cpu_be().conv2d_fwd(&cx, &cw, None, &p).unwrap(),
+    );
+    assert_tensor_close(
+        "chunked conv bwd input",
+        &g.conv2d_bwd_input(&gdy, &gw, &p).unwrap(),
+        &cpu_be().conv2d_bwd_input(&cdy, &cw, &p).unwrap(),
+    );
+    assert_tensor_close(
+        "chunked conv bwd weight",
+        &g.conv2d_bwd_weight(&gx, &gdy, &p, None).unwrap(),
+        &cpu_be().conv2d_bwd_weight(&cx, &cdy, &p, None).unwrap(),
+    );
+}
+
+#[test]
+fn backend_linear_fwd_bwd() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(32);
+    for (n, din, dout) in [(128, 512, 10), (3, 7, 5), (64, 100, 300)] {
+        let (cx, gx) = both(&g, &normal(&mut r, n * din), &[n, din]);
+        let (cw, gw) = both(&g, &normal(&mut r, dout * din), &[dout, din]);
+        let (cb, gb) = both(&g, &normal(&mut r, dout), &[dout]);
+        let (cdy, gdy) = both(&g, &normal(&mut r, n * dout), &[n, dout]);
+        let (cm, gm) = both(&g, &mask(&mut r, dout * din, 0.1), &[dout, din]);
+        let what = format!("n{n} in{din} out{dout}");
+        assert_tensor_close(
+            &format!("linear fwd {what}"),
+            &g.linear_fwd(&gx, &gw, Some(&gb)).unwrap(),
+            &cpu_be().linear_fwd(&cx, &cw, Some(&cb)).unwrap(),
+        );
+        assert_tensor_close(
+            &format!("linear bwd input {what}"),
+            &g.linear_bwd_input(&gdy, &gw).unwrap(),
+            &cpu_be().linear_bwd_input(&cdy, &cw).unwrap(),
+        );
+        assert_tensor_close(
+            &format!("linear bwd weight {what}"),
+            &g.linear_bwd_weight(&gx, &gdy, None).unwrap(),
+            &cpu_be().linear_bwd_weight(&cx, &cdy, None).unwrap(),
+        );
+        assert_tensor_close(
+            &format!("linear bwd weight masked {what}"),
+            &g.linear_bwd_weight(&gx, &gdy, Some(&gm)).unwrap(),
+            &cpu_be().linear_bwd_weight(&cx, &cdy, Some(&cm)).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn backend_batchnorm_train_eval_and_bwd() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(33);
+    for shape in [vec![16, 8, 7, 7], vec![128, 20], vec![4, 3, 2, 5, 5]] {
+        let c = shape[1];
+        let len: usize = shape.iter().product();
+        let (cx, gx) = both(&g, &uniform(&mut r, len, -1.0, 4.0), &shape);
+        let (cdy, gdy) = both(&g, &normal(&mut r, len), &shape);
+        let (cg, gg) = both(&g, &uniform(&mut r, c, 0.5, 1.5), &[c]);
+        let (cb, gb) = both(&g, &normal(&mut r, c), &[c]);
+        let cf = cpu_be().batchnorm_fwd_train(&cx, &cg, &cb, 1e-5).unwrap();
+        let gf = g.batchnorm_fwd_train(&gx, &gg, &gb, 1e-5).unwrap();
+        let what = format!("{shape:?}");
+        assert_tensor_close(&format!("bn train y {what}"), &gf.y, &cf.y);
+        assert_tensor_close(&format!("bn train mean {what}"), &gf.mean, &cf.mean);
+        assert_tensor_close(&format!("bn train var {what}"), &gf.var, &cf.var);
+        assert_tensor_close(&format!("bn train invstd {what}"), &gf.invstd, &cf.invstd);
+        let cbw = cpu_be()
+            .batchnorm_bwd(&cdy, &cx, &cg, &cf.mean, &cf.invstd)
+            .unwrap();
+        let gbw = g
+            .batchnorm_bwd(&gdy, &gx, &gg, &gf.mean, &gf.invstd)
+            .unwrap();
+        assert_tensor_close(&format!("bn dx {what}"), &gbw.dx, &cbw.dx);
+        assert_tensor_close(&format!("bn dgamma {what}"), &gbw.dgamma, &cbw.dgamma);
+        assert_tensor_close(&format!("bn dbeta {what}"), &gbw.dbeta, &cbw.dbeta);
+        let (cm, gm) = both(&g, &normal(&mut r, c), &[c]);
+        let (cv, gv) = both(&g, &uniform(&mut r, c, 0.1, 2.0), &[c]);
+        assert_tensor_close(
+            &format!("bn eval {what}"),
+            &g.batchnorm_fwd_eval(&gx, &gg, &gb, &gm, &gv, 1e-5).unwrap(),
+            &cpu_be()
+                .batchnorm_fwd_eval(&cx, &cg, &cb, &cm, &cv, 1e-5)
+                .unwrap(),
+        );
+    }
+}
+
+#[test]
+fn backend_cross_entropy_fwd_bwd() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(34);
+    for (n, k) in [(128, 10), (5, 100), (1, 3)] {
+        let (cl, gl) = both(&g, &normal(&mut r, n * k), &[n, k]);
+        let (cy, gy) = both(&g, &labels(&mut r, n, k), &[n]);
+        let (closs, clp) = cpu_be().cross_entropy_fwd(&cl, &cy).unwrap();
+        let (gloss, glp) = g.cross_entropy_fwd(&gl, &gy).unwrap();
+        assert_tensor_close(&format!("ce loss n{n} k{k}"), &gloss, &closs);
+        assert_tensor_close(&format!("ce logprobs n{n} k{k}"), &glp, &clp);
+        assert_tensor_close(
+            &format!("ce bwd n{n} k{k}"),
+            &g.cross_entropy_bwd(&glp, &gy, 2.5).unwrap(),
+            &cpu_be().cross_entropy_bwd(&clp, &cy, 2.5).unwrap(),
+        );
+    }
+    // A label that is not a class index is an error on both backends.
+    let (cl, gl) = both(&g, &[0.0; 6], &[2, 3]);
+    let (cy, gy) = both(&g, &[1.0, 3.0], &[2]);
+    assert!(matches!(
+        cpu_be().cross_entropy_fwd(&cl, &cy),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        g.cross_entropy_fwd(&gl, &gy),
+        Err(Error::Shape(_))
+    ));
+}
+
+#[test]
+fn backend_sgd_with_mask() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(35);
+    let shape = [64, 3, 3, 3];
+    let len: usize = shape.iter().product();
+    let p = SgdParams {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 1e-4,
+        nesterov: 1,
+    };
+    let (mut cw, mut gw) = both(&g, &normal(&mut r, len), &shape);
+    let (mut cm, mut gm) = both(&g, &vec![0.0; len], &shape);
+    let (cmask, gmask) = both(&g, &mask(&mut r, len, 0.1), &shape);
+    for step in 0..3 {
+        let (cg, gg) = both(&g, &normal(&mut r, len), &shape);
+        cpu_be()
+            .sgd_step(&mut cw, &cg, &mut cm, Some(&cmask), &p)
+            .unwrap();
+        g.sgd_step(&mut gw, &gg, &mut gm, Some(&gmask), &p).unwrap();
+        assert_tensor_close(&format!("sgd w step {step}"), &gw, &cw);
+        assert_tensor_close(&format!("sgd m step {step}"), &gm, &cm);
+    }
+}
+
+#[test]
+fn backend_pool_relu_elementwise() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(36);
+    let p = pool_params((4, 8, 16, 16, 2, 2, 0));
+    let (cx, gx) = both(
+        &g,
+        &tied(&mut r, p.x_shape().iter().product()),
+        &p.x_shape(),
+    );
+    let (cdy, gdy) = both(
+        &g,
+        &normal(&mut r, p.y_shape().iter().product()),
+        &p.y_shape(),
+    );
+    let (cy, ci) = cpu_be().maxpool2d_fwd(&cx, &p).unwrap();
+    let (gy, gi) = g.maxpool2d_fwd(&gx, &p).unwrap();
+    assert_tensor_close("maxpool y", &gy, &cy);
+    assert_eq!(down(&gi), down(&ci), "maxpool idx");
+    assert_tensor_close(
+        "maxpool dx",
+        &g.maxpool2d_bwd(&gdy, &gi, &p).unwrap(),
+        &cpu_be().maxpool2d_bwd(&cdy, &ci, &p).unwrap(),
+    );
+    assert_tensor_close(
+        "avgpool y",
+        &g.avgpool2d_fwd(&gx, &p).unwrap(),
+        &cpu_be().avgpool2d_fwd(&cx, &p).unwrap(),
+    );
+    assert_tensor_close(
+        "avgpool dx",
+        &g.avgpool2d_bwd(&gdy, &p).unwrap(),
+        &cpu_be().avgpool2d_bwd(&cdy, &p).unwrap(),
+    );
+    let gr = g.relu_fwd(&gx).unwrap();
+    let cr = cpu_be().relu_fwd(&cx).unwrap();
+    assert_tensor_close("relu fwd", &gr, &cr);
+    let (cd, gd) = both(&g, &normal(&mut r, cx.numel()), cx.shape());
+    assert_tensor_close(
+        "relu bwd",
+        &g.relu_bwd(&gd, &gr).unwrap(),
+        &cpu_be().relu_bwd(&cd, &cr).unwrap(),
+    );
+    assert_tensor_close(
+        "add",
+        &g.add(&gx, &gd).unwrap(),
+        &cpu_be().add(&cx, &cd).unwrap(),
+    );
+    assert_tensor_close(
+        "mul",
+        &g.mul(&gx, &gd).unwrap(),
+        &cpu_be().mul(&cx, &cd).unwrap(),
+    );
+    let (mut cyy, mut gyy) = (cd.clone(), gd.clone());
+    cpu_be().axpby(2.0, &cx, 0.5, &mut cyy).unwrap();
+    g.axpby(2.0, &gx, 0.5, &mut gyy).unwrap();
+    assert_tensor_close("axpby", &gyy, &cyy);
+    // Copy-on-write: gd shared its storage with gyy and must be unchanged.
+    assert_tensor_close("axpby left the shared tensor alone", &gd, &cd);
+}
+
+#[test]
+fn backend_errors_name_devices_and_shapes() {
+    let g = gpu_or_skip!();
+    let cpu_t = Tensor::from_vec(vec![1.0; 6], &[2, 3]).unwrap();
+    let gpu_t = up(&g, &[1.0; 6], &[2, 3]);
+    match g.relu_fwd(&cpu_t) {
+        Err(Error::Device(m)) => assert!(m.contains("cuda:0") && m.contains("cpu"), "{m}"),
+        other => panic!("expected a device error, got {other:?}"),
+    }
+    match g.add(&gpu_t, &up(&g, &[1.0; 6], &[3, 2])) {
+        Err(Error::Shape(m)) => assert!(m.contains("[2, 3]") && m.contains("[3, 2]"), "{m}"),
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    let p = conv_params(2, 3, 8, 8, 4, 3, 1, 1);
+    match g.conv2d_fwd(&up(&g, &[0.0; 10], &[10]), &gpu_t, None, &p) {
+        Err(Error::Shape(m)) => assert!(m.contains("conv2d_fwd: x"), "{m}"),
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+    let dev = g.device();
+    assert_eq!(dev.name(), "cuda:0");
+    assert!(gpu_t.device().same_as(&dev));
+    assert_eq!(
+        gpu_t.to_device(&Device::Cpu).unwrap().to_vec().unwrap(),
+        vec![1.0; 6]
+    );
+}
+
+#[test]
+fn backend_empty_tensors_and_one_backend_per_gpu() {
+    let g = gpu_or_skip!();
+    // Separate Device::cuda(0) calls share one backend, so their tensors work together.
+    let a = Device::cuda(0).unwrap();
+    let b = Device::parse("cuda").unwrap();
+    assert!(a.same_as(&b) && a.same_as(&g.device()));
+    let x = Tensor::from_slice(&[1.0, -2.0], &[2], &a).unwrap();
+    let y = Tensor::from_slice(&[3.0, 4.0], &[2], &b).unwrap();
+    assert_eq!(down(&a.backend().add(&x, &y).unwrap()), vec![4.0, 2.0]);
+    // Zero-element tensors: no zero-byte allocations, no launches, empty results.
+    let e = up(&g, &[], &[0, 3]);
+    assert_eq!(down(&e), Vec::<f32>::new());
+    assert_eq!(down(&g.relu_fwd(&e).unwrap()), Vec::<f32>::new());
+    assert_eq!(g.zeros(&[0]).unwrap().numel(), 0);
+    assert_eq!(g.sum_f32(&e).unwrap(), 0.0);
+    assert_tensor_close(
+        "channel_sum of an empty batch",
+        &g.channel_sum(&e).unwrap(),
+        &cpu_be()
+            .channel_sum(&Tensor::from_vec(vec![], &[0, 3]).unwrap())
+            .unwrap(),
+    );
+}
+
+// ---- no CUDA --------------------------------------------------------------------------------
+
+#[test]
+fn cuda_unavailable_is_a_clear_error() {
+    match Device::cuda(0) {
+        Ok(d) => {
+            // A GPU machine: the device opens and names itself.
+            assert_eq!(d.name(), "cuda:0");
+            println!("CUDA is available here; the no-GPU error path is not exercised");
+        }
+        Err(e) => {
+            assert!(
+                !require_gpu(),
+                "SUPTICKETS_REQUIRE_GPU=1 but Device::cuda(0) failed: {e}"
+            );
+            let msg = e.to_string();
+            assert!(
+                matches!(e, Error::Device(_)),
+                "expected Error::Device, got {e:?}"
+            );
+            assert!(
+                msg.contains("cuda:0"),
+                "the error should name the device: {msg}"
+            );
+            assert!(
+                msg.contains("driver") || msg.contains("NVRTC") || msg.contains("GPU"),
+                "the error should say what is missing: {msg}"
+            );
+            assert!(
+                msg.contains("install")
+                    || msg.contains("--device cpu")
+                    || msg.contains("LD_LIBRARY_PATH"),
+                "the error should say what to do: {msg}"
+            );
+            match Device::parse("cuda") {
+                Err(Error::Device(m)) => assert_eq!(m, msg.trim_start_matches("device error: ")),
+                other => panic!("Device::parse(\"cuda\") should fail the same way, got {other:?}"),
+            }
+            assert!(Device::parse("cuda:1").is_err());
+            println!("skipped: no GPU (checked the error: {msg})");
+        }
+    }
+}
