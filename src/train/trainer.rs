@@ -123,7 +123,7 @@ impl Progress {
             let b = indicatif::ProgressBar::new(steps as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                    "{prefix} [{bar:30}] {pos}/{len} {msg}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -153,7 +153,7 @@ impl Progress {
         let msg = format!("loss {loss:.4} acc {:.2}% {ips:.0} img/s", 100.0 * acc);
         if let Some(b) = &self.bar {
             b.set_position(i as u64);
-            b.set_message(msg);
+            b.set_message(format!("{msg} ETA {}", fmt_secs(eta)));
         } else if self.enabled && (i.is_multiple_of(self.every) || i == steps) {
             eprintln!(
                 "epoch {}/{epochs} step {i}/{steps} {msg} ETA {}",
