@@ -192,11 +192,35 @@ fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = v.clone(); } )* };
     }
-    set!(model, width, dataset, epochs, batch_size, eval_batch_size, lr, momentum, weight_decay, gamma, warmup, seed, device, valid_split, eval_every);
+    set!(
+        model,
+        width,
+        dataset,
+        epochs,
+        batch_size,
+        eval_batch_size,
+        lr,
+        momentum,
+        weight_decay,
+        gamma,
+        warmup,
+        seed,
+        device,
+        valid_split,
+        eval_every
+    );
     macro_rules! set_opt {
         ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = Some(v.clone()); } )* };
     }
-    set_opt!(data_dir, limit_train, limit_test, out, name, milestones, stop_after);
+    set_opt!(
+        data_dir,
+        limit_train,
+        limit_test,
+        out,
+        name,
+        milestones,
+        stop_after
+    );
     if let Some(s) = &a.schedule {
         cfg.schedule = ScheduleKind::parse(s)?;
     }
@@ -214,7 +238,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         Some(dir) => {
             let ck = Checkpoint::read(&checkpoint_path(dir))?;
             let cfg = ck.meta.train_config.clone().ok_or_else(|| {
-                Error::data(&ck.path, "the checkpoint has no training configuration to resume")
+                Error::data(
+                    &ck.path,
+                    "the checkpoint has no training configuration to resume",
+                )
             })?;
             Some((dir.clone(), cfg))
         }
@@ -299,7 +326,11 @@ fn cmd_flops(a: FlopsArgs) -> Result<()> {
     let (h, w, c) = match &a.input {
         Some(s) => parse_input(s)?,
         None => {
-            let s = if a.model.eq_ignore_ascii_case("resnet50-imagenet") { 224 } else { 32 };
+            let s = if a.model.eq_ignore_ascii_case("resnet50-imagenet") {
+                224
+            } else {
+                32
+            };
             (s, s, 3)
         }
     };
@@ -338,7 +369,8 @@ fn cmd_flops(a: FlopsArgs) -> Result<()> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&table.to_json()).map_err(|e| Error::Config(e.to_string()))?
+            serde_json::to_string_pretty(&table.to_json())
+                .map_err(|e| Error::Config(e.to_string()))?
         );
     } else {
         println!(

@@ -277,7 +277,9 @@ impl Checkpoint {
             match self.tensors.get(name) {
                 None if required => Err(Error::data(
                     path,
-                    format!("checkpoint has no tensor {name} (the model needs one of shape {shape:?})"),
+                    format!(
+                        "checkpoint has no tensor {name} (the model needs one of shape {shape:?})"
+                    ),
                 )),
                 None => Ok(None),
                 Some((s, data)) => {

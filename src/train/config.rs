@@ -152,7 +152,10 @@ impl TrainConfig {
             ));
         }
         if !(self.momentum >= 0.0 && self.momentum < 1.0) {
-            return bad(format!("--momentum must be in [0, 1), got {}", self.momentum));
+            return bad(format!(
+                "--momentum must be in [0, 1), got {}",
+                self.momentum
+            ));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return bad(format!(
@@ -199,9 +202,13 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = TrainConfig::from_toml("modle = \"vgg16\"\n").unwrap_err().to_string();
+        let e = TrainConfig::from_toml("modle = \"vgg16\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("modle"), "{e}");
-        let e = TrainConfig::from_toml("schedule = \"linear\"\n").unwrap_err().to_string();
+        let e = TrainConfig::from_toml("schedule = \"linear\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("linear"), "{e}");
     }
 
@@ -216,7 +223,11 @@ mod tests {
             valid_split: 1.5,
             ..TrainConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("--valid-split"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--valid-split"));
     }
 
     #[test]

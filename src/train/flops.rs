@@ -197,7 +197,9 @@ impl FlopsTable {
 
     /// The table as Markdown.
     pub fn to_markdown(&self) -> String {
-        let mut s = String::from("| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n");
+        let mut s = String::from(
+            "| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n",
+        );
         for l in &self.layers {
             s += &format!(
                 "| `{}` | {} | {} | {} | {:.4} |\n",
@@ -243,5 +245,8 @@ impl FlopsTable {
 
 /// `64x3x3x3` style shape string.
 pub fn shape_str(s: &[usize]) -> String {
-    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+    s.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
 }

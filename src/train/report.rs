@@ -49,8 +49,7 @@ pub fn read_log(path: &Path) -> Result<Vec<EpochLog>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
+            serde_json::from_str(l).map_err(|e| Error::data(path, format!("line {}: {e}", i + 1)))
         })
         .collect()
 }
@@ -156,9 +155,14 @@ impl Report {
             self.epochs_completed,
             self.config.epochs,
             self.steps,
-            if self.finished { "" } else { ", **not finished**" }
+            if self.finished {
+                ""
+            } else {
+                ", **not finished**"
+            }
         );
-        s += &format!(
+        s +=
+            &format!(
             "- optimiser: SGD lr {} ({} schedule{}), momentum {}, weight decay {}, batch {}{}\n",
             self.config.lr,
             self.config.schedule,
@@ -177,15 +181,28 @@ impl Report {
             self.wall_seconds, self.images_per_sec
         );
         s += "## Result\n\n| metric | value |\n|---|---:|\n";
-        s += &format!("| {} accuracy | {:.2}% |\n", self.eval_split, 100.0 * self.test_accuracy);
+        s += &format!(
+            "| {} accuracy | {:.2}% |\n",
+            self.eval_split,
+            100.0 * self.test_accuracy
+        );
         s += &format!("| {} NLL | {:.4} |\n", self.eval_split, self.test_nll);
-        s += &format!("| {} ECE (15 bins) | {:.4} |\n", self.eval_split, self.test_ece);
+        s += &format!(
+            "| {} ECE (15 bins) | {:.4} |\n",
+            self.eval_split, self.test_ece
+        );
         s += &format!("| parameters | {} |\n", self.params);
         s += &format!("| nonzero parameters | {} |\n", self.params_nonzero);
         s += &format!("| sparsity (maskable) | {:.4} |\n", self.sparsity);
         s += &format!("| forward FLOPs/example (dense) | {} |\n", self.flops_dense);
-        s += &format!("| train FLOPs (× dense) | {:.4} |\n", self.train_flops_multiple);
-        s += &format!("| test FLOPs (× dense) | {:.4} |\n\n", self.test_flops_multiple);
+        s += &format!(
+            "| train FLOPs (× dense) | {:.4} |\n",
+            self.train_flops_multiple
+        );
+        s += &format!(
+            "| test FLOPs (× dense) | {:.4} |\n\n",
+            self.test_flops_multiple
+        );
         if !log.is_empty() {
             s += "## Epochs\n\n| epoch | lr | train loss | train acc | test acc | test NLL | test ECE | img/s | s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
             let opt = |v: Option<f64>, pct: bool| match v {
@@ -209,7 +226,8 @@ impl Report {
             }
             s.push('\n');
         }
-        s += "## Layers\n\n| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n";
+        s +=
+            "## Layers\n\n| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n";
         for l in &self.layers {
             s += &format!(
                 "| `{}` | {} | {} | {} | {:.4} |\n",
@@ -269,7 +287,11 @@ pub fn curves_svg(log: &[EpochLog], eval_split: &str) -> String {
             y_label: "cross-entropy".into(),
             series: vec![
                 Series::new("train loss", "#1f77b4", pts(&|e| Some(e.train_loss))),
-                Series::new(&format!("{eval_split} NLL"), "#d62728", pts(&|e| e.test_nll)),
+                Series::new(
+                    &format!("{eval_split} NLL"),
+                    "#d62728",
+                    pts(&|e| e.test_nll),
+                ),
             ],
         },
         Panel {
@@ -278,7 +300,11 @@ pub fn curves_svg(log: &[EpochLog], eval_split: &str) -> String {
             y_label: "top-1 accuracy (%)".into(),
             series: vec![
                 Series::new("train", "#1f77b4", pts(&|e| Some(100.0 * e.train_acc))),
-                Series::new(eval_split, "#d62728", pts(&|e| e.test_acc.map(|a| 100.0 * a))),
+                Series::new(
+                    eval_split,
+                    "#d62728",
+                    pts(&|e| e.test_acc.map(|a| 100.0 * a)),
+                ),
             ],
         },
     ])

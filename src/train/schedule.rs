@@ -219,7 +219,10 @@ mod tests {
         for k in ScheduleKind::ALL {
             assert_eq!(ScheduleKind::parse(k.name()).unwrap(), k);
         }
-        assert!(ScheduleKind::parse("linear").unwrap_err().to_string().contains("linear"));
+        assert!(ScheduleKind::parse("linear")
+            .unwrap_err()
+            .to_string()
+            .contains("linear"));
         let mut s = LrSchedule::new(ScheduleKind::Multistep, 0.1, 10);
         s.validate().unwrap();
         s.milestones = vec![5, 2];

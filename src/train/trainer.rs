@@ -43,7 +43,10 @@ pub fn checkpoint_path(path: &Path) -> PathBuf {
 
 /// The training and evaluation sets of `cfg` (the evaluation set is the validation split
 /// when `valid_split > 0`, the test split otherwise), and the evaluation split's name.
-pub fn datasets(cfg: &TrainConfig, need_train: bool) -> Result<(Option<Dataset>, Dataset, &'static str)> {
+pub fn datasets(
+    cfg: &TrainConfig,
+    need_train: bool,
+) -> Result<(Option<Dataset>, Dataset, &'static str)> {
     let kind = DatasetKind::parse(&cfg.dataset)?;
     let dir = cfg.data_dir.as_deref();
     if cfg.valid_split > 0.0 {
@@ -136,7 +139,17 @@ impl Progress {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn step(&self, epoch: usize, epochs: usize, i: usize, steps: usize, loss: f64, acc: f64, ips: f64, eta: f64) {
+    fn step(
+        &self,
+        epoch: usize,
+        epochs: usize,
+        i: usize,
+        steps: usize,
+        loss: f64,
+        acc: f64,
+        ips: f64,
+        eta: f64,
+    ) {
         let msg = format!("loss {loss:.4} acc {:.2}% {ips:.0} img/s", 100.0 * acc);
         if let Some(b) = &self.bar {
             b.set_position(i as u64);
@@ -282,11 +295,11 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         return Err(Error::Config("the training set is empty".into()));
     }
 
-
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let log_path = out.join(LOG_FILE);
     report::write_log(&log_path, &log)?;
-    std::fs::write(out.join("config.toml"), cfg.to_toml()).map_err(|e| Error::io(out.join("config.toml"), e))?;
+    std::fs::write(out.join("config.toml"), cfg.to_toml())
+        .map_err(|e| Error::io(out.join("config.toml"), e))?;
     meta.train_config = Some(cfg.clone());
 
     let schedule = cfg.lr_schedule();
@@ -360,7 +373,16 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             let ips = seen as f64 / train_secs.max(1e-9);
             let per_step = train_secs / (i + 1) as f64;
             let eta = per_step * ((ipe - i - 1) + (last_epoch - epoch - 1) * ipe) as f64;
-            progress.step(epoch, cfg.epochs, i + 1, ipe, loss_sum / seen as f64, correct as f64 / seen as f64, ips, eta);
+            progress.step(
+                epoch,
+                cfg.epochs,
+                i + 1,
+                ipe,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                ips,
+                eta,
+            );
         }
         progress.finish();
         let done = epoch + 1;
@@ -483,7 +505,10 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         layers: table.layers,
     };
     report.write(&out, &log)?;
-    checkpoint::write_atomic(&out.join("lr.svg"), report::lr_svg(&schedule, ipe).as_bytes())?;
+    checkpoint::write_atomic(
+        &out.join("lr.svg"),
+        report::lr_svg(&schedule, ipe).as_bytes(),
+    )?;
     checkpoint::write_atomic(
         &out.join("curves.svg"),
         report::curves_svg(&log, eval_split).as_bytes(),
@@ -519,11 +544,18 @@ pub struct EvalResult {
 /// Evaluates a checkpoint on the split its run evaluated on (same dataset, limit and validation
 /// split), optionally with another data directory or device; reproduces `report.json`'s
 /// `test_*` numbers.
-pub fn eval_checkpoint(path: &Path, data_dir: Option<&Path>, device: Option<&str>) -> Result<EvalResult> {
+pub fn eval_checkpoint(
+    path: &Path,
+    data_dir: Option<&Path>,
+    device: Option<&str>,
+) -> Result<EvalResult> {
     let file = checkpoint_path(path);
     let ck = Checkpoint::read(&file)?;
     let mut cfg = ck.meta.train_config.clone().ok_or_else(|| {
-        Error::data(&file, "the checkpoint has no training configuration (dataset unknown)")
+        Error::data(
+            &file,
+            "the checkpoint has no training configuration (dataset unknown)",
+        )
     })?;
     if let Some(d) = data_dir {
         cfg.data_dir = Some(d.to_path_buf());
