@@ -55,6 +55,7 @@ impl<'a> Forward<'a> {
             training,
             vars: vec![None; n],
             trace: None,
+            dense_weight_grads: false,
         }
     }
 
