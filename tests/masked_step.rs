@@ -104,7 +104,10 @@ fn dense_weight_gradients_on_request() {
                 inactive_nonzero += 1;
             }
         }
-        // The dense gradient is informative off the mask too (what RigL grows by).
-        assert!(inactive_nonzero > 0, "{}", net.store.param(id).name);
+        // The dense gradient is informative off the mask too (what RigL grows by); ERK may
+        // leave a small layer fully dense, with nothing off the mask.
+        if m.contains(&0.0) {
+            assert!(inactive_nonzero > 0, "{}", net.store.param(id).name);
+        }
     }
 }
