@@ -8,7 +8,7 @@ use crate::backend::Conv2dParams;
 
 /// The output positions `o` in [0, out) whose input coordinate `o·stride + k − pad` lies in
 /// [0, size), as a half-open range.
-fn valid_range(k: usize, p: &Conv2dParams, size: usize, out: usize) -> (usize, usize) {
+pub(crate) fn valid_range(k: usize, p: &Conv2dParams, size: usize, out: usize) -> (usize, usize) {
     let (s, pad) = (p.stride as usize, p.pad as usize);
     // o·s + k ≥ pad  ⇔  o ≥ ceil((pad − k) / s)
     let lo = if pad > k { (pad - k).div_ceil(s) } else { 0 };
@@ -213,7 +213,8 @@ pub(crate) mod tests {
     /// (n, c_in, h, w, c_out, k, stride, pad).
     pub(crate) type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    /// Awkward geometries: odd channels, non-square, stride 2, pad 0/1/3, k 1/3/7.
+    /// Awkward geometries: odd channels, non-square, stride 2, pad 0/1/3, k 1/3/7, small and
+    /// wide maps.
     pub(crate) const CASES: &[Case] = &[
         (3, 3, 7, 5, 5, 3, 1, 1),
         (2, 5, 9, 6, 4, 3, 2, 1),
@@ -223,6 +224,12 @@ pub(crate) mod tests {
         (5, 3, 4, 4, 6, 3, 1, 0),
         (1, 1, 3, 3, 1, 3, 1, 1),
         (17, 3, 2, 2, 5, 3, 1, 1),
+        // Wide stride-1 maps (row-copy im2col path); the second has enough input channels
+        // for the backward-input pass to work in several chunks.
+        (2, 3, 18, 17, 4, 3, 1, 1),
+        (2, 40, 18, 17, 3, 3, 1, 1),
+        (1, 2, 20, 19, 3, 7, 1, 3),
+        (3, 4, 16, 16, 5, 1, 1, 0),
     ];
 
     #[test]
