@@ -230,6 +230,12 @@ pub(crate) mod tests {
         (2, 40, 18, 17, 3, 3, 1, 1),
         (1, 2, 20, 19, 3, 7, 1, 3),
         (3, 4, 16, 16, 5, 1, 1, 0),
+        // Stride 1 with output (and input) width a multiple of 16: the indirect path, with
+        // a k-block split (K > 256), an m-block split (c_out > 96) and a partial MR tile.
+        (2, 5, 5, 16, 7, 3, 1, 1),
+        (2, 3, 6, 34, 4, 3, 1, 0),
+        (1, 2, 4, 16, 13, 5, 1, 2),
+        (1, 30, 3, 16, 100, 3, 1, 1),
     ];
 
     #[test]

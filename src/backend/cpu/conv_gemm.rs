@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::backend::cpu::conv::{bias_add_f32, im2col_row, valid_range};
+use crate::backend::cpu::conv_indirect;
 use crate::backend::cpu::gemm::{self, MR, NR};
 use crate::backend::Conv2dParams;
 
@@ -27,7 +28,7 @@ thread_local! {
 
 /// Runs `f` with three per-thread scratch slices of the given lengths (contents unspecified).
 /// `f` must not re-enter rayon (another task on this thread would find the scratch borrowed).
-fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R {
+pub(crate) fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let [a, b, c] = &mut *s;
@@ -209,6 +210,8 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Conv2dPara
     }
     if kk == 0 || img_in == 0 {
         y.fill(0.0);
+    } else if conv_indirect::forward_applies(p) {
+        conv_indirect::forward(x, w, p, y);
     } else {
         forward_gemm(x, w, p, y);
     }
@@ -258,6 +261,9 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], p: &Conv2dParams, dx: &mut [
     if c_out == 0 || hw == 0 {
         dx.fill(0.0);
         return;
+    }
+    if conv_indirect::backward_input_applies(p) {
+        return conv_indirect::backward_input(dy, w, p, dx);
     }
     // A = Wᵀ [K, c_out]: A(i, p) = w[p·K + i].
     let mut wp = vec![0.0; gemm::packed_a_len(kk, c_out)];
@@ -366,6 +372,25 @@ mod tests {
     use crate::backend::cpu::conv::tests::{close, conv_naive, dot, rand, CASES};
     use crate::backend::cpu::conv::{col2im_f32, im2col_f32};
     use crate::rng::Rng;
+
+    #[test]
+    fn cases_cover_every_path() {
+        let ps: Vec<Conv2dParams> = CASES
+            .iter()
+            .map(|&(n, ci, h, w, co, k, s, pad)| {
+                Conv2dParams::new(n, ci, h, w, co, k, s, pad).unwrap()
+            })
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            assert!(ps.iter().any(conv_indirect::forward_applies));
+            assert!(ps.iter().any(conv_indirect::backward_input_applies));
+        }
+        assert!(ps
+            .iter()
+            .any(|p| !conv_indirect::forward_applies(p) && Im2col::new(p).table.is_none()));
+        assert!(ps.iter().any(|p| Im2col::new(p).table.is_some()));
+    }
 
     #[test]
     fn forward_matches_naive() {
