@@ -236,6 +236,10 @@ pub(crate) mod tests {
         (2, 3, 6, 34, 4, 3, 1, 0),
         (1, 2, 4, 16, 13, 5, 1, 2),
         (1, 30, 3, 16, 100, 3, 1, 1),
+        // Maps of at least 64 outputs (indirect backward-weight): stride 2, and several
+        // groups of images per thread with a short last group.
+        (3, 3, 17, 20, 5, 3, 2, 1),
+        (9, 2, 8, 8, 3, 3, 1, 1),
     ];
 
     #[test]

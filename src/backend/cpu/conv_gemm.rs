@@ -42,7 +42,7 @@ pub(crate) fn with_scratch<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) 
 }
 
 /// Images per group for this geometry and batch.
-fn group_size(p: &Conv2dParams) -> usize {
+pub(crate) fn group_size(p: &Conv2dParams) -> usize {
     let n = p.n as usize;
     let per_thread = n.div_ceil(rayon::current_num_threads()).max(1);
     GROUP_COLS
@@ -184,7 +184,14 @@ fn add_rows_copying(
 }
 
 /// Row `ch` of the matrix [c, g·hw] formed by `g` images [g, c, hw] side by side.
-fn group_channel_row(images: &[f32], g: usize, c: usize, hw: usize, ch: usize, row: &mut [f32]) {
+pub(crate) fn group_channel_row(
+    images: &[f32],
+    g: usize,
+    c: usize,
+    hw: usize,
+    ch: usize,
+    row: &mut [f32],
+) {
     for j in 0..g {
         row[j * hw..(j + 1) * hw]
             .copy_from_slice(&images[(j * c + ch) * hw..(j * c + ch + 1) * hw]);
@@ -203,6 +210,18 @@ fn scatter(matrix: &[f32], images: &mut [f32], g: usize, c: usize, hw: usize) {
 
 /// Forward convolution of a batch: y [n, c_out, h_out, w_out] = w ⋆ x (+ bias).
 pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Conv2dParams, y: &mut [f32]) {
+    forward_with(x, w, bias, p, y, true)
+}
+
+/// [`conv2d_forward`], optionally without the indirect path (to test the packed one).
+fn forward_with(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+    y: &mut [f32],
+    indirect: bool,
+) {
     let (c_out, kk, hw) = (p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
     if y.is_empty() {
@@ -210,7 +229,7 @@ pub fn conv2d_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, p: &Conv2dPara
     }
     if kk == 0 || img_in == 0 {
         y.fill(0.0);
-    } else if conv_indirect::forward_applies(p) {
+    } else if indirect && conv_indirect::forward_applies(p) {
         conv_indirect::forward(x, w, p, y);
     } else {
         forward_gemm(x, w, p, y);
@@ -253,6 +272,11 @@ fn forward_gemm(x: &[f32], w: &[f32], p: &Conv2dParams, y: &mut [f32]) {
 
 /// Gradient of the input: dx = col2im(wᵀ · dy), per group of images.
 pub fn conv2d_backward_input(dy: &[f32], w: &[f32], p: &Conv2dParams, dx: &mut [f32]) {
+    backward_input_with(dy, w, p, dx, true)
+}
+
+/// [`conv2d_backward_input`], optionally without the indirect path.
+fn backward_input_with(dy: &[f32], w: &[f32], p: &Conv2dParams, dx: &mut [f32], indirect: bool) {
     let (c_out, kk, hw) = (p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
     if dx.is_empty() {
@@ -262,7 +286,7 @@ pub fn conv2d_backward_input(dy: &[f32], w: &[f32], p: &Conv2dParams, dx: &mut [
         dx.fill(0.0);
         return;
     }
-    if conv_indirect::backward_input_applies(p) {
+    if indirect && conv_indirect::backward_input_applies(p) {
         return conv_indirect::backward_input(dy, w, p, dx);
     }
     // A = Wᵀ [K, c_out]: A(i, p) = w[p·K + i].
@@ -318,11 +342,19 @@ fn dcol_chunk_rows(p: &Conv2dParams, cols: usize) -> usize {
 /// is split into one contiguous part per thread, each accumulates its own partial sum, and
 /// the partials are added in order (deterministic for a given thread count).
 pub fn conv2d_backward_weight(x: &[f32], dy: &[f32], p: &Conv2dParams, dw: &mut [f32]) {
+    backward_weight_with(x, dy, p, dw, true)
+}
+
+/// [`conv2d_backward_weight`], optionally without the indirect path.
+fn backward_weight_with(x: &[f32], dy: &[f32], p: &Conv2dParams, dw: &mut [f32], indirect: bool) {
     let (n, c_out, kk, hw) = (p.n as usize, p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
     dw.fill(0.0);
     if n == 0 || hw == 0 || dw.is_empty() {
         return;
+    }
+    if indirect && conv_indirect::backward_weight_applies(p) {
+        return conv_indirect::backward_weight(x, dy, p, dw);
     }
     let plan = Im2col::new(p);
     let g = group_size(p);
@@ -385,6 +417,9 @@ mod tests {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             assert!(ps.iter().any(conv_indirect::forward_applies));
             assert!(ps.iter().any(conv_indirect::backward_input_applies));
+            assert!(ps
+                .iter()
+                .any(|p| conv_indirect::backward_weight_applies(p) && p.stride == 2));
         }
         assert!(ps
             .iter()
@@ -400,11 +435,13 @@ mod tests {
             let x = rand(&mut r, n * ci * h * w);
             let wt = rand(&mut r, co * ci * k * k);
             let bias = rand(&mut r, co);
-            let mut y = vec![f32::NAN; p.y_shape().iter().product()];
-            conv2d_forward(&x, &wt, Some(&bias), &p, &mut y);
             let mut want = conv_naive(&x, &wt, &p);
             bias_add_f32(&mut want, &bias, n, co, p.col_cols());
-            close(&y, &want, 1e-4, "conv2d_forward");
+            for indirect in [true, false] {
+                let mut y = vec![f32::NAN; p.y_shape().iter().product()];
+                forward_with(&x, &wt, Some(&bias), &p, &mut y, indirect);
+                close(&y, &want, 1e-4, "conv2d_forward");
+            }
         }
     }
 
@@ -422,6 +459,13 @@ mod tests {
             conv2d_backward_input(&g, &wt, &p, &mut dx);
             let mut dw = vec![f32::NAN; wt.len()];
             conv2d_backward_weight(&x, &g, &p, &mut dw);
+            // The packed (non-indirect) paths agree.
+            let mut dx2 = vec![f32::NAN; x.len()];
+            backward_input_with(&g, &wt, &p, &mut dx2, false);
+            close(&dx2, &dx, 1e-4, "packed backward-input");
+            let mut dw2 = vec![f32::NAN; wt.len()];
+            backward_weight_with(&x, &g, &p, &mut dw2, false);
+            close(&dw2, &dw, 1e-4, "packed backward-weight");
             let l = dot(&y, &g);
             let tol = 1e-3 * (1.0 + l.abs());
             assert!(
