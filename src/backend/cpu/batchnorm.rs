@@ -64,7 +64,7 @@ fn channel_sums(
     (u.iter().sum(), v.iter().sum())
 }
 
-/// invstd[c] = 1 / sqrt(var[c] + eps).
+/// `invstd[c] = 1 / sqrt(var[c] + eps)`.
 pub fn bn_invstd_f32(var: &[f32], eps: f32, invstd: &mut [f32]) {
     assert_eq!(var.len(), invstd.len(), "bn_invstd_f32: lengths differ");
     for (o, &v) in invstd.iter_mut().zip(var) {
@@ -72,7 +72,7 @@ pub fn bn_invstd_f32(var: &[f32], eps: f32, invstd: &mut [f32]) {
     }
 }
 
-/// y = (x - mean[c]) · invstd[c] · gamma[c] + beta[c].
+/// `y = (x - mean[c]) · invstd[c] · gamma[c] + beta[c]`.
 #[allow(clippy::too_many_arguments)]
 pub fn bn_fwd_f32(
     x: &[f32],

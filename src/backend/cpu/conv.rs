@@ -116,7 +116,7 @@ pub fn col2im_f32(col: &[f32], p: &Conv2dParams, x: &mut [f32]) {
     col2im_strided(col, p.col_cols(), p, x);
 }
 
-/// y[n, c, s] += bias[c].
+/// `y[n, c, s] += bias[c]`.
 pub fn bias_add_f32(y: &mut [f32], bias: &[f32], n: usize, c: usize, s: usize) {
     assert!(
         y.len() == n * c * s && bias.len() == c,
@@ -132,7 +132,7 @@ pub fn bias_add_f32(y: &mut [f32], bias: &[f32], n: usize, c: usize, s: usize) {
     });
 }
 
-/// out[c] = Σ over n and s of x[n, c, s], accumulated in f64 in a fixed order.
+/// `out[c] = Σ over n and s of x[n, c, s]`, accumulated in f64 in a fixed order.
 pub fn channel_sum_f32(x: &[f32], n: usize, c: usize, s: usize, out: &mut [f32]) {
     assert!(
         x.len() == n * c * s && out.len() == c,

@@ -192,7 +192,7 @@ pub fn backward_weight(x: &[f32], dy: &[f32], p: &Conv2dParams, dw: &mut [f32]) 
     }
 }
 
-/// C [m, n] (row stride n) = or += A · B where A(i, q) = xp[row_off[i] + pix_off[q]] and B is
+/// C [m, n] (row stride n) = or += A · B where `A(i, q) = xp[row_off[i] + pix_off[q]]` and B is
 /// packed ([`gemm::pack_b_by_cols`]) over k = pix_off.len().
 #[allow(clippy::too_many_arguments)]
 fn indirect_a_gemm(
@@ -388,7 +388,7 @@ fn image_gemm(g: &Geometry, wp: &[f32], xp: &[f32], offs: &[usize], out: &mut [f
     }
 }
 
-/// The indirect 6×16 AVX2/FMA micro-kernel: C tile = or += Σ_p a[p·MR + i] · b[offs[p] + j].
+/// The indirect 6×16 AVX2/FMA micro-kernel: C tile = or += `Σ_p a[p·MR + i] · b[offs[p] + j]`.
 ///
 /// # Safety
 /// AVX2 and FMA must be available (checked by [`usable`]); `a` holds k·MR floats, `offs` k
@@ -434,7 +434,7 @@ unsafe fn kernel(
     }
 }
 
-/// The indirect-A 6×16 AVX2/FMA micro-kernel: C tile = or += Σ_p rows[i][pix[p]] · b[p·NR + j].
+/// The indirect-A 6×16 AVX2/FMA micro-kernel: C tile = or += `Σ_p rows[i][pix[p]] · b[p·NR + j]`.
 ///
 /// # Safety
 /// AVX2 and FMA must be available; `rows[i] + pix[p]` must be readable for every i and p < k,
