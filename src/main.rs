@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model; writes log.jsonl, checkpoint.safetensors, report.json/.md and plots.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate a checkpoint on its run's test (or validation) split.
     Eval(EvalArgs),
     /// Per-layer parameter and FLOP table of a model.
@@ -170,10 +170,18 @@ struct FlopsArgs {
     json: bool,
 }
 
+/// `println!` that ignores a closed stdout (e.g. `suptickets info | head`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
-        Command::Train(a) => cmd_train(a),
+        Command::Train(a) => cmd_train(*a),
         Command::Eval(a) => cmd_eval(a),
         Command::Flops(a) => cmd_flops(a),
         Command::Info => cmd_info(),
@@ -271,12 +279,12 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     };
     let out = cfg.out.clone().unwrap_or_default();
     if a.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&report).map_err(|e| Error::Config(e.to_string()))?
         );
     } else {
-        println!(
+        say!(
             "{} accuracy {:.2}%, NLL {:.4}, ECE {:.4} ({} examples) after {} epoch(s), {:.1} s; report in {}",
             report.eval_split,
             100.0 * report.test_accuracy,
@@ -294,18 +302,18 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
 fn cmd_eval(a: EvalArgs) -> Result<()> {
     let r = eval_checkpoint(&a.checkpoint, a.data_dir.as_deref(), a.device.as_deref())?;
     if a.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&r).map_err(|e| Error::Config(e.to_string()))?
         );
     } else {
-        println!(
+        say!(
             "{} ({} after {} epochs) on {} {} ({} examples, {}):",
             r.checkpoint, r.model, r.epoch, r.dataset, r.eval_split, r.test_examples, r.device
         );
-        println!("  accuracy {:.2}%", 100.0 * r.test_accuracy);
-        println!("  NLL      {:.4}", r.test_nll);
-        println!("  ECE      {:.4}", r.test_ece);
+        say!("  accuracy {:.2}%", 100.0 * r.test_accuracy);
+        say!("  NLL      {:.4}", r.test_nll);
+        say!("  ECE      {:.4}", r.test_ece);
     }
     Ok(())
 }
@@ -367,13 +375,13 @@ fn cmd_flops(a: FlopsArgs) -> Result<()> {
     }
     let table = FlopsTable::of(&mut net)?;
     if a.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&table.to_json())
                 .map_err(|e| Error::Config(e.to_string()))?
         );
     } else {
-        println!(
+        say!(
             "{} ({} classes, input {h}x{w}x{c}, width {}{})",
             net.arch,
             a.classes,
@@ -384,28 +392,28 @@ fn cmd_flops(a: FlopsArgs) -> Result<()> {
                 String::new()
             }
         );
-        print!("{}", table.to_text());
+        say!("{}", table.to_text().trim_end());
     }
     Ok(())
 }
 
 fn cmd_info() -> Result<()> {
-    println!("suptickets {}", env!("CARGO_PKG_VERSION"));
-    println!("backends:");
-    println!(
+    say!("suptickets {}", env!("CARGO_PKG_VERSION"));
+    say!("backends:");
+    say!(
         "  cpu: available (rayon, {} threads)",
         rayon::current_num_threads()
     );
     match suptickets::Device::cuda(0) {
-        Ok(d) => println!("  cuda: available ({})", d.name()),
-        Err(e) => println!("  cuda: unavailable: {e}"),
+        Ok(d) => say!("  cuda: available ({})", d.name()),
+        Err(e) => say!("  cuda: unavailable: {e}"),
     }
-    println!("  nvrtc: {}", nvrtc_status());
-    println!("models: {}", MODEL_NAMES.join(", "));
+    say!("  nvrtc: {}", nvrtc_status());
+    say!("models: {}", MODEL_NAMES.join(", "));
     let kernels = suptickets::backend::registry::KERNELS;
-    println!("kernels ({}):", kernels.len());
+    say!("kernels ({}):", kernels.len());
     for k in kernels {
-        println!("  {:<12} {:<24} {}", k.family, k.name, k.doc);
+        say!("  {:<12} {:<24} {}", k.family, k.name, k.doc);
     }
     Ok(())
 }

@@ -147,8 +147,11 @@ impl CheckpointMeta {
     }
 }
 
+/// Tensors by checkpoint name: (shape, host values).
+pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// The tensors of `net` under their checkpoint names, downloaded to the host, sorted by name.
-pub fn named_tensors(net: &Network) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn named_tensors(net: &Network) -> Result<NamedTensors> {
     let mut out = BTreeMap::new();
     let mut put = |name: String, t: &Tensor| -> Result<()> {
         out.insert(name, (t.shape().to_vec(), t.to_vec()?));
@@ -222,7 +225,7 @@ pub struct Checkpoint {
     /// Its metadata.
     pub meta: CheckpointMeta,
     /// Every tensor: name → (shape, values).
-    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub tensors: NamedTensors,
 }
 
 impl Checkpoint {

@@ -111,7 +111,11 @@ fn bounds(panel: &Panel) -> (f64, f64, f64, f64) {
     }
     if y0 > 0.0 && y0 < 0.25 * y1 {
         y0 = 0.0; // include the origin when it costs little
+    } else {
+        let pad = 0.04 * (y1 - y0);
+        y0 -= pad;
     }
+    y1 += 0.04 * (y1 - y0);
     (x0, x1, y0, y1)
 }
 
@@ -149,7 +153,15 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64) {
         t += ys;
     }
     // x ticks
-    let xs = nice_step(x1 - x0, 8);
+    let integral_x = panel
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .all(|(x, _)| x.fract() == 0.0);
+    let mut xs = nice_step(x1 - x0, 8);
+    if integral_x {
+        xs = xs.max(1.0);
+    }
     let mut t = (x0 / xs).ceil() * xs;
     while t <= x1 + xs * 1e-9 {
         let x = sx(t);

@@ -258,7 +258,7 @@ pub fn lr_svg(schedule: &LrSchedule, iters_per_epoch: usize) -> String {
         .step_by(stride)
         .map(|i| (i as f64, schedule.lr_at(i, iters_per_epoch) as f64))
         .collect();
-    if total > 0 && (total - 1) % stride != 0 {
+    if total > 0 && !(total - 1).is_multiple_of(stride) {
         let i = total - 1;
         pts.push((i as f64, schedule.lr_at(i, iters_per_epoch) as f64));
     }

@@ -123,7 +123,7 @@ impl Progress {
             let b = indicatif::ProgressBar::new(steps as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
+                    "{prefix} [{bar:30}] {pos}/{len} {msg}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -153,8 +153,8 @@ impl Progress {
         let msg = format!("loss {loss:.4} acc {:.2}% {ips:.0} img/s", 100.0 * acc);
         if let Some(b) = &self.bar {
             b.set_position(i as u64);
-            b.set_message(msg);
-        } else if self.enabled && (i % self.every == 0 || i == steps) {
+            b.set_message(format!("{msg} ETA {}", fmt_secs(eta)));
+        } else if self.enabled && (i.is_multiple_of(self.every) || i == steps) {
             eprintln!(
                 "epoch {}/{epochs} step {i}/{steps} {msg} ETA {}",
                 epoch + 1,
@@ -386,7 +386,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         }
         progress.finish();
         let done = epoch + 1;
-        let evaluate_now = done % cfg.eval_every == 0 || done == last_epoch;
+        let evaluate_now = done.is_multiple_of(cfg.eval_every) || done == last_epoch;
         let m = if evaluate_now {
             let m = evaluate(&mut net, &eval_loader)?;
             last_metrics = Some(m);
