@@ -67,3 +67,47 @@ fn masked_sgd_keeps_weights_and_momentum_on_the_mask() {
         }
     }
 }
+
+#[test]
+fn dense_weight_gradients_on_request() {
+    let mut c = ModelConfig::new("resnet18", 10);
+    c.width = 0.125;
+    let mut net = build(&c).unwrap();
+    init_random_masks(
+        &mut net.store,
+        &MaskInit {
+            sparsity: 0.9,
+            init: DensityInit::Erk,
+            dense_first_layer: false,
+            seed: 4,
+        },
+    )
+    .unwrap();
+    let mut r = Rng::new(3);
+    let x = Tensor::from_vec(
+        (0..8 * 3 * 32 * 32).map(|_| r.normal()).collect(),
+        &[8, 3, 32, 32],
+    )
+    .unwrap();
+    let y = Tensor::from_vec((0..8).map(|i| (i % 10) as f32).collect(), &[8]).unwrap();
+    let masked = net.forward_backward_with(&x, &y, false).unwrap();
+    let dense = net.forward_backward_with(&x, &y, true).unwrap();
+    for id in net.store.maskable_ids() {
+        let m = net.store.param(id).mask.as_ref().unwrap().to_vec().unwrap();
+        let gm = masked.grads[id.0].as_ref().unwrap().to_vec().unwrap();
+        let gd = dense.grads[id.0].as_ref().unwrap().to_vec().unwrap();
+        let mut inactive_nonzero = 0;
+        for i in 0..m.len() {
+            if m[i] == 1.0 {
+                assert!((gm[i] - gd[i]).abs() <= 1e-4 * (1.0 + gd[i].abs()), "{i}");
+            } else if gd[i] != 0.0 {
+                inactive_nonzero += 1;
+            }
+        }
+        // The dense gradient is informative off the mask too (what RigL grows by); ERK may
+        // leave a small layer fully dense, with nothing off the mask.
+        if m.contains(&0.0) {
+            assert!(inactive_nonzero > 0, "{}", net.store.param(id).name);
+        }
+    }
+}

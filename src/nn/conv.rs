@@ -65,7 +65,7 @@ impl Layer for Conv2d {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let w = f.param(self.weight);
         let b = self.bias.map(|b| f.param(b));
-        let mask = f.mask(self.weight).cloned();
+        let mask = f.grad_mask(self.weight).cloned();
         let y = f
             .tape
             .conv2d(x, w, b, self.stride, self.pad, mask.as_ref())?;

@@ -41,6 +41,7 @@ pub struct Forward<'a> {
     training: bool,
     vars: Vec<Option<Var>>,
     trace: Option<Vec<LayerTrace>>,
+    dense_weight_grads: bool,
 }
 
 impl<'a> Forward<'a> {
@@ -54,6 +55,7 @@ impl<'a> Forward<'a> {
             training,
             vars: vec![None; n],
             trace: None,
+            dense_weight_grads: false,
         }
     }
 
@@ -85,6 +87,21 @@ impl<'a> Forward<'a> {
     /// The mask of parameter `id`, if it has one.
     pub fn mask(&self, id: ParamId) -> Option<&Tensor> {
         self.store.params[id.0].mask.as_ref()
+    }
+
+    /// Asks for the dense gradient of every masked weight (RigL/GraNet update steps need
+    /// |∂L/∂w| at inactive positions); otherwise it may be computed only on the mask.
+    pub fn set_dense_weight_grads(&mut self, dense: bool) {
+        self.dense_weight_grads = dense;
+    }
+
+    /// The mask to restrict parameter `id`'s weight gradient to (None: dense gradient).
+    pub fn grad_mask(&self, id: ParamId) -> Option<&Tensor> {
+        if self.dense_weight_grads {
+            None
+        } else {
+            self.mask(id)
+        }
     }
 
     /// The buffer `id`.

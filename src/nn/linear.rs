@@ -54,7 +54,7 @@ impl Layer for Linear {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let w = f.param(self.weight);
         let b = self.bias.map(|b| f.param(b));
-        let mask = f.mask(self.weight).cloned();
+        let mask = f.grad_mask(self.weight).cloned();
         let y = f.tape.linear(x, w, b, mask.as_ref())?;
         let ys = f.tape.value(y).shape().to_vec();
         let ws = f.tape.value(w).shape().to_vec();

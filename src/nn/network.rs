@@ -49,7 +49,19 @@ impl Network {
     /// Training-mode forward and backward on a batch x [n,c,h,w] with labels [n].
     /// Batch-norm running statistics are updated.
     pub fn forward_backward(&mut self, x: &Tensor, labels: &Tensor) -> Result<StepOutput> {
+        self.forward_backward_with(x, labels, false)
+    }
+
+    /// Like [`Network::forward_backward`]; with `dense_weight_grads` every masked weight gets
+    /// its dense gradient (inactive positions included), as RigL's regrowth needs.
+    pub fn forward_backward_with(
+        &mut self,
+        x: &Tensor,
+        labels: &Tensor,
+        dense_weight_grads: bool,
+    ) -> Result<StepOutput> {
         let mut f = Forward::new(&mut self.store, true);
+        f.set_dense_weight_grads(dense_weight_grads);
         let xv = f.input(x.clone());
         let logits = self.body.forward(&mut f, xv)?;
         let (loss, logprobs) = f.tape.cross_entropy(logits, labels)?;

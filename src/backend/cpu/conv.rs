@@ -8,7 +8,7 @@ use crate::backend::Conv2dParams;
 
 /// The output positions `o` in [0, out) whose input coordinate `o·stride + k − pad` lies in
 /// [0, size), as a half-open range.
-fn valid_range(k: usize, p: &Conv2dParams, size: usize, out: usize) -> (usize, usize) {
+pub(crate) fn valid_range(k: usize, p: &Conv2dParams, size: usize, out: usize) -> (usize, usize) {
     let (s, pad) = (p.stride as usize, p.pad as usize);
     // o·s + k ≥ pad  ⇔  o ≥ ceil((pad − k) / s)
     let lo = if pad > k { (pad - k).div_ceil(s) } else { 0 };
@@ -116,7 +116,7 @@ pub fn col2im_f32(col: &[f32], p: &Conv2dParams, x: &mut [f32]) {
     col2im_strided(col, p.col_cols(), p, x);
 }
 
-/// y[n, c, s] += bias[c].
+/// `y[n, c, s] += bias[c]`.
 pub fn bias_add_f32(y: &mut [f32], bias: &[f32], n: usize, c: usize, s: usize) {
     assert!(
         y.len() == n * c * s && bias.len() == c,
@@ -132,7 +132,7 @@ pub fn bias_add_f32(y: &mut [f32], bias: &[f32], n: usize, c: usize, s: usize) {
     });
 }
 
-/// out[c] = Σ over n and s of x[n, c, s], accumulated in f64 in a fixed order.
+/// `out[c] = Σ over n and s of x[n, c, s]`, accumulated in f64 in a fixed order.
 pub fn channel_sum_f32(x: &[f32], n: usize, c: usize, s: usize, out: &mut [f32]) {
     assert!(
         x.len() == n * c * s && out.len() == c,
@@ -213,7 +213,8 @@ pub(crate) mod tests {
     /// (n, c_in, h, w, c_out, k, stride, pad).
     pub(crate) type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-    /// Awkward geometries: odd channels, non-square, stride 2, pad 0/1/3, k 1/3/7.
+    /// Awkward geometries: odd channels, non-square, stride 2, pad 0/1/3, k 1/3/7, small and
+    /// wide maps.
     pub(crate) const CASES: &[Case] = &[
         (3, 3, 7, 5, 5, 3, 1, 1),
         (2, 5, 9, 6, 4, 3, 2, 1),
@@ -223,6 +224,22 @@ pub(crate) mod tests {
         (5, 3, 4, 4, 6, 3, 1, 0),
         (1, 1, 3, 3, 1, 3, 1, 1),
         (17, 3, 2, 2, 5, 3, 1, 1),
+        // Wide stride-1 maps (row-copy im2col path); the second has enough input channels
+        // for the backward-input pass to work in several chunks.
+        (2, 3, 18, 17, 4, 3, 1, 1),
+        (2, 40, 18, 17, 3, 3, 1, 1),
+        (1, 2, 20, 19, 3, 7, 1, 3),
+        (3, 4, 16, 16, 5, 1, 1, 0),
+        // Stride 1 with output (and input) width a multiple of 16: the indirect path, with
+        // a k-block split (K > 256), an m-block split (c_out > 96) and a partial MR tile.
+        (2, 5, 5, 16, 7, 3, 1, 1),
+        (2, 3, 6, 34, 4, 3, 1, 0),
+        (1, 2, 4, 16, 13, 5, 1, 2),
+        (1, 30, 3, 16, 100, 3, 1, 1),
+        // Maps of at least 64 outputs (indirect backward-weight): stride 2, and several
+        // groups of images per thread with a short last group.
+        (3, 3, 17, 20, 5, 3, 2, 1),
+        (9, 2, 8, 8, 3, 3, 1, 1),
     ];
 
     #[test]

@@ -9,7 +9,7 @@ pub fn label_index(label: f32, k: usize) -> Option<usize> {
 }
 
 /// logprobs[i, j] = (logits[i, j] − max_i) − ln Σ_j exp(logits[i, j] − max_i) (sum in f64) and
-/// row_nll[i] = −logprobs[i, label[i]] (NaN when the label is not an integer in [0, k)).
+/// `row_nll[i] = −logprobs[i, label[i]]` (NaN when the label is not an integer in [0, k)).
 pub fn log_softmax_ce_fwd_f32(
     logits: &[f32],
     labels: &[f32],
@@ -44,7 +44,7 @@ pub fn log_softmax_ce_fwd_f32(
         });
 }
 
-/// dlogits[i, j] = scale · (exp(logprobs[i, j]) − [j == label[i]]).
+/// `dlogits[i, j] = scale · (exp(logprobs[i, j]) − [j == label[i]])`.
 pub fn log_softmax_ce_bwd_f32(
     logprobs: &[f32],
     labels: &[f32],

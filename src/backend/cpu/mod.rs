@@ -6,6 +6,7 @@
 pub mod batchnorm;
 pub mod conv;
 pub mod conv_gemm;
+pub mod conv_indirect;
 pub mod elementwise;
 pub mod gemm;
 pub mod loss;
