@@ -161,4 +161,86 @@ pub trait Backend: Send + Sync {
         mask: Option<&Tensor>,
         p: &SgdParams,
     ) -> Result<()>;
+
+    // ---- select (kernels/select.cu, cpu/select.rs) -------------------------------------------
+    /// Number of nonzero entries of each tensor (NaN counts as nonzero, -0.0 does not). Exact
+    /// for any size; a reduction on the device, only the counts come back.
+    fn count_nonzero(&self, xs: &[&Tensor]) -> Result<Vec<usize>>;
+    /// Deterministic masked top-k (SPEC §3), group by group: among the group's eligible
+    /// positions (active ones for [`SelectAction::Keep`], inactive ones for
+    /// [`SelectAction::Grow`]) select the `k` best, ordered by (score descending, flat index in
+    /// the concatenation of the group's targets ascending), then apply the action. Errors when
+    /// a group has fewer than `k` eligible positions. Returns, per group and per target, how
+    /// many positions changed (pruned for `Keep`, grown for `Grow`).
+    fn select_update(
+        &self,
+        groups: &mut [SelectGroup<'_>],
+        action: SelectAction,
+    ) -> Result<Vec<Vec<usize>>>;
+}
+
+// ---- selection types (SPEC §3 prune and grow) ---------------------------------------------------
+
+/// How a selection scores an element; the kernels turn a score into a u32 key that orders the
+/// same way (see `kernels/select.cu`), and key 0 marks a position that cannot be selected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Score {
+    /// |x| of the target's score tensor (of its weight when it has none). Non-negative floats
+    /// order like their bit patterns; a NaN ranks above +inf.
+    Abs,
+    /// A counter-based hash of (seed, flat index in the group), uniform in [0, 1): a uniformly
+    /// random selection that is identical on every backend.
+    Hash(u64),
+}
+
+/// What [`Backend::select_update`] does with the selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectAction {
+    /// Prune: among active positions (mask ≠ 0) keep the k best; every other active position
+    /// gets mask 0, weight 0 and momentum 0.
+    Keep,
+    /// Grow: among inactive positions (mask = 0) activate the k best: mask 1, weight 0 and
+    /// momentum 0.
+    Grow,
+}
+
+/// One tensor taking part in a selection: its scores, and the state the action rewrites.
+#[derive(Debug)]
+pub struct SelectTarget<'a> {
+    /// The scores (same shape as the weight); `None` scores by the weight itself (magnitude
+    /// pruning). Not read with [`Score::Hash`].
+    pub score: Option<&'a Tensor>,
+    /// The weight.
+    pub weight: &'a mut Tensor,
+    /// The 0/1 mask (same shape).
+    pub mask: &'a mut Tensor,
+    /// The momentum buffer (same shape), if the optimizer has created one.
+    pub momentum: Option<&'a mut Tensor>,
+}
+
+/// Tensors that compete for one top-k: all maskable tensors for global pruning, one tensor per
+/// group for per-layer pruning and growth.
+#[derive(Debug)]
+pub struct SelectGroup<'a> {
+    /// The tensors, in flat-index order (ties go to the earlier tensor, then the lower index).
+    pub targets: Vec<SelectTarget<'a>>,
+    /// How many positions to select.
+    pub k: usize,
+    /// How positions are scored.
+    pub score: Score,
+}
+
+/// The key parameters of one tensor in the select kernels; mirrors `struct SelectKey` in
+/// `kernels/select.cu` field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SelectKey {
+    /// Seed of the hash score.
+    pub seed: u64,
+    /// Flat index of the tensor's first element in its group (hash score input).
+    pub base: i64,
+    /// 0: |x|; 1: hash of (seed, base + i).
+    pub score: u32,
+    /// 0: every position; 1: positions with mask ≠ 0; 2: positions with mask = 0.
+    pub eligible: u32,
 }

@@ -107,6 +107,21 @@ pub const KERNELS: &[KernelInfo] = &[
         "sgd_step_f32",
         "fused SGD: L2, momentum, optional Nesterov, update, then w,m *= mask",
     ),
+    k(
+        "select",
+        "select_hist_f32",
+        "radix-select pass: histogram of one digit of the selection keys matching a prefix",
+    ),
+    k(
+        "select",
+        "select_count_f32",
+        "per-segment count of selection keys in [lo, hi] (ties at the threshold, nonzeros)",
+    ),
+    k(
+        "select",
+        "select_apply_f32",
+        "masked top-k update: keys > T plus the first ties in flat order; prune or grow",
+    ),
 ];
 
 /// The kernel families (one `.cu` file each).

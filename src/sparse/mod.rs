@@ -1,8 +1,14 @@
-//! Sparse training: layer-wise density allocation and masks (prune/grow methods land with the
-//! sparse-training issue).
+//! Sparse training: layer-wise density allocation and masks, and the prune (Ψ) and grow (Φ)
+//! primitives of SPEC §3 on top of one deterministic masked top-k ([`topk`]).
 
 pub mod density;
+pub mod grow;
 pub mod mask;
+pub mod prune;
+pub mod topk;
 
 pub use density::{layer_counts, layer_densities, DensityInit};
 pub use mask::{init_random_masks, layer_densities_of, LayerDensity, MaskInit};
+pub use grow::{grow_gradient, grow_momentum, grow_random};
+pub use prune::{prune_count, prune_magnitude_global, prune_magnitude_layerwise};
+pub use topk::{active_counts, select_layers, topk_reference, Plan, Scores};

@@ -13,10 +13,14 @@ pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
+pub mod select;
 
 use rayon::prelude::*;
 
-use crate::backend::{Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SgdParams};
+use crate::backend::{
+    Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
+    SgdParams,
+};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::{numel, Tensor};
@@ -494,6 +498,27 @@ impl Backend for CpuBackend {
         let ws = w.as_cpu_mut().map_err(|e| map(e, "w"))?;
         optim::sgd_step_f32(ws, gs, ms, ks, p);
         Ok(())
+    }
+
+    // ---- select -----------------------------------------------------------------------------
+    fn count_nonzero(&self, xs: &[&Tensor]) -> Result<Vec<usize>> {
+        xs.iter()
+            .enumerate()
+            .map(|(i, x)| {
+                Ok(select::count_nonzero_f32(host(
+                    x,
+                    "count_nonzero",
+                    &format!("tensor {i}"),
+                )?))
+            })
+            .collect()
+    }
+    fn select_update(
+        &self,
+        groups: &mut [SelectGroup<'_>],
+        action: SelectAction,
+    ) -> Result<Vec<Vec<usize>>> {
+        select::select_update_fast(groups, action)
     }
 }
 

@@ -33,6 +33,7 @@ pub const FAMILY_SOURCES: &[(&str, &str)] = &[
     ("pool", include_str!("../../../kernels/pool.cu")),
     ("loss", include_str!("../../../kernels/loss.cu")),
     ("optim", include_str!("../../../kernels/optim.cu")),
+    ("select", include_str!("../../../kernels/select.cu")),
 ];
 
 /// What to install or set when NVRTC cannot be loaded.

@@ -19,6 +19,7 @@ mod loss;
 mod matmul;
 mod optim;
 mod pool;
+mod select;
 
 use std::collections::HashMap;
 use std::ops::RangeBounds;
@@ -32,7 +33,10 @@ use cudarc::driver::{
 pub use loader::{compile_family, nvrtc_available, ptx_entries, ptxas_report, Compiled};
 pub use matmul::Gemm;
 
-use crate::backend::{Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SgdParams};
+use crate::backend::{
+    Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
+    SgdParams,
+};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::{numel, Storage, Tensor};
@@ -540,5 +544,15 @@ impl Backend for CudaBackend {
         p: &SgdParams,
     ) -> Result<()> {
         optim::sgd_step(self, w, g, m, mask, p)
+    }
+    fn count_nonzero(&self, xs: &[&Tensor]) -> Result<Vec<usize>> {
+        select::count_nonzero(self, xs)
+    }
+    fn select_update(
+        &self,
+        groups: &mut [SelectGroup<'_>],
+        action: SelectAction,
+    ) -> Result<Vec<Vec<usize>>> {
+        select::select_update(self, groups, action)
     }
 }
