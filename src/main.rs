@@ -309,7 +309,13 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     } else {
         say!(
             "{} ({} after {} epochs) on {} {} ({} examples, {}):",
-            r.checkpoint, r.model, r.epoch, r.dataset, r.eval_split, r.test_examples, r.device
+            r.checkpoint,
+            r.model,
+            r.epoch,
+            r.dataset,
+            r.eval_split,
+            r.test_examples,
+            r.device
         );
         say!("  accuracy {:.2}%", 100.0 * r.test_accuracy);
         say!("  NLL      {:.4}", r.test_nll);
