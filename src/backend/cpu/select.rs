@@ -220,7 +220,8 @@ pub fn check_groups(groups: &[SelectGroup<'_>]) -> Result<()> {
         for (ti, t) in g.targets.iter().enumerate() {
             let shape = t.weight.shape();
             let what = |name: &str| format!("select group {gi}, target {ti}: {name}");
-            t.mask.expect_shape(shape, &what("mask (against the weight)"))?;
+            t.mask
+                .expect_shape(shape, &what("mask (against the weight)"))?;
             if let Some(s) = t.score {
                 s.expect_shape(shape, &what("score (against the weight)"))?;
             }
@@ -574,7 +575,8 @@ fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize) -> Result<Cut> {
         .enumerate()
         .flat_map(|(t, s)| {
             let n = s.0.len();
-            (0..n.div_ceil(FAST_CHUNK)).map(move |c| (t, c * FAST_CHUNK, n.min((c + 1) * FAST_CHUNK)))
+            (0..n.div_ceil(FAST_CHUNK))
+                .map(move |c| (t, c * FAST_CHUNK, n.min((c + 1) * FAST_CHUNK)))
         })
         .collect();
     let sum_hists = |mut a: Vec<u32>, b: Vec<u32>| {
@@ -721,7 +723,10 @@ fn fast_group<K: KeyFn>(
         return Ok(vec![0; g.targets.len()]);
     }
     let cut = if g.k == 0 {
-        Cut { t: u32::MAX, cut: 0 }
+        Cut {
+            t: u32::MAX,
+            cut: 0,
+        }
     } else {
         let mut srcs = Vec::with_capacity(g.targets.len());
         let mut base = 0u64;
@@ -829,7 +834,9 @@ mod tests {
             score: vec![],
         };
         for &n in sizes {
-            let mask: Vec<f32> = (0..n).map(|_| (r.uniform() < density) as u8 as f32).collect();
+            let mask: Vec<f32> = (0..n)
+                .map(|_| (r.uniform() < density) as u8 as f32)
+                .collect();
             let w: Vec<f32> = v(r, n).iter().zip(&mask).map(|(a, b)| a * b).collect();
             let m: Vec<f32> = v(r, n).iter().zip(&mask).map(|(a, b)| a * b).collect();
             s.w.push(Tensor::from_vec(w, &[n]).unwrap());
@@ -869,7 +876,12 @@ mod tests {
     }
 
     /// The keys of the whole group (flat), as the selection sees them before the update.
-    fn group_keys_flat(s: &State, score: Score, with_score: bool, action: SelectAction) -> Vec<u32> {
+    fn group_keys_flat(
+        s: &State,
+        score: Score,
+        with_score: bool,
+        action: SelectAction,
+    ) -> Vec<u32> {
         let mut out = vec![];
         let mut base = 0;
         for t in 0..s.w.len() {
@@ -937,14 +949,21 @@ mod tests {
                                 }
                             }
                         };
-                        assert_eq!(mask1[i], expect, "{sizes:?} {action:?} {score:?} k={k} i={i}");
+                        assert_eq!(
+                            mask1[i], expect,
+                            "{sizes:?} {action:?} {score:?} k={k} i={i}"
+                        );
                         let ew = if mask0[i] != mask1[i] { 0.0 } else { w0[i] };
                         assert_eq!(w1[i], ew);
                     }
                     let n: usize = fast.3.iter().sum();
                     assert_eq!(
                         n,
-                        if action == SelectAction::Keep { eligible - k } else { k }
+                        if action == SelectAction::Keep {
+                            eligible - k
+                        } else {
+                            k
+                        }
                     );
                 }
             }
