@@ -8,7 +8,7 @@ pub mod prune;
 pub mod topk;
 
 pub use density::{layer_counts, layer_densities, DensityInit};
-pub use mask::{init_random_masks, layer_densities_of, LayerDensity, MaskInit};
 pub use grow::{grow_gradient, grow_momentum, grow_random};
+pub use mask::{init_random_masks, layer_densities_of, LayerDensity, MaskInit};
 pub use prune::{prune_count, prune_magnitude_global, prune_magnitude_layerwise};
 pub use topk::{active_counts, select_layers, topk_reference, Plan, Scores};
