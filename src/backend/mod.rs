@@ -169,9 +169,10 @@ pub trait Backend: Send + Sync {
     /// Deterministic masked top-k (SPEC §3), group by group: among the group's eligible
     /// positions (active ones for [`SelectAction::Keep`], inactive ones for
     /// [`SelectAction::Grow`]) select the `k` best, ordered by (score descending, flat index in
-    /// the concatenation of the group's targets ascending), then apply the action. Errors when
-    /// a group has fewer than `k` eligible positions. Returns, per group and per target, how
-    /// many positions changed (pruned for `Keep`, grown for `Grow`).
+    /// the concatenation of the group's targets ascending), then apply the action. `Keep` keeps
+    /// min(k, eligible) positions; `Grow` errors when a group has fewer than `k` eligible
+    /// positions, so growth is exact. Returns, per group and per target, how many positions
+    /// changed (pruned for `Keep`, grown for `Grow`).
     fn select_update(
         &self,
         groups: &mut [SelectGroup<'_>],
@@ -196,8 +197,8 @@ pub enum Score {
 /// What [`Backend::select_update`] does with the selection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelectAction {
-    /// Prune: among active positions (mask ≠ 0) keep the k best; every other active position
-    /// gets mask 0, weight 0 and momentum 0.
+    /// Prune: among active positions (mask ≠ 0) keep the k best (all of them when fewer than k
+    /// are active); every other active position gets mask 0, weight 0 and momentum 0.
     Keep,
     /// Grow: among inactive positions (mask = 0) activate the k best: mask 1, weight 0 and
     /// momentum 0.

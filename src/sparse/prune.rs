@@ -49,11 +49,11 @@ pub fn prune_magnitude_global(store: &mut ParamStore, density: f64) -> Result<Ve
     }
     let total = store.num_maskable();
     let target = (density * total as f64).round() as usize;
-    let active: usize = active_counts(store)?.iter().sum();
+    // Keep saturates: with fewer than `target` active weights nothing is removed.
     select_layers(
         store,
         Scores::Weights,
-        Plan::Global(target.min(active)),
+        Plan::Global(target),
         SelectAction::Keep,
     )
 }

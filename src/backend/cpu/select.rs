@@ -15,8 +15,13 @@
 //! first `tie_take` keys equal to T in flat order, ranking ties inside a segment in order.
 //!
 //! The CPU backend runs [`select_update_fast`] instead: a 16-bit histogram, a second 16-bit
-//! histogram inside the chosen bucket, and a tie scan only when ties are split; the result is
-//! identical (the selection is unique), which the tests check against the twins' driver.
+//! histogram inside the chosen bucket, a tie scan only when ties are split, and a branch-free
+//! apply pass; the result is identical (the selection is unique), which the tests check
+//! against the twins' driver.
+//!
+//! [`SelectAction::Keep`] keeps min(k, eligible) positions (pruning to a budget above the
+//! active count keeps everything); [`SelectAction::Grow`] with k above the eligible count is an
+//! error, so growth is always exact.
 
 use rayon::prelude::*;
 
@@ -119,6 +124,8 @@ pub struct RadixState {
     pub prefix_mask: u32,
     /// Rank of T among the keys that match the prefix (1 = the largest).
     pub need: u64,
+    /// Keys in the bin chosen by the last pass (after the last pass: the keys equal to T).
+    pub in_bin: u64,
 }
 
 impl RadixState {
@@ -128,6 +135,7 @@ impl RadixState {
             prefix: 0,
             prefix_mask: 0,
             need: k as u64,
+            in_bin: 0,
         }
     }
 
@@ -142,6 +150,7 @@ impl RadixState {
                 self.prefix |= (b as u32) << shift;
                 self.prefix_mask |= (hist.len() as u32 - 1) << shift;
                 self.need = need;
+                self.in_bin = c;
                 return Ok(());
             }
             need -= c;
@@ -153,17 +162,29 @@ impl RadixState {
         )))
     }
 
-    /// The threshold once every digit is fixed; errors when T is the ineligible key 0, i.e.
-    /// the group has fewer eligible positions than k.
-    pub fn threshold(&self, k: usize) -> Result<Threshold> {
+    /// The threshold once every digit is fixed. T = 0 (the ineligible key) means the group has
+    /// fewer than k eligible positions: an error for [`SelectAction::Grow`], "keep them all"
+    /// for [`SelectAction::Keep`]. When every key equal to T is taken, `tie_take` is
+    /// `u32::MAX` (so no tie count is needed).
+    pub fn threshold(&self, k: usize, action: SelectAction) -> Result<Threshold> {
         if self.prefix == 0 {
-            return Err(Error::Shape(format!(
-                "select: k = {k} exceeds the number of eligible positions"
-            )));
+            return match action {
+                SelectAction::Keep => Ok(Threshold {
+                    key: 1,
+                    tie_take: u32::MAX,
+                }),
+                SelectAction::Grow => Err(Error::Shape(format!(
+                    "select: k = {k} exceeds the number of eligible positions"
+                ))),
+            };
         }
         Ok(Threshold {
             key: self.prefix,
-            tie_take: self.need as u32,
+            tie_take: if self.need == self.in_bin {
+                u32::MAX
+            } else {
+                self.need as u32
+            },
         })
     }
 }
@@ -440,12 +461,12 @@ pub fn select_update_reference(
                 }
                 st.narrow(&hist, shift)?;
             }
-            st.threshold(g.k)?
+            st.threshold(g.k, action)?
         };
         let mut counts = Vec::with_capacity(g.targets.len());
         for (t, (key, _)) in g.targets.iter().zip(&keys) {
             let mut c = vec![0u32; segments(t.weight.numel())];
-            if thr.tie_take > 0 {
+            if thr.tie_take > 0 && thr.tie_take < u32::MAX {
                 let (s, m) = read_slices(t, op)?;
                 select_count_f32(s, m, key, thr.key, thr.key, &mut c);
             }
@@ -498,9 +519,9 @@ struct AbsKey<const ACTIVE: bool>;
 impl<const ACTIVE: bool> KeyFn for AbsKey<ACTIVE> {
     #[inline(always)]
     fn key(&self, score: f32, mask: f32, _gi: u64) -> u32 {
-        let eligible = (mask != 0.0) == ACTIVE;
-        if eligible {
-            abs_key(score)
+        let k = abs_key(score);
+        if (mask != 0.0) == ACTIVE {
+            k
         } else {
             0
         }
@@ -523,15 +544,16 @@ impl<const ACTIVE: bool> KeyFn for HashKey<ACTIVE> {
 }
 
 /// Elements per task of the fast path's read passes.
-const FAST_CHUNK: usize = 1 << 18;
+const FAST_CHUNK: usize = 1 << 17;
+
+/// Elements per block whose eligible keys are compacted before the histogram update.
+const SUB: usize = 1024;
 
 /// Groups at most this large are selected by gathering their keys (no histograms).
-const SMALL_GROUP: usize = 1 << 16;
+const SMALL_GROUP: usize = 1 << 14;
 
-/// Bins of the first 16-bit histogram: keys ≤ 2^31, so key >> 16 ≤ 2^15; plus 8 spill bins
-/// that absorb ineligible positions round-robin (so they do not serialise on one counter).
-const HI_BINS: usize = (1 << 15) + 1;
-const SPILL: usize = 8;
+/// Bins of the fast path's 16-bit histograms (keys ≤ 2^31, so key >> 16 ≤ 2^15).
+const BINS: usize = 1 << 16;
 
 /// The selection of the fast path: key > `t`, or key == `t` and flat index < `cut`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -540,16 +562,109 @@ struct Cut {
     cut: u64,
 }
 
+impl Cut {
+    /// Selects nothing.
+    const NONE: Cut = Cut {
+        t: u32::MAX,
+        cut: 0,
+    };
+    /// Selects every eligible position (every key ≥ 1).
+    const ALL: Cut = Cut {
+        t: 1,
+        cut: u64::MAX,
+    };
+}
+
 /// Read-only view of one target: (scores, mask, flat index of its first element).
 type Src<'a> = (&'a [f32], &'a [f32], u64);
 
-/// Finds the fast path's selection of the `k` largest keys (k ≥ 1) over `srcs`.
-fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize) -> Result<Cut> {
+/// Keys of a block of at most [`SUB`] elements starting at flat index `gi0` into `out`
+/// (branch-free; vectorised for magnitude keys).
+#[inline(always)]
+fn block_keys<K: KeyFn>(kf: K, s: &[f32], m: &[f32], gi0: u64, out: &mut [u32; SUB]) -> usize {
+    let n = s.len().min(SUB);
+    let (s, m, out) = (&s[..n], &m[..n], &mut out[..n]);
+    for j in 0..n {
+        out[j] = kf.key(s[j], m[j], gi0 + j as u64);
+    }
+    n
+}
+
+/// Adds 1 to `h[key >> 16]` for every eligible key of the elements (`s`, `m`) starting at flat
+/// index `gi0`. Eligible keys are first compacted (branch-free), so the ineligible majority of
+/// a sparse layer costs no histogram update. Returns the eligible count.
+#[inline(always)]
+fn hist_hi<K: KeyFn>(kf: K, s: &[f32], m: &[f32], gi0: u64, h: &mut [u32]) -> u64 {
+    let h = &mut h[..BINS];
+    let mut keys = [0u32; SUB];
+    let mut buf = [0u32; SUB];
+    let mut eligible = 0u64;
+    for (b, (s, m)) in s.chunks(SUB).zip(m.chunks(SUB)).enumerate() {
+        let len = block_keys(kf, s, m, gi0 + (b * SUB) as u64, &mut keys);
+        let mut n = 0usize;
+        for &k in &keys[..len] {
+            buf[n & (SUB - 1)] = k;
+            n += (k != 0) as usize;
+        }
+        for &k in &buf[..n] {
+            h[(k >> 16) as usize & (BINS - 1)] += 1;
+        }
+        eligible += n as u64;
+    }
+    eligible
+}
+
+/// Elements per block of [`hist_lo`] whose keys are checked for the bucket before any
+/// histogram update.
+const PROBE: usize = 64;
+
+/// Adds 1 to `h[key & 0xffff]` for every key with `key >> 16 == bucket` (key ≠ 0); blocks of
+/// [`PROBE`] keys without such a key are skipped after a branch-free check.
+#[inline(always)]
+fn hist_lo<K: KeyFn>(kf: K, s: &[f32], m: &[f32], gi0: u64, bucket: u32, h: &mut [u32]) {
+    let h = &mut h[..BINS];
+    let hit = |k: u32| k >> 16 == bucket && k != 0;
+    let mut keys = [0u32; SUB];
+    for (b, (s, m)) in s.chunks(SUB).zip(m.chunks(SUB)).enumerate() {
+        let len = block_keys(kf, s, m, gi0 + (b * SUB) as u64, &mut keys);
+        for probe in keys[..len].chunks(PROBE) {
+            if !probe.iter().fold(false, |any, &k| any | hit(k)) {
+                continue;
+            }
+            for &k in probe {
+                if hit(k) {
+                    h[(k & 0xffff) as usize] += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Walks a histogram from the top: the bin holding the `need`-th largest key, and the rank
+/// of that key inside the bin.
+fn walk(h: &[u32], need: u64) -> (usize, u64) {
+    let mut need = need;
+    for b in (0..h.len()).rev() {
+        if need <= h[b] as u64 {
+            return (b, need);
+        }
+        need -= h[b] as u64;
+    }
+    unreachable!("the histogram holds at least `need` keys")
+}
+
+/// Finds the fast path's selection of the `k` largest keys (k ≥ 1) over `srcs`; with fewer
+/// than k eligible keys, every eligible position (`keep_all`) or an error.
+fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize, keep_all: bool) -> Result<Cut> {
     let total: usize = srcs.iter().map(|s| s.0.len()).sum();
-    let too_few = |have: u64| {
-        Error::Shape(format!(
-            "select: k = {k} exceeds the {have} eligible positions of the group"
-        ))
+    let too_few = |have: u64| -> Result<Cut> {
+        if keep_all {
+            Ok(Cut::ALL)
+        } else {
+            Err(Error::Shape(format!(
+                "select: k = {k} exceeds the {have} eligible positions of the group"
+            )))
+        }
     };
     if total <= SMALL_GROUP {
         let mut keys: Vec<(u32, u64)> = Vec::new();
@@ -563,7 +678,7 @@ fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize) -> Result<Cut> {
             }
         }
         if keys.len() < k {
-            return Err(too_few(keys.len() as u64));
+            return too_few(keys.len() as u64);
         }
         let (_, &mut (t, gi), _) =
             keys.select_nth_unstable_by(k - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -579,65 +694,40 @@ fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize) -> Result<Cut> {
                 .map(move |c| (t, c * FAST_CHUNK, n.min((c + 1) * FAST_CHUNK)))
         })
         .collect();
-    let sum_hists = |mut a: Vec<u32>, b: Vec<u32>| {
-        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-        a
+    let add = |mut a: (Vec<u32>, u64), b: (Vec<u32>, u64)| {
+        a.0.iter_mut().zip(&b.0).for_each(|(a, b)| *a += b);
+        (a.0, a.1 + b.1)
     };
-    // Pass 1: histogram of key >> 16 over eligible positions.
-    let hi = chunks
+    // Pass 1: histogram of key >> 16 over eligible positions (one histogram per rayon job).
+    let (hi, eligible) = chunks
         .par_iter()
-        .map(|&(t, a, e)| {
-            let (s, m, base) = srcs[t];
-            let mut h = vec![0u32; HI_BINS + SPILL];
-            for i in a..e {
-                let key = kf.key(s[i], m[i], base + i as u64);
-                let bin = if key == 0 {
-                    HI_BINS + (i & (SPILL - 1))
-                } else {
-                    (key >> 16) as usize
-                };
-                h[bin] += 1;
-            }
-            h
-        })
-        .reduce(|| vec![0u32; HI_BINS + SPILL], sum_hists);
-    let eligible: u64 = hi[..HI_BINS].iter().map(|&c| c as u64).sum();
+        .fold(
+            || (vec![0u32; BINS], 0u64),
+            |(mut h, n), &(t, a, e)| {
+                let (s, m, base) = srcs[t];
+                let got = hist_hi(kf, &s[a..e], &m[a..e], base + a as u64, &mut h);
+                (h, n + got)
+            },
+        )
+        .reduce(|| (vec![0u32; BINS], 0), add);
     if eligible < k as u64 {
-        return Err(too_few(eligible));
+        return too_few(eligible);
     }
-    let mut need = k as u64;
-    let mut bucket = 0usize;
-    for b in (0..HI_BINS).rev() {
-        if need <= hi[b] as u64 {
-            bucket = b;
-            break;
-        }
-        need -= hi[b] as u64;
-    }
+    let (bucket, need) = walk(&hi, k as u64);
     // Pass 2: histogram of the low 16 bits inside the bucket.
     let bucket = bucket as u32;
-    let lo = chunks
+    let (lo, _) = chunks
         .par_iter()
-        .map(|&(t, a, e)| {
-            let (s, m, base) = srcs[t];
-            let mut h = vec![0u32; 1 << 16];
-            for i in a..e {
-                let key = kf.key(s[i], m[i], base + i as u64);
-                if key >> 16 == bucket && key != 0 {
-                    h[(key & 0xffff) as usize] += 1;
-                }
-            }
-            h
-        })
-        .reduce(|| vec![0u32; 1 << 16], sum_hists);
-    let mut low = 0usize;
-    for b in (0..1 << 16).rev() {
-        if need <= lo[b] as u64 {
-            low = b;
-            break;
-        }
-        need -= lo[b] as u64;
-    }
+        .fold(
+            || (vec![0u32; BINS], 0u64),
+            |(mut h, n), &(t, a, e)| {
+                let (s, m, base) = srcs[t];
+                hist_lo(kf, &s[a..e], &m[a..e], base + a as u64, bucket, &mut h);
+                (h, n)
+            },
+        )
+        .reduce(|| (vec![0u32; BINS], 0), add);
+    let (low, mut need) = walk(&lo, need);
     let t = (bucket << 16) | low as u32;
     if need == lo[low] as u64 {
         return Ok(Cut { t, cut: u64::MAX });
@@ -675,9 +765,73 @@ fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize) -> Result<Cut> {
     unreachable!("the tie counts add up to at least the ties needed")
 }
 
-/// Applies `action` with the selection `cut` to one chunk; returns the elements rewritten.
-#[allow(clippy::too_many_arguments)]
+/// Applies the action to a range where a key is selected iff key ≥ `tt`; branch-free, so
+/// the loop vectorises for magnitude keys. Returns the elements rewritten.
 #[inline(always)]
+fn apply_range<K: KeyFn, const GROW: bool>(
+    kf: K,
+    score: Option<&[f32]>,
+    w: &mut [f32],
+    mask: &mut [f32],
+    m: Option<&mut [f32]>,
+    gi0: u64,
+    tt: u32,
+) -> usize {
+    let new_mask = if GROW { 1.0f32 } else { 0.0 };
+    let rewrite = |s: f32, mk: f32, gi: u64| {
+        let k = kf.key(s, mk, gi);
+        let sel = k >= tt;
+        if GROW {
+            sel
+        } else {
+            k != 0 && !sel
+        }
+    };
+    let mut n = 0u32;
+    let len = w.len();
+    let (w, mask) = (&mut w[..len], &mut mask[..len]);
+    macro_rules! body {
+        ($s:expr, $j:ident) => {{
+            let r = rewrite($s, mask[$j], gi0 + $j as u64);
+            w[$j] = if r { 0.0 } else { w[$j] };
+            mask[$j] = if r { new_mask } else { mask[$j] };
+            n += r as u32;
+            r
+        }};
+    }
+    match (score, m) {
+        (None, None) => {
+            for j in 0..len {
+                body!(w[j], j);
+            }
+        }
+        (Some(s), None) => {
+            let s = &s[..len];
+            for j in 0..len {
+                body!(s[j], j);
+            }
+        }
+        (None, Some(m)) => {
+            let m = &mut m[..len];
+            for j in 0..len {
+                let r = body!(w[j], j);
+                m[j] = if r { 0.0 } else { m[j] };
+            }
+        }
+        (Some(s), Some(m)) => {
+            let (s, m) = (&s[..len], &mut m[..len]);
+            for j in 0..len {
+                let r = body!(s[j], j);
+                m[j] = if r { 0.0 } else { m[j] };
+            }
+        }
+    }
+    n as usize
+}
+
+/// Applies the action to one chunk starting at flat index `gi0`, splitting it where the tie
+/// cut falls (before the cut, ties are selected: key ≥ t; after it, key > t).
+#[allow(clippy::too_many_arguments)]
 fn apply_chunk<K: KeyFn>(
     kf: K,
     score: Option<&[f32]>,
@@ -688,27 +842,32 @@ fn apply_chunk<K: KeyFn>(
     cut: Cut,
     grow: bool,
 ) -> usize {
-    let mut n = 0;
-    let mut m = m;
-    for i in 0..w.len() {
-        let s = match score {
-            Some(s) => s[i],
-            None => w[i],
-        };
-        let gi = gi0 + i as u64;
-        let key = kf.key(s, mask[i], gi);
-        let sel = key > cut.t || (key == cut.t && gi < cut.cut);
-        let rewrite = if grow { sel } else { key != 0 && !sel };
-        if rewrite {
-            w[i] = 0.0;
-            mask[i] = grow as u32 as f32;
-            if let Some(m) = m.as_deref_mut() {
-                m[i] = 0.0;
-            }
-            n += 1;
+    let len = w.len();
+    let split = cut.cut.saturating_sub(gi0).min(len as u64) as usize;
+    let (w0, w1) = w.split_at_mut(split);
+    let (k0, k1) = mask.split_at_mut(split);
+    let (s0, s1) = match score {
+        Some(s) => {
+            let (a, b) = s.split_at(split);
+            (Some(a), Some(b))
         }
+        None => (None, None),
+    };
+    let (m0, m1) = match m {
+        Some(m) => {
+            let (a, b) = m.split_at_mut(split);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    let strict = cut.t.saturating_add(1);
+    if grow {
+        apply_range::<K, true>(kf, s0, w0, k0, m0, gi0, cut.t)
+            + apply_range::<K, true>(kf, s1, w1, k1, m1, gi0 + split as u64, strict)
+    } else {
+        apply_range::<K, false>(kf, s0, w0, k0, m0, gi0, cut.t)
+            + apply_range::<K, false>(kf, s1, w1, k1, m1, gi0 + split as u64, strict)
     }
-    n
 }
 
 /// One group on the fast path with a specialised key function.
@@ -723,10 +882,7 @@ fn fast_group<K: KeyFn>(
         return Ok(vec![0; g.targets.len()]);
     }
     let cut = if g.k == 0 {
-        Cut {
-            t: u32::MAX,
-            cut: 0,
-        }
+        Cut::NONE
     } else {
         let mut srcs = Vec::with_capacity(g.targets.len());
         let mut base = 0u64;
@@ -735,7 +891,7 @@ fn fast_group<K: KeyFn>(
             srcs.push((s, m, base));
             base += s.len() as u64;
         }
-        fast_threshold(kf, &srcs, g.k)?
+        fast_threshold(kf, &srcs, g.k, !grow)?
     };
     let mut out = Vec::with_capacity(g.targets.len());
     let mut base = 0u64;
@@ -743,10 +899,9 @@ fn fast_group<K: KeyFn>(
         let (score, w, mask, m) = write_slices(t, op)?;
         let len = w.len();
         let ch = super::elementwise::CHUNK;
-        let nchunks = len.div_ceil(ch);
         let ms: Vec<Option<&mut [f32]>> = match m {
             Some(m) => m.chunks_mut(ch).map(Some).collect(),
-            None => (0..nchunks).map(|_| None).collect(),
+            None => (0..len.div_ceil(ch)).map(|_| None).collect(),
         };
         let n: usize = w
             .par_chunks_mut(ch)
@@ -765,7 +920,8 @@ fn fast_group<K: KeyFn>(
 }
 
 /// The CPU backend's [`crate::backend::Backend::select_update`]: same selection as
-/// [`select_update_reference`] in two or three read passes per group and one write pass.
+/// [`select_update_reference`] in two read passes per group (a third only when the ties at the
+/// threshold are split) and one write pass.
 pub fn select_update_fast(
     groups: &mut [SelectGroup<'_>],
     action: SelectAction,
@@ -847,6 +1003,12 @@ mod tests {
         s
     }
 
+    /// A select driver (fast or reference).
+    type Driver = fn(&mut [SelectGroup<'_>], SelectAction) -> Result<Vec<Vec<usize>>>;
+
+    /// (weights, masks, momenta, change counts) after a select.
+    type Outcome = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<usize>);
+
     /// Runs one single-group select with `f` and returns the new state.
     fn run(
         s: &State,
@@ -854,8 +1016,8 @@ mod tests {
         score: Score,
         with_score: bool,
         action: SelectAction,
-        f: fn(&mut [SelectGroup<'_>], SelectAction) -> Result<Vec<Vec<usize>>>,
-    ) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<usize>) {
+        f: Driver,
+    ) -> Outcome {
         let (mut w, mut mask, mut m) = (s.w.clone(), s.mask.clone(), s.m.clone());
         let targets = w
             .iter_mut()
@@ -985,13 +1147,65 @@ mod tests {
     }
 
     #[test]
+    fn keep_saturates_and_grow_beyond_the_eligible_count_fails() {
+        let mut r = Rng::new(9);
+        for sizes in [&[500usize, 20][..], &[40_000, 9_000]] {
+            let s = state(&mut r, sizes, false, 0.3);
+            let n: usize = sizes.iter().sum();
+            let keep_all = run(
+                &s,
+                n,
+                Score::Abs,
+                false,
+                SelectAction::Keep,
+                select_update_fast,
+            );
+            let keep_ref = run(
+                &s,
+                n,
+                Score::Abs,
+                false,
+                SelectAction::Keep,
+                select_update_reference,
+            );
+            assert_eq!(keep_all.3, vec![0; sizes.len()], "nothing pruned");
+            assert_eq!(keep_all.1, keep_ref.1);
+            let v = |t: &[Tensor]| t.iter().map(|t| t.to_vec().unwrap()).collect::<Vec<_>>();
+            assert_eq!(keep_all.0, v(&s.w));
+            for f in [select_update_fast, select_update_reference] {
+                let (mut w, mut k) = (s.w[0].clone(), s.mask[0].clone());
+                let inactive = k.to_vec().unwrap().iter().filter(|&&v| v == 0.0).count();
+                let mut g = [SelectGroup {
+                    targets: vec![SelectTarget {
+                        score: None,
+                        weight: &mut w,
+                        mask: &mut k,
+                        momentum: None,
+                    }],
+                    k: inactive + 1,
+                    score: Score::Abs,
+                }];
+                let e = f(&mut g, SelectAction::Grow).unwrap_err();
+                assert!(e.to_string().contains("eligible"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn radix_state_walks_from_the_top() {
         let mut st = RadixState::new(3);
         // bins: 3 -> 1 key, 2 -> 0, 1 -> 5 keys: the 3rd largest is in bin 1, 2nd there.
         st.narrow(&[4, 5, 0, 1], 4).unwrap();
         assert_eq!((st.prefix, st.prefix_mask, st.need), (1 << 4, 3 << 4, 2));
         assert!(RadixState::new(11).narrow(&[4, 5, 0, 1], 0).is_err());
-        assert!(RadixState::new(1).threshold(1).is_err());
+        assert!(RadixState::new(1).threshold(1, SelectAction::Grow).is_err());
+        assert_eq!(
+            RadixState::new(1).threshold(1, SelectAction::Keep).unwrap(),
+            Threshold {
+                key: 1,
+                tie_take: u32::MAX
+            }
+        );
     }
 
     #[test]

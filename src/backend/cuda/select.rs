@@ -431,12 +431,12 @@ pub(super) fn select_update(
             Threshold::NONE
         } else {
             states[gi]
-                .threshold(g.k)
+                .threshold(g.k, action)
                 .map_err(|e| Error::Shape(format!("{op}: group {gi}: {e}")))?
         });
     }
 
-    // 2. Tie counts per segment (only where ties are taken), one copy back.
+    // 2. Tie counts per segment (only where some but not all ties are taken), one copy back.
     let segs: Vec<Vec<usize>> = groups
         .iter()
         .map(|g| {
@@ -453,7 +453,7 @@ pub(super) fn select_update(
     for (gi, g) in groups.iter().enumerate() {
         let thr = thresholds[gi];
         for ((t, (key, _)), &n) in g.targets.iter().zip(&keys[gi]).zip(&segs[gi]) {
-            if thr.tie_take > 0 && !skip[gi] && t.weight.numel() > 0 {
+            if thr.tie_take > 0 && thr.tie_take < u32::MAX && !skip[gi] && t.weight.numel() > 0 {
                 let sv = be.buf(t.score.unwrap_or(&*t.weight), op)?.view();
                 let mv = be.buf(t.mask, op)?.view();
                 be.launch_select_count(
