@@ -1,8 +1,10 @@
 //! [`Device`]: which backend runs a computation (`cpu`, or `cuda[:N]`).
 
+#[cfg(feature = "cuda")]
 use std::sync::Arc;
 
 use crate::backend::Backend;
+#[allow(unused_imports)] // Error is used only without the cuda feature
 use crate::error::{Error, Result};
 
 /// A compute device. CPU is always available; CUDA when the crate is built with the `cuda`
@@ -84,6 +86,3 @@ impl Device {
         matches!(self, Device::Cpu)
     }
 }
-
-#[allow(unused_imports)]
-use Error as _;

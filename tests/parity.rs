@@ -1104,11 +1104,29 @@ fn parity_select_hist_f32() {
             let (sg, mg) = (up(&g, &values, &[n]), up(&g, &m, &[n]));
             for key in select_keys() {
                 // First digit, then a digit under a prefix taken from an actual key.
-                let k0 = suptickets::backend::cpu::select::select_key(values[n / 2], m[n / 2], &key, n / 2);
+                let k0 = suptickets::backend::cpu::select::select_key(
+                    values[n / 2],
+                    m[n / 2],
+                    &key,
+                    n / 2,
+                );
                 for (pass, (shift, bits)) in RADIX_PASSES.into_iter().enumerate() {
-                    let pm = if pass == 0 { 0 } else { !0u32 << (shift + bits) };
+                    let pm = if pass == 0 {
+                        0
+                    } else {
+                        !0u32 << (shift + bits)
+                    };
                     let mut want = vec![3u32; 1 << bits];
-                    cpu::select::select_hist_f32(&values, &m, &key, k0 & pm, pm, shift, bits, &mut want);
+                    cpu::select::select_hist_f32(
+                        &values,
+                        &m,
+                        &key,
+                        k0 & pm,
+                        pm,
+                        shift,
+                        bits,
+                        &mut want,
+                    );
                     let mut got = vec![3u32; 1 << bits];
                     g.select_hist_f32(&sg, &mg, &key, k0 & pm, pm, shift, bits, &mut got)
                         .unwrap();
@@ -1128,13 +1146,22 @@ fn parity_select_count_f32() {
         let m = mask(&mut r, n, 0.5);
         let (sg, mg) = (up(&g, &values, &[n]), up(&g, &m, &[n]));
         for key in select_keys() {
-            for (lo, hi) in [(2, u32::MAX), (0x3e80_0001, 0x3e80_0001), (0, 0), (1, 0x4000_0000)] {
+            for (lo, hi) in [
+                (2, u32::MAX),
+                (0x3e80_0001, 0x3e80_0001),
+                (0, 0),
+                (1, 0x4000_0000),
+            ] {
                 for segs in [1, segments(n), 7] {
                     let mut want = vec![0u32; segs];
                     cpu::select::select_count_f32(&values, &m, &key, lo, hi, &mut want);
                     let mut got = vec![9u32; segs];
-                    g.select_count_f32(&sg, &mg, &key, lo, hi, &mut got).unwrap();
-                    assert_eq!(got, want, "n {n} key {key:?} [{lo:#x}, {hi:#x}] {segs} segments");
+                    g.select_count_f32(&sg, &mg, &key, lo, hi, &mut got)
+                        .unwrap();
+                    assert_eq!(
+                        got, want,
+                        "n {n} key {key:?} [{lo:#x}, {hi:#x}] {segs} segments"
+                    );
                 }
             }
         }
@@ -1156,7 +1183,11 @@ fn parity_select_apply_f32() {
                 for with_score in [false, true] {
                     for with_m in [false, true] {
                         // Threshold at the key of 0.5 (many ties), taking some of them.
-                        let t = if key.score == 0 { 0.5f32.to_bits() + 1 } else { 1 << 30 };
+                        let t = if key.score == 0 {
+                            0.5f32.to_bits() + 1
+                        } else {
+                            1 << 30
+                        };
                         let segs = segments(n);
                         let tie_before: Vec<u32> = (0..segs as u32).map(|b| b * 3).collect();
                         let tie_take = (segs as u32 * 3) / 2 + 5;
@@ -1191,7 +1222,9 @@ fn parity_select_apply_f32() {
                             &mut got,
                         )
                         .unwrap();
-                        let what = format!("n {n} key {key:?} action {action} score {with_score} m {with_m}");
+                        let what = format!(
+                            "n {n} key {key:?} action {action} score {with_score} m {with_m}"
+                        );
                         assert_eq!(got, want, "{what}: changed");
                         assert_eq!(down(&wg), w, "{what}: w");
                         assert_eq!(down(&kg), k, "{what}: mask");
@@ -1211,8 +1244,10 @@ fn select_layers(r: &mut Rng, sizes: &[usize], dup: bool) -> Layers {
     for &n in sizes {
         let k = mask(r, n, 0.3);
         let v = |r: &mut Rng| if dup { dup_values(r, n) } else { normal(r, n) };
-        out.0.push(v(r).iter().zip(&k).map(|(a, b)| a * b).collect());
-        out.2.push(v(r).iter().zip(&k).map(|(a, b)| a * b).collect());
+        out.0
+            .push(v(r).iter().zip(&k).map(|(a, b)| a * b).collect());
+        out.2
+            .push(v(r).iter().zip(&k).map(|(a, b)| a * b).collect());
         out.3.push(v(r));
         out.1.push(k);
     }
@@ -1279,23 +1314,41 @@ fn backend_select_update_prune_and_grow() {
     for dup in [false, true] {
         let sizes = [3, 4096, 100_000, 1_200_000, 17];
         let l = select_layers(&mut r, &sizes, dup);
-        let active: Vec<usize> = l.1.iter().map(|k| k.iter().filter(|&&v| v != 0.0).count()).collect();
+        let active: Vec<usize> =
+            l.1.iter()
+                .map(|k| k.iter().filter(|&&v| v != 0.0).count())
+                .collect();
         let inactive: Vec<usize> = sizes.iter().zip(&active).map(|(n, a)| n - a).collect();
         let total_active: usize = active.iter().sum();
         let cases: Vec<(bool, Vec<usize>, SelectAction)> = vec![
             (true, vec![total_active / 2], SelectAction::Keep),
             (true, vec![0], SelectAction::Keep),
             (true, vec![total_active], SelectAction::Keep),
-            (false, active.iter().map(|a| a / 3).collect(), SelectAction::Keep),
-            (false, inactive.iter().map(|a| a / 4).collect(), SelectAction::Grow),
+            (
+                false,
+                active.iter().map(|a| a / 3).collect(),
+                SelectAction::Keep,
+            ),
+            (
+                false,
+                inactive.iter().map(|a| a / 4).collect(),
+                SelectAction::Grow,
+            ),
             (false, inactive.clone(), SelectAction::Grow),
             (false, vec![0; sizes.len()], SelectAction::Grow),
         ];
         for (global, ks, action) in cases {
-            for (score, with_score) in [(Score::Abs, false), (Score::Abs, true), (Score::Hash(9), false)] {
-                let (want, wc) = run_select(&Device::Cpu, &l, global, &ks, score, with_score, action);
+            for (score, with_score) in [
+                (Score::Abs, false),
+                (Score::Abs, true),
+                (Score::Hash(9), false),
+            ] {
+                let (want, wc) =
+                    run_select(&Device::Cpu, &l, global, &ks, score, with_score, action);
                 let (got, gc) = run_select(&gd, &l, global, &ks, score, with_score, action);
-                let what = format!("dup {dup} global {global} ks {ks:?} {action:?} {score:?} score {with_score}");
+                let what = format!(
+                    "dup {dup} global {global} ks {ks:?} {action:?} {score:?} score {with_score}"
+                );
                 assert_eq!(gc, wc, "{what}: changed");
                 assert_eq!(got.0, want.0, "{what}: weights");
                 assert_eq!(got.1, want.1, "{what}: masks");
@@ -1320,9 +1373,14 @@ fn backend_count_nonzero_and_select_errors() {
             v
         })
         .collect();
-    let cpu_t: Vec<Tensor> = xs.iter().map(|x| Tensor::from_vec(x.clone(), &[x.len()]).unwrap()).collect();
+    let cpu_t: Vec<Tensor> = xs
+        .iter()
+        .map(|x| Tensor::from_vec(x.clone(), &[x.len()]).unwrap())
+        .collect();
     let gpu_t: Vec<Tensor> = xs.iter().map(|x| up(&g, x, &[x.len()])).collect();
-    let want = cpu_be().count_nonzero(&cpu_t.iter().collect::<Vec<_>>()).unwrap();
+    let want = cpu_be()
+        .count_nonzero(&cpu_t.iter().collect::<Vec<_>>())
+        .unwrap();
     let got = g.count_nonzero(&gpu_t.iter().collect::<Vec<_>>()).unwrap();
     assert_eq!(got, want);
     // k beyond the eligible positions: an error on both backends.
@@ -1341,7 +1399,10 @@ fn backend_count_nonzero_and_select_errors() {
             k: inactive + 1,
             score: Score::Abs,
         }];
-        let e = dev.backend().select_update(&mut groups, SelectAction::Grow).unwrap_err();
+        let e = dev
+            .backend()
+            .select_update(&mut groups, SelectAction::Grow)
+            .unwrap_err();
         assert!(e.to_string().contains("eligible"), "{}: {e}", dev.name());
     }
 }

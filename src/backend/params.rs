@@ -108,7 +108,7 @@ impl Conv2dParams {
     }
 }
 
-/// Geometry of a 2-d pooling window over NCHW input (max or average; no padding).
+/// Geometry of a 2-d pooling window over NCHW input (max or average), with optional zero padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Pool2dParams {

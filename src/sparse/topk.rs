@@ -211,10 +211,18 @@ pub fn select_layers(
 /// with the largest `scores` (compared as |score| bit patterns, as the kernels do), ties to the
 /// lower index. Panics if fewer than `k` positions are eligible.
 pub fn topk_reference(scores: &[f32], eligible: &[bool], k: usize) -> Vec<bool> {
-    assert_eq!(scores.len(), eligible.len(), "topk_reference: lengths differ");
+    assert_eq!(
+        scores.len(),
+        eligible.len(),
+        "topk_reference: lengths differ"
+    );
     let key = |i: usize| scores[i].to_bits() & 0x7fff_ffff;
     let mut idx: Vec<usize> = (0..scores.len()).filter(|&i| eligible[i]).collect();
-    assert!(k <= idx.len(), "topk_reference: k = {k} > {} eligible", idx.len());
+    assert!(
+        k <= idx.len(),
+        "topk_reference: k = {k} > {} eligible",
+        idx.len()
+    );
     idx.sort_by(|&a, &b| key(b).cmp(&key(a)).then(a.cmp(&b)));
     let mut sel = vec![false; scores.len()];
     for &i in &idx[..k] {

@@ -2,6 +2,11 @@
 //! stem (`pub fn <kernel_name>` on slices, the reference semantics) and the fast paths the
 //! backend actually runs. This file validates shapes and parameters, allocates the outputs
 //! and dispatches.
+//!
+//! The convolution fast paths have files of their own: [`gemm`] (packed SGEMM with a 6×16
+//! AVX2/FMA micro-kernel), [`conv_gemm`] (batched im2col + packed GEMM, every geometry) and
+//! [`conv_indirect`] (im2col-free stride-1 forward / backward-input and backward-weight on
+//! larger maps). Timings against PyTorch: `notes/cpu-conv-timings.md`.
 
 pub mod batchnorm;
 pub mod conv;
@@ -107,16 +112,24 @@ fn check_labels(labels: &[f32], k: usize, op: &str) -> Result<()> {
     Ok(())
 }
 
-/// Multiplies `dw` by `mask` (same shape) in place.
-fn apply_mask(dw: &mut [f32], mask: Option<&Tensor>, shape: &[usize], op: &str) -> Result<()> {
+/// The host elements of an optional mask, checked to have `shape`.
+fn mask_of<'a>(mask: Option<&'a Tensor>, shape: &[usize], op: &str) -> Result<Option<&'a [f32]>> {
+    match mask {
+        Some(m) => {
+            check_shape(m, shape, op, "mask")?;
+            Ok(Some(host(m, op, "mask")?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Multiplies `dw` by `mask` (same length) in place.
+fn apply_mask(dw: &mut [f32], mask: Option<&[f32]>) {
     if let Some(m) = mask {
-        check_shape(m, shape, op, "mask")?;
-        let m = host(m, op, "mask")?;
         dw.par_chunks_mut(elementwise::CHUNK)
             .zip(m.par_chunks(elementwise::CHUNK))
             .for_each(|(d, m)| d.iter_mut().zip(m).for_each(|(d, &m)| *d *= m));
     }
-    Ok(())
 }
 
 /// Checks that `a` and `b` have the same shape.
@@ -191,9 +204,10 @@ impl Backend for CpuBackend {
         check_conv_params(p, op)?;
         check_shape(x, &p.x_shape(), op, "x")?;
         check_shape(dy, &p.y_shape(), op, "dy")?;
+        let mask = mask_of(mask, &p.w_shape(), op)?;
         let mut dw = vec![0.0; numel(&p.w_shape())];
         conv_gemm::conv2d_backward_weight(host(x, op, "x")?, host(dy, op, "dy")?, p, &mut dw);
-        apply_mask(&mut dw, mask, &p.w_shape(), op)?;
+        apply_mask(&mut dw, mask);
         Tensor::from_vec(dw, &p.w_shape())
     }
     fn channel_sum(&self, x: &Tensor) -> Result<Tensor> {
@@ -255,12 +269,13 @@ impl Backend for CpuBackend {
                 x.shape()
             )));
         }
+        let mask = mask_of(mask, &[d_out, d_in], op)?;
         let mut dw = vec![0.0; d_out * d_in];
         let (xs, dys) = (host(x, op, "x")?, host(dy, op, "dy")?);
         matmul::par_sgemm(
             true, false, d_out, d_in, n, dys, d_out, xs, d_in, &mut dw, d_in,
         );
-        apply_mask(&mut dw, mask, &[d_out, d_in], op)?;
+        apply_mask(&mut dw, mask);
         Tensor::from_vec(dw, &[d_out, d_in])
     }
 

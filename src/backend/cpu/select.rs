@@ -241,7 +241,8 @@ pub fn check_groups(groups: &[SelectGroup<'_>]) -> Result<()> {
         for (ti, t) in g.targets.iter().enumerate() {
             let shape = t.weight.shape();
             let what = |name: &str| format!("select group {gi}, target {ti}: {name}");
-            t.mask.expect_shape(shape, &what("mask (against the weight)"))?;
+            t.mask
+                .expect_shape(shape, &what("mask (against the weight)"))?;
             if let Some(s) = t.score {
                 s.expect_shape(shape, &what("score (against the weight)"))?;
             }
@@ -563,9 +564,15 @@ struct Cut {
 
 impl Cut {
     /// Selects nothing.
-    const NONE: Cut = Cut { t: u32::MAX, cut: 0 };
+    const NONE: Cut = Cut {
+        t: u32::MAX,
+        cut: 0,
+    };
     /// Selects every eligible position (every key ≥ 1).
-    const ALL: Cut = Cut { t: 1, cut: u64::MAX };
+    const ALL: Cut = Cut {
+        t: 1,
+        cut: u64::MAX,
+    };
 }
 
 /// Read-only view of one target: (scores, mask, flat index of its first element).
@@ -983,7 +990,9 @@ mod tests {
             score: vec![],
         };
         for &n in sizes {
-            let mask: Vec<f32> = (0..n).map(|_| (r.uniform() < density) as u8 as f32).collect();
+            let mask: Vec<f32> = (0..n)
+                .map(|_| (r.uniform() < density) as u8 as f32)
+                .collect();
             let w: Vec<f32> = v(r, n).iter().zip(&mask).map(|(a, b)| a * b).collect();
             let m: Vec<f32> = v(r, n).iter().zip(&mask).map(|(a, b)| a * b).collect();
             s.w.push(Tensor::from_vec(w, &[n]).unwrap());
@@ -994,6 +1003,12 @@ mod tests {
         s
     }
 
+    /// A select driver (fast or reference).
+    type Driver = fn(&mut [SelectGroup<'_>], SelectAction) -> Result<Vec<Vec<usize>>>;
+
+    /// (weights, masks, momenta, change counts) after a select.
+    type Outcome = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<usize>);
+
     /// Runs one single-group select with `f` and returns the new state.
     fn run(
         s: &State,
@@ -1001,8 +1016,8 @@ mod tests {
         score: Score,
         with_score: bool,
         action: SelectAction,
-        f: fn(&mut [SelectGroup<'_>], SelectAction) -> Result<Vec<Vec<usize>>>,
-    ) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<usize>) {
+        f: Driver,
+    ) -> Outcome {
         let (mut w, mut mask, mut m) = (s.w.clone(), s.mask.clone(), s.m.clone());
         let targets = w
             .iter_mut()
@@ -1023,7 +1038,12 @@ mod tests {
     }
 
     /// The keys of the whole group (flat), as the selection sees them before the update.
-    fn group_keys_flat(s: &State, score: Score, with_score: bool, action: SelectAction) -> Vec<u32> {
+    fn group_keys_flat(
+        s: &State,
+        score: Score,
+        with_score: bool,
+        action: SelectAction,
+    ) -> Vec<u32> {
         let mut out = vec![];
         let mut base = 0;
         for t in 0..s.w.len() {
@@ -1091,14 +1111,21 @@ mod tests {
                                 }
                             }
                         };
-                        assert_eq!(mask1[i], expect, "{sizes:?} {action:?} {score:?} k={k} i={i}");
+                        assert_eq!(
+                            mask1[i], expect,
+                            "{sizes:?} {action:?} {score:?} k={k} i={i}"
+                        );
                         let ew = if mask0[i] != mask1[i] { 0.0 } else { w0[i] };
                         assert_eq!(w1[i], ew);
                     }
                     let n: usize = fast.3.iter().sum();
                     assert_eq!(
                         n,
-                        if action == SelectAction::Keep { eligible - k } else { k }
+                        if action == SelectAction::Keep {
+                            eligible - k
+                        } else {
+                            k
+                        }
                     );
                 }
             }
@@ -1125,8 +1152,22 @@ mod tests {
         for sizes in [&[500usize, 20][..], &[40_000, 9_000]] {
             let s = state(&mut r, sizes, false, 0.3);
             let n: usize = sizes.iter().sum();
-            let keep_all = run(&s, n, Score::Abs, false, SelectAction::Keep, select_update_fast);
-            let keep_ref = run(&s, n, Score::Abs, false, SelectAction::Keep, select_update_reference);
+            let keep_all = run(
+                &s,
+                n,
+                Score::Abs,
+                false,
+                SelectAction::Keep,
+                select_update_fast,
+            );
+            let keep_ref = run(
+                &s,
+                n,
+                Score::Abs,
+                false,
+                SelectAction::Keep,
+                select_update_reference,
+            );
             assert_eq!(keep_all.3, vec![0; sizes.len()], "nothing pruned");
             assert_eq!(keep_all.1, keep_ref.1);
             let v = |t: &[Tensor]| t.iter().map(|t| t.to_vec().unwrap()).collect::<Vec<_>>();
@@ -1157,9 +1198,7 @@ mod tests {
         st.narrow(&[4, 5, 0, 1], 4).unwrap();
         assert_eq!((st.prefix, st.prefix_mask, st.need), (1 << 4, 3 << 4, 2));
         assert!(RadixState::new(11).narrow(&[4, 5, 0, 1], 0).is_err());
-        assert!(RadixState::new(1)
-            .threshold(1, SelectAction::Grow)
-            .is_err());
+        assert!(RadixState::new(1).threshold(1, SelectAction::Grow).is_err());
         assert_eq!(
             RadixState::new(1).threshold(1, SelectAction::Keep).unwrap(),
             Threshold {

@@ -65,7 +65,11 @@ impl CudaBackend {
         };
         let f = self.loader.function("select_hist_f32")?;
         let mut l = self.stream.launch_builder(&f);
-        l.arg(score).arg(mask).arg(key).arg(&prefix).arg(&prefix_mask);
+        l.arg(score)
+            .arg(mask)
+            .arg(key)
+            .arg(&prefix)
+            .arg(&prefix_mask);
         l.arg(&shift).arg(&bits).arg(hist).arg(&n);
         // SAFETY: arguments match `select_hist_f32(const float*, const float*, SelectKey,
         // unsigned, unsigned, int, int, unsigned*, i64)`; mask (and score unless the key is a
@@ -103,7 +107,13 @@ impl CudaBackend {
         };
         let f = self.loader.function("select_count_f32")?;
         let mut l = self.stream.launch_builder(&f);
-        l.arg(score).arg(mask).arg(key).arg(&lo).arg(&hi).arg(counts).arg(&n);
+        l.arg(score)
+            .arg(mask)
+            .arg(key)
+            .arg(&lo)
+            .arg(&hi)
+            .arg(counts)
+            .arg(&n);
         // SAFETY: arguments match `select_count_f32(const float*, const float*, SelectKey,
         // unsigned, unsigned, unsigned*, i64)`; mask (and score unless hashed) hold `len`
         // elements and block b < g writes counts[b] only.
@@ -154,8 +164,17 @@ impl CudaBackend {
         };
         let f = self.loader.function("select_apply_f32")?;
         let mut l = self.stream.launch_builder(&f);
-        l.arg(score).arg(w).arg(mask).arg(m).arg(&score_is_w).arg(&has_m);
-        l.arg(key).arg(&t).arg(tie_before).arg(&tie_take).arg(&action);
+        l.arg(score)
+            .arg(w)
+            .arg(mask)
+            .arg(m)
+            .arg(&score_is_w)
+            .arg(&has_m);
+        l.arg(key)
+            .arg(&t)
+            .arg(tie_before)
+            .arg(&tie_take)
+            .arg(&action);
         l.arg(changed).arg(&n);
         // SAFETY: arguments match `select_apply_f32(const float*, float*, float*, float*, int,
         // int, SelectKey, unsigned, const unsigned*, unsigned, int, unsigned*, i64)`; w and
@@ -420,7 +439,12 @@ pub(super) fn select_update(
     // 2. Tie counts per segment (only where some but not all ties are taken), one copy back.
     let segs: Vec<Vec<usize>> = groups
         .iter()
-        .map(|g| g.targets.iter().map(|t| segments(t.weight.numel())).collect())
+        .map(|g| {
+            g.targets
+                .iter()
+                .map(|t| segments(t.weight.numel()))
+                .collect()
+        })
         .collect();
     let total: usize = segs.iter().flatten().sum();
     let mut counts = be.alloc_u32(total, "select: tie counts")?;
