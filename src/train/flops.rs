@@ -15,9 +15,9 @@ pub struct LayerFlops {
     pub name: String,
     /// `conv` or `linear`.
     pub kind: String,
-    /// Weight shape ([c_out, c_in, k, k] or [out, in]).
+    /// Weight shape (`[c_out, c_in, k, k]` or `[out, in]`).
     pub shape: Vec<usize>,
-    /// Output shape of one example ([c, h, w] or [out]).
+    /// Output shape of one example (`[c, h, w]` or `[out]`).
     pub out_shape: Vec<usize>,
     /// Weights in the tensor.
     pub params: usize,
