@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::select::{
     abs_key, segments, tie_offsets, RadixState, Threshold, MAX_HIST_BITS, RADIX_PASSES,
 };
-use crate::backend::{SuperposeGroup, SuperposeParams};
+use crate::backend::{SelectAction, SuperposeGroup, SuperposeParams};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -334,7 +334,7 @@ pub fn superpose_update_cpu(
                 }
                 st.narrow(&hist, shift)?;
             }
-            st.threshold(g.k)?
+            st.threshold(g.k, SelectAction::Keep)?
         };
         // Ties at the threshold: counted only when some of them are left out.
         let mut counts = Vec::with_capacity(g.targets.len());

@@ -16,7 +16,7 @@ use crate::backend::cpu::select::{
     segments, tie_offsets, RadixState, Threshold, MAX_HIST_BITS, RADIX_PASSES,
 };
 use crate::backend::cpu::superpose::check_superpose_groups;
-use crate::backend::{SuperposeGroup, SuperposeParams};
+use crate::backend::{SelectAction, SuperposeGroup, SuperposeParams};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -453,7 +453,7 @@ pub(super) fn superpose_update(
             Threshold::NONE
         } else {
             states[gi]
-                .threshold(g.k)
+                .threshold(g.k, SelectAction::Keep)
                 .map_err(|e| Error::Shape(format!("{op}: group {gi}: {e}")))?
         });
     }
