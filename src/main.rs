@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 
 use suptickets::error::{Error, Result};
 use suptickets::models::{build, ModelConfig, MODEL_NAMES};
-use suptickets::sparse::density::DensityInit;
-use suptickets::sparse::mask::{init_random_masks, MaskInit};
+use suptickets::sparse::density::{layer_counts, layer_densities, DensityInit};
+use suptickets::sparse::methods::{DropSchedule, MethodKind, SnipScope};
 use suptickets::train::checkpoint::Checkpoint;
 use suptickets::train::trainer::{checkpoint_path, eval_checkpoint, output_dir, resume, train};
 use suptickets::train::{FlopsTable, ScheduleKind, TrainConfig};
@@ -118,6 +118,42 @@ struct TrainArgs {
     /// Stop after N epochs in this invocation (resume later with --resume).
     #[arg(long, value_name = "N")]
     stop_after: Option<usize>,
+    /// Sparse-training method: dense, static, snip, set, rigl or granet.
+    #[arg(long)]
+    method: Option<String>,
+    /// Final global sparsity of the conv and linear weights, in [0, 1) (sparse methods; default 0.9).
+    #[arg(long)]
+    sparsity: Option<f64>,
+    /// Layer-wise density allocation of the initial mask: uniform, er or erk (default).
+    #[arg(long)]
+    init: Option<String>,
+    /// Keep the first conv dense (and out of every mask update).
+    #[arg(long)]
+    dense_first_layer: bool,
+    /// ΔT: iterations between mask updates (SET, RigL, GraNet; default min(1000, max(1, iterations per epoch / 4))).
+    #[arg(long, value_name = "ITERS")]
+    update_interval: Option<usize>,
+    /// Drop fraction p0 of each exploration step (default 0.5).
+    #[arg(long, value_name = "P")]
+    drop_fraction: Option<f64>,
+    /// constant (default) or cosine decay of the drop fraction down to 0.005.
+    #[arg(long)]
+    drop_schedule: Option<String>,
+    /// Exploration stops at this fraction of training (default 0.75).
+    #[arg(long, value_name = "FRACTION")]
+    explore_until: Option<f64>,
+    /// GraNet: initial density d_i (default 0.5).
+    #[arg(long, value_name = "DENSITY")]
+    initial_density: Option<f64>,
+    /// GraNet: epoch where gradual pruning starts (default 0).
+    #[arg(long, value_name = "EPOCH")]
+    prune_start_epoch: Option<f64>,
+    /// GraNet: epoch where gradual pruning reaches the final density (default 0.44 x epochs).
+    #[arg(long, value_name = "EPOCH")]
+    prune_end_epoch: Option<f64>,
+    /// SNIP: global (default) or layer top-K.
+    #[arg(long)]
+    snip_scope: Option<String>,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -227,8 +263,30 @@ fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
         out,
         name,
         milestones,
-        stop_after
+        stop_after,
+        sparsity,
+        update_interval,
+        drop_fraction,
+        explore_until,
+        initial_density,
+        prune_start_epoch,
+        prune_end_epoch
     );
+    if let Some(m) = &a.method {
+        cfg.method = MethodKind::parse(m)?;
+    }
+    if let Some(i) = &a.init {
+        cfg.init = Some(DensityInit::parse(i)?);
+    }
+    if let Some(d) = &a.drop_schedule {
+        cfg.drop_schedule = Some(DropSchedule::parse(d)?);
+    }
+    if let Some(d) = &a.snip_scope {
+        cfg.snip_scope = Some(SnipScope::parse(d)?);
+    }
+    if a.dense_first_layer {
+        cfg.dense_first_layer = true;
+    }
     if let Some(s) = &a.schedule {
         cfg.schedule = ScheduleKind::parse(s)?;
     }
@@ -368,18 +426,23 @@ fn cmd_flops(a: FlopsArgs) -> Result<()> {
         width: a.width,
         seed: 0,
     })?;
-    if a.sparsity > 0.0 {
-        init_random_masks(
-            &mut net.store,
-            &MaskInit {
-                sparsity: a.sparsity,
-                init,
-                dense_first_layer: a.dense_first_layer,
-                seed: 0,
-            },
-        )?;
+    let mut table = FlopsTable::of(&mut net)?;
+    if a.sparsity > 0.0 || a.dense_first_layer {
+        // The density allocation of SPEC §2 (exact counts round(d_l · N_l)); no masks drawn.
+        let ids = net.store.maskable_ids();
+        let shapes: Vec<Vec<usize>> = ids
+            .iter()
+            .map(|&id| net.store.param(id).value.shape().to_vec())
+            .collect();
+        let dens = layer_densities(&shapes, 1.0 - a.sparsity, init, a.dense_first_layer)?;
+        let counts = layer_counts(&shapes, &dens);
+        let named: Vec<(String, usize)> = ids
+            .iter()
+            .zip(counts)
+            .map(|(&id, k)| (net.store.param(id).name.clone(), k))
+            .collect();
+        table = table.with_nonzero(&named)?;
     }
-    let table = FlopsTable::of(&mut net)?;
     if a.json {
         say!(
             "{}",
@@ -392,8 +455,17 @@ fn cmd_flops(a: FlopsArgs) -> Result<()> {
             net.arch,
             a.classes,
             a.width,
-            if a.sparsity > 0.0 {
-                format!(", sparsity {} {}", a.sparsity, a.init)
+            if a.sparsity > 0.0 || a.dense_first_layer {
+                format!(
+                    ", sparsity {} {}{}",
+                    a.sparsity,
+                    a.init,
+                    if a.dense_first_layer {
+                        ", dense first layer"
+                    } else {
+                        ""
+                    }
+                )
             } else {
                 String::new()
             }

@@ -117,6 +117,61 @@ fn flops_table_and_json() {
     let ratio = j["flops_sparse"].as_f64().unwrap() / j["flops_dense"].as_f64().unwrap();
     assert!((ratio - 0.1).abs() < 1e-3, "{ratio}");
 
+    // the density allocation with a dense first layer: ERK counts it against the budget
+    let o = run(&[
+        "flops",
+        "--model",
+        "resnet18",
+        "--width",
+        "0.25",
+        "--sparsity",
+        "0.9",
+        "--dense-first-layer",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let layers = j["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["density"], 1.0);
+    assert_eq!(layers[0]["sparsity"], 0.0);
+    let (nz, total) = layers.iter().fold((0u64, 0u64), |(a, b), l| {
+        (
+            a + l["nonzero"].as_u64().unwrap(),
+            b + l["params"].as_u64().unwrap(),
+        )
+    });
+    assert!(
+        (nz as f64 - 0.1 * total as f64).abs() <= layers.len() as f64,
+        "{nz} of {total}"
+    );
+    let o = run(&[
+        "flops",
+        "--model",
+        "vgg16",
+        "--sparsity",
+        "0.95",
+        "--init",
+        "er",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("sparsity"), "{}", stdout(&o));
+    fails_clearly(
+        &run(&["flops", "--model", "vgg16", "--sparsity", "1.2"]),
+        "--sparsity",
+    );
+    fails_clearly(
+        &run(&[
+            "flops",
+            "--model",
+            "vgg16",
+            "--sparsity",
+            "0.9",
+            "--init",
+            "xyz",
+        ]),
+        "--init",
+    );
+
     fails_clearly(&run(&["flops", "--model", "alexnet"]), "unknown model");
     fails_clearly(
         &run(&["flops", "--model", "vgg16", "--input", "32by32"]),
@@ -146,6 +201,91 @@ fn bad_flags_fail_clearly() {
         "linear",
     );
     fails_clearly(&run(&["train", "--epochs", "0", "--quiet"]), "--epochs");
+    // sparse-method flags
+    fails_clearly(
+        &run(&["train", "--method", "lottery", "--quiet"]),
+        "--method",
+    );
+    fails_clearly(
+        &run(&["train", "--sparsity", "0.9", "--quiet"]),
+        "--sparsity has no effect with --method dense",
+    );
+    fails_clearly(
+        &run(&["train", "--method", "rigl", "--sparsity", "1.0", "--quiet"]),
+        "--sparsity must be in [0, 1)",
+    );
+    fails_clearly(
+        &run(&["train", "--method", "set", "--sparsity=-0.1", "--quiet"]),
+        "--sparsity",
+    );
+    fails_clearly(
+        &run(&[
+            "train",
+            "--method",
+            "granet",
+            "--sparsity",
+            "0.8",
+            "--initial-density",
+            "0.1",
+            "--quiet",
+        ]),
+        "--initial-density",
+    );
+    fails_clearly(
+        &run(&[
+            "train",
+            "--method",
+            "static",
+            "--update-interval",
+            "10",
+            "--quiet",
+        ]),
+        "--update-interval has no effect with --method static",
+    );
+    fails_clearly(
+        &run(&[
+            "train",
+            "--method",
+            "rigl",
+            "--drop-fraction",
+            "2",
+            "--quiet",
+        ]),
+        "--drop-fraction",
+    );
+    fails_clearly(
+        &run(&[
+            "train",
+            "--method",
+            "rigl",
+            "--drop-schedule",
+            "linear",
+            "--quiet",
+        ]),
+        "--drop-schedule",
+    );
+    fails_clearly(
+        &run(&[
+            "train",
+            "--method",
+            "rigl",
+            "--explore-until",
+            "1.5",
+            "--quiet",
+        ]),
+        "--explore-until",
+    );
+    fails_clearly(
+        &run(&[
+            "train",
+            "--method",
+            "snip",
+            "--snip-scope",
+            "net",
+            "--quiet",
+        ]),
+        "--snip-scope",
+    );
     fails_clearly(&run(&["train", "--no-such-flag"]), "--no-such-flag");
 
     // an unknown key in the TOML file is named
@@ -324,5 +464,58 @@ fn train_one_epoch_writes_everything_and_eval_reproduces_it() {
         ]),
         "nothing",
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sparse_train_reports_method_flops_and_layer_sparsity() {
+    if !have_data() {
+        return;
+    }
+    let dir = tmp("rigl");
+    let o = run(&[
+        "train",
+        "--model",
+        "wrn-10-1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "256",
+        "--limit-test",
+        "128",
+        "--batch-size",
+        "64",
+        "--method",
+        "rigl",
+        "--sparsity",
+        "0.9",
+        "--update-interval",
+        "1",
+        "--drop-schedule",
+        "cosine",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&dir.join("report.json"));
+    assert_eq!(r["method"], "rigl");
+    assert_eq!(r["update_interval"], 1);
+    // 4 steps, horizon 3: updates after steps 1 and 2
+    assert_eq!(r["mask_updates"], 2);
+    assert!((r["sparsity"].as_f64().unwrap() - 0.9).abs() < 1e-3);
+    let train = r["train_flops_multiple"].as_f64().unwrap();
+    let test = r["test_flops_multiple"].as_f64().unwrap();
+    assert!(test < 1.0 && train > test && train < 1.0, "{train} {test}");
+    let l = &r["layers"][1];
+    assert!(l.get("sparsity").is_some() && l.get("params").is_some() && l.get("flops").is_some());
+    assert_eq!(r["config"]["method"], "rigl");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| method | rigl |") && md.contains("sparsity"),
+        "{md}"
+    );
+    let toml = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(toml.contains("method = \"rigl\""), "{toml}");
     let _ = std::fs::remove_dir_all(&dir);
 }

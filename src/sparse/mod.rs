@@ -1,14 +1,19 @@
 //! Sparse training: layer-wise density allocation and masks, and the prune (Ψ) and grow (Φ)
-//! primitives of SPEC §3 on top of one deterministic masked top-k ([`topk`]).
+//! primitives of SPEC §3 on top of one deterministic masked top-k ([`topk`]), and the training
+//! methods of SPEC §4 built from them ([`methods`]).
 
 pub mod density;
 pub mod grow;
 pub mod mask;
+pub mod methods;
 pub mod prune;
 pub mod topk;
 
 pub use density::{layer_counts, layer_densities, DensityInit};
 pub use grow::{grow_gradient, grow_momentum, grow_random};
 pub use mask::{init_random_masks, layer_densities_of, LayerDensity, MaskInit};
+pub use methods::{
+    DropSchedule, MethodKind, SnipScope, SparseConfig, SparseMethod, SparseState, UpdateReport,
+};
 pub use prune::{prune_count, prune_magnitude_global, prune_magnitude_layerwise};
 pub use topk::{active_counts, select_layers, topk_reference, Plan, Scores};

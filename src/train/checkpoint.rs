@@ -11,7 +11,9 @@
 //! a JSON text: `format` (`"suptickets-checkpoint"`), `format_version`, `version` (crate version),
 //! `epoch` (epochs completed), `step` (optimizer steps completed), `rng` (the trainer's
 //! xoshiro256++ state, four u64), `model` (the [`ModelSpec`]), `train_config` (the
-//! [`TrainConfig`], or null) and `wall_seconds` (training time so far).
+//! [`TrainConfig`], or null), `wall_seconds` (training time so far) and `sparse` (the sparse
+//! method's [`SparseState`]: mask-update counters and the running training-FLOPs sum, or null;
+//! absent in older checkpoints).
 //!
 //! Files are written atomically: `<path>.tmp`, fsync, rename over `<path>`.
 
@@ -26,6 +28,7 @@ use super::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::models::{build, ModelConfig};
 use crate::nn::Network;
+use crate::sparse::methods::SparseState;
 use crate::tensor::Tensor;
 
 /// The `format` metadata value of a suptickets checkpoint.
@@ -98,6 +101,9 @@ pub struct CheckpointMeta {
     pub train_config: Option<TrainConfig>,
     /// Training wall-clock seconds so far (summed over resumed runs).
     pub wall_seconds: f64,
+    /// The sparse method's state (None for a bare model or an older checkpoint).
+    #[serde(default)]
+    pub sparse: Option<SparseState>,
 }
 
 impl CheckpointMeta {
@@ -113,6 +119,7 @@ impl CheckpointMeta {
             model,
             train_config: None,
             wall_seconds: 0.0,
+            sparse: None,
         }
     }
 

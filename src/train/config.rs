@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use super::schedule::{default_milestones, LrSchedule, ScheduleKind};
 use crate::error::{Error, Result};
+use crate::sparse::density::DensityInit;
+use crate::sparse::methods::{
+    default_update_interval, DropSchedule, MethodKind, SnipScope, SparseConfig,
+    DEFAULT_DROP_FRACTION, DEFAULT_EXPLORE_UNTIL, DEFAULT_INITIAL_DENSITY, DEFAULT_SPARSITY,
+    GRANET_PRUNE_END_FRACTION,
+};
 
 /// The settings of one training run. Defaults: the paper's CIFAR optimiser settings (SGD lr 0.1,
 /// momentum 0.9, weight decay 5e-4, batch 128, multi-step schedule) on Fashion-MNIST.
@@ -66,6 +72,33 @@ pub struct TrainConfig {
     pub stop_after: Option<usize>,
     /// Show a progress bar / progress lines on stderr.
     pub progress: bool,
+    /// Sparse-training method: `dense`, `static`, `snip`, `set`, `rigl` or `granet`.
+    pub method: MethodKind,
+    /// Final global sparsity of the conv and linear weights, in [0, 1) (sparse methods only;
+    /// default 0.9).
+    pub sparsity: Option<f64>,
+    /// Layer-wise density allocation of the initial mask: `uniform`, `er` or `erk` (default).
+    pub init: Option<DensityInit>,
+    /// Keep the first conv dense, and out of every mask update (sparse methods only).
+    pub dense_first_layer: bool,
+    /// ΔT, iterations between mask updates (SET, RigL, GraNet; default
+    /// min(1000, max(1, iterations per epoch / 4))).
+    pub update_interval: Option<usize>,
+    /// Drop fraction p0 of an exploration step (SET, RigL, GraNet; default 0.5).
+    pub drop_fraction: Option<f64>,
+    /// `constant` (default) or `cosine` decay of the drop fraction over the exploration horizon.
+    pub drop_schedule: Option<DropSchedule>,
+    /// Exploration stops at this fraction of training (SET, RigL, GraNet; default 0.75).
+    pub explore_until: Option<f64>,
+    /// GraNet's initial density d_i (default 0.5, and at least the final density).
+    pub initial_density: Option<f64>,
+    /// GraNet: epoch where gradual pruning starts (default 0; fractions allowed).
+    pub prune_start_epoch: Option<f64>,
+    /// GraNet: epoch where gradual pruning reaches the final density (default 0.44 · epochs,
+    /// the reference's 110 of 250).
+    pub prune_end_epoch: Option<f64>,
+    /// SNIP's top-K: `global` (default) or `layer` (per layer, with the `init` allocation).
+    pub snip_scope: Option<SnipScope>,
 }
 
 impl Default for TrainConfig {
@@ -96,6 +129,18 @@ impl Default for TrainConfig {
             eval_every: 1,
             stop_after: None,
             progress: true,
+            method: MethodKind::Dense,
+            sparsity: None,
+            init: None,
+            dense_first_layer: false,
+            update_interval: None,
+            drop_fraction: None,
+            drop_schedule: None,
+            explore_until: None,
+            initial_density: None,
+            prune_start_epoch: None,
+            prune_end_epoch: None,
+            snip_scope: None,
         }
     }
 }
@@ -172,7 +217,116 @@ impl TrainConfig {
         if self.stop_after == Some(0) {
             return bad("--stop-after must be at least 1".into());
         }
+        self.sparse_config(1)?;
         self.lr_schedule().validate()
+    }
+
+    /// The sparse-training settings with every default applied, for `iterations_per_epoch`
+    /// steps per epoch (the default ΔT depends on it). Checks every value, and that no option
+    /// is given that the method would ignore (e.g. `--sparsity` with `--method dense`), naming
+    /// the flag.
+    pub fn sparse_config(&self, iterations_per_epoch: usize) -> Result<SparseConfig> {
+        let m = self.method;
+        let snip_global =
+            m == MethodKind::Snip && self.snip_scope.unwrap_or_default() == SnipScope::Global;
+        let given: [(&str, bool, bool); 11] = [
+            ("--sparsity", self.sparsity.is_some(), m.is_sparse()),
+            ("--init", self.init.is_some(), m.is_sparse() && !snip_global),
+            ("--dense-first-layer", self.dense_first_layer, m.is_sparse()),
+            (
+                "--update-interval",
+                self.update_interval.is_some(),
+                m.explores(),
+            ),
+            (
+                "--drop-fraction",
+                self.drop_fraction.is_some(),
+                m.explores(),
+            ),
+            (
+                "--drop-schedule",
+                self.drop_schedule.is_some(),
+                m.explores(),
+            ),
+            (
+                "--explore-until",
+                self.explore_until.is_some(),
+                m.explores(),
+            ),
+            (
+                "--initial-density",
+                self.initial_density.is_some(),
+                m == MethodKind::Granet,
+            ),
+            (
+                "--prune-start-epoch",
+                self.prune_start_epoch.is_some(),
+                m == MethodKind::Granet,
+            ),
+            (
+                "--prune-end-epoch",
+                self.prune_end_epoch.is_some(),
+                m == MethodKind::Granet,
+            ),
+            (
+                "--snip-scope",
+                self.snip_scope.is_some(),
+                m == MethodKind::Snip,
+            ),
+        ];
+        for (flag, set, used) in given {
+            if set && !used {
+                let hint = if m == MethodKind::Dense {
+                    "; choose a sparse --method (static, snip, set, rigl, granet)"
+                } else if snip_global && flag == "--init" {
+                    "; SNIP's global top-K sets the layer densities itself (--snip-scope layer uses --init)"
+                } else {
+                    ""
+                };
+                return Err(Error::Config(format!(
+                    "{flag} has no effect with --method {m}{hint}"
+                )));
+            }
+        }
+        let sparsity = self
+            .sparsity
+            .unwrap_or(if m.is_sparse() { DEFAULT_SPARSITY } else { 0.0 });
+        if !(0.0..1.0).contains(&sparsity) {
+            return Err(Error::Config(format!(
+                "--sparsity must be in [0, 1), got {sparsity}"
+            )));
+        }
+        let prune_end = self
+            .prune_end_epoch
+            .unwrap_or(GRANET_PRUNE_END_FRACTION * self.epochs as f64);
+        if m == MethodKind::Granet && prune_end > self.epochs as f64 {
+            return Err(Error::Config(format!(
+                "--prune-end-epoch {prune_end} is after the last epoch ({}); the final density would never be reached",
+                self.epochs
+            )));
+        }
+        let c = SparseConfig {
+            method: m,
+            sparsity,
+            init: self.init.unwrap_or(DensityInit::Erk),
+            dense_first_layer: self.dense_first_layer,
+            update_interval: self
+                .update_interval
+                .unwrap_or_else(|| default_update_interval(iterations_per_epoch)),
+            drop_fraction: self.drop_fraction.unwrap_or(DEFAULT_DROP_FRACTION),
+            drop_schedule: self.drop_schedule.unwrap_or_default(),
+            explore_until: self.explore_until.unwrap_or(DEFAULT_EXPLORE_UNTIL),
+            initial_density: match m {
+                MethodKind::Granet => self.initial_density.unwrap_or(DEFAULT_INITIAL_DENSITY),
+                _ => 1.0 - sparsity,
+            },
+            prune_start_epoch: self.prune_start_epoch.unwrap_or(0.0),
+            prune_end_epoch: prune_end,
+            snip_scope: self.snip_scope.unwrap_or_default(),
+            seed: self.seed,
+        };
+        c.validate()?;
+        Ok(c)
     }
 }
 
@@ -228,6 +382,65 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--valid-split"));
+    }
+
+    #[test]
+    fn sparse_options_are_checked_against_the_method() {
+        let err = |c: TrainConfig| c.validate().unwrap_err().to_string();
+        let dense_sparsity = TrainConfig {
+            sparsity: Some(0.9),
+            ..TrainConfig::default()
+        };
+        assert!(err(dense_sparsity).contains("--sparsity has no effect with --method dense"));
+        let rigl = TrainConfig {
+            method: MethodKind::Rigl,
+            ..TrainConfig::default()
+        };
+        let c = rigl.sparse_config(400).unwrap();
+        assert_eq!((c.sparsity, c.update_interval), (0.9, 100));
+        assert!(err(TrainConfig {
+            sparsity: Some(1.0),
+            ..rigl.clone()
+        })
+        .contains("--sparsity"));
+        assert!(err(TrainConfig {
+            initial_density: Some(0.5),
+            ..rigl.clone()
+        })
+        .contains("--initial-density"));
+        assert!(err(TrainConfig {
+            update_interval: Some(0),
+            ..rigl.clone()
+        })
+        .contains("--update-interval"));
+        assert!(err(TrainConfig {
+            explore_until: Some(1.5),
+            ..rigl.clone()
+        })
+        .contains("--explore-until"));
+        let granet = TrainConfig {
+            method: MethodKind::Granet,
+            sparsity: Some(0.8),
+            initial_density: Some(0.1),
+            ..TrainConfig::default()
+        };
+        assert!(err(granet.clone()).contains("--initial-density"));
+        assert!(err(TrainConfig {
+            initial_density: None,
+            prune_end_epoch: Some(20.0),
+            ..granet
+        })
+        .contains("--prune-end-epoch"));
+        let toml =
+            "method = \"granet\"\nsparsity = 0.95\ninit = \"er\"\ndrop_schedule = \"cosine\"\n";
+        let c = TrainConfig::from_toml(toml).unwrap();
+        assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let s = c.sparse_config(100).unwrap();
+        assert_eq!(s.init, DensityInit::Er);
+        assert_eq!(s.initial_density, 0.5);
+        assert_eq!(s.prune_end_epoch, 4.4);
+        assert!(TrainConfig::from_toml("init = \"erdos\"\n").is_err());
+        assert!(TrainConfig::from_toml("method = \"lth\"\n").is_err());
     }
 
     #[test]

@@ -27,9 +27,23 @@ pub struct LayerFlops {
     pub flops: u64,
     /// Fraction of weights kept: nonzeros of the mask / numel, or 1 without a mask.
     pub density: f64,
+    /// 1 − density.
+    #[serde(default)]
+    pub sparsity: f64,
 }
 
 impl LayerFlops {
+    /// Sets the nonzero count and the density and sparsity that follow from it.
+    pub fn set_nonzero(&mut self, nonzero: usize) {
+        self.nonzero = nonzero;
+        self.density = if self.params == 0 {
+            1.0
+        } else {
+            nonzero as f64 / self.params as f64
+        };
+        self.sparsity = 1.0 - self.density;
+    }
+
     /// Forward FLOPs of one example at this layer's density, d·FLOPs.
     pub fn sparse_flops(&self) -> f64 {
         self.density * self.flops as f64
@@ -47,15 +61,22 @@ pub struct FlopsTable {
     pub maskable_params: usize,
 }
 
-/// How a model is trained, for the training-FLOPs formula. SET and SNIP cost the same as
-/// static sparse training; RigL and GraNet get their own variants with their sparse issue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// Plain dense SGD: 3·f_D per example per step.
-    Dense,
-    /// A fixed sparse mask (static, SET, SNIP): 3·f_S per example per step.
-    Static,
+/// How a model is trained, for the training-FLOPs formulas (the method of `--method`).
+pub use crate::sparse::methods::MethodKind as Method;
+
+/// Training FLOPs of one example for one step (SPEC §8, RigL convention), from the sparse and
+/// dense forward FLOPs f_S and f_D: dense 3f_D; static, SNIP and SET 3f_S; RigL and GraNet
+/// (3f_S·ΔT + 2f_S + f_D)/(ΔT + 1) while exploring with interval ΔT (`exploring = Some(ΔT)`:
+/// one dense gradient every ΔT steps, amortised), 3f_S otherwise.
+pub fn step_flops(method: Method, f_s: f64, f_d: f64, exploring: Option<usize>) -> f64 {
+    match (method, exploring) {
+        (Method::Dense, _) => 3.0 * f_d,
+        (Method::Rigl | Method::Granet, Some(dt)) => {
+            let dt = dt as f64;
+            (3.0 * f_s * dt + 2.0 * f_s + f_d) / (dt + 1.0)
+        }
+        _ => 3.0 * f_s,
+    }
 }
 
 impl FlopsTable {
@@ -87,7 +108,10 @@ impl FlopsTable {
                 } else {
                     nonzero as f64 / params as f64
                 },
+                sparsity: 0.0,
             });
+            let l = layers.last_mut().expect("just pushed");
+            l.sparsity = 1.0 - l.density;
         }
         Ok(FlopsTable {
             layers,
@@ -105,12 +129,21 @@ impl FlopsTable {
             )));
         }
         for l in &mut self.layers {
-            l.nonzero = (density * l.params as f64).round() as usize;
-            l.density = if l.params == 0 {
-                1.0
-            } else {
-                l.nonzero as f64 / l.params as f64
-            };
+            l.set_nonzero((density * l.params as f64).round() as usize);
+        }
+        Ok(self)
+    }
+
+    /// Sets the nonzero count of the layers named in `counts` (weight name, nonzeros), e.g.
+    /// from the density allocation ([`crate::sparse::layer_counts`]) without drawing masks.
+    pub fn with_nonzero(mut self, counts: &[(String, usize)]) -> Result<FlopsTable> {
+        for (name, n) in counts {
+            let l = self
+                .layers
+                .iter_mut()
+                .find(|l| &l.name == name)
+                .ok_or_else(|| Error::Config(format!("no traced layer {name}")))?;
+            l.set_nonzero((*n).min(l.params));
         }
         Ok(self)
     }
@@ -130,12 +163,10 @@ impl FlopsTable {
         self.layers.iter().map(|l| l.nonzero).sum()
     }
 
-    /// Training FLOPs of one example per step under `method`.
+    /// Training FLOPs of one example per step under `method` at the table's densities, outside
+    /// exploration (see [`step_flops`]).
     pub fn train_flops_per_step(&self, method: Method) -> f64 {
-        match method {
-            Method::Dense => 3.0 * self.flops_dense() as f64,
-            Method::Static => 3.0 * self.flops_sparse(),
-        }
+        step_flops(method, self.flops_sparse(), self.flops_dense() as f64, None)
     }
 
     /// Training FLOPs of `method` as a multiple of dense training (3·f_D).
@@ -161,26 +192,38 @@ impl FlopsTable {
     /// The table as plain text: one row per layer and a total row.
     pub fn to_text(&self) -> String {
         let mut s = format!(
-            "{:<40} {:<18} {:>12} {:>16} {:>8}\n",
-            "layer", "shape", "params", "FLOPs", "density"
+            "{:<40} {:<18} {:>12} {:>12} {:>16} {:>8} {:>8}\n",
+            "layer", "shape", "params", "nonzero", "FLOPs", "density", "sparsity"
         );
         for l in &self.layers {
             s += &format!(
-                "{:<40} {:<18} {:>12} {:>16} {:>8.4}\n",
+                "{:<40} {:<18} {:>12} {:>12} {:>16} {:>8.4} {:>8.4}\n",
                 l.name,
                 shape_str(&l.shape),
                 l.params,
+                l.nonzero,
                 l.flops,
-                l.density
+                l.density,
+                l.sparsity
             );
         }
+        let (p, nz) = (
+            self.layers.iter().map(|l| l.params).sum::<usize>(),
+            self.nonzero(),
+        );
         s += &format!(
-            "{:<40} {:<18} {:>12} {:>16} {:>8.4}\n",
+            "{:<40} {:<18} {:>12} {:>12} {:>16} {:>8.4} {:>8.4}\n",
             "total (conv+linear)",
             "",
-            self.layers.iter().map(|l| l.params).sum::<usize>(),
+            p,
+            nz,
             self.flops_dense(),
-            self.test_flops_multiple()
+            if p == 0 { 1.0 } else { nz as f64 / p as f64 },
+            if p == 0 {
+                0.0
+            } else {
+                1.0 - nz as f64 / p as f64
+            }
         );
         s += &format!(
             "parameters: {} (maskable {}), dense forward FLOPs/example f_D = {} ({:.4} GFLOP), \
@@ -197,26 +240,7 @@ impl FlopsTable {
 
     /// The table as Markdown.
     pub fn to_markdown(&self) -> String {
-        let mut s = String::from(
-            "| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n",
-        );
-        for l in &self.layers {
-            s += &format!(
-                "| `{}` | {} | {} | {} | {:.4} |\n",
-                l.name,
-                shape_str(&l.shape),
-                l.params,
-                l.flops,
-                l.density
-            );
-        }
-        s += &format!(
-            "| **total** | | {} | {} | {:.4} |\n",
-            self.layers.iter().map(|l| l.params).sum::<usize>(),
-            self.flops_dense(),
-            self.test_flops_multiple()
-        );
-        s
+        layers_markdown(&self.layers)
     }
 
     /// The JSON object of `suptickets flops --json`:
@@ -238,6 +262,7 @@ impl FlopsTable {
                 "nonzero": l.nonzero,
                 "flops": l.flops,
                 "density": l.density,
+                "sparsity": l.sparsity,
             })).collect::<Vec<_>>(),
         })
     }
@@ -249,4 +274,36 @@ pub fn shape_str(s: &[usize]) -> String {
         .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join("x")
+}
+
+/// The per-layer table as Markdown (the paper's Table 11): name, shape, params, nonzeros,
+/// FLOPs, density and sparsity, and a total row.
+pub fn layers_markdown(layers: &[LayerFlops]) -> String {
+    let mut s = String::from(
+        "| layer | shape | params | nonzero | FLOPs | density | sparsity |\n|---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for l in layers {
+        s += &format!(
+            "| `{}` | {} | {} | {} | {} | {:.4} | {:.4} |\n",
+            l.name,
+            shape_str(&l.shape),
+            l.params,
+            l.nonzero,
+            l.flops,
+            l.density,
+            l.sparsity
+        );
+    }
+    let p: usize = layers.iter().map(|l| l.params).sum();
+    let nz: usize = layers.iter().map(|l| l.nonzero).sum();
+    let d = if p == 0 { 1.0 } else { nz as f64 / p as f64 };
+    s += &format!(
+        "| **total** | | {} | {} | {} | {:.4} | {:.4} |\n",
+        p,
+        nz,
+        layers.iter().map(|l| l.flops).sum::<u64>(),
+        d,
+        1.0 - d
+    );
+    s
 }

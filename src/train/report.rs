@@ -36,6 +36,9 @@ pub struct EpochLog {
     pub images_per_sec: f64,
     /// Wall-clock seconds of the epoch, evaluation included.
     pub seconds: f64,
+    /// Global density of the conv and linear weights at the end of the epoch (None: dense).
+    #[serde(default)]
+    pub density: Option<f64>,
 }
 
 /// Reads `log.jsonl` (missing file = empty log).
@@ -119,13 +122,23 @@ pub struct Report {
     pub maskable_params: usize,
     /// 1 − nonzero/total over the maskable tensors.
     pub sparsity: f64,
-    /// The training-FLOPs method (`dense`, `static`).
+    /// The training method (`dense`, `static`, `snip`, `set`, `rigl`, `granet`).
     pub method: String,
+    /// ΔT of the mask updates (None for methods without updates).
+    #[serde(default)]
+    pub update_interval: Option<usize>,
+    /// Exploration (prune-and-grow) updates performed.
+    #[serde(default)]
+    pub mask_updates: u64,
+    /// GraNet gradual-pruning steps performed.
+    #[serde(default)]
+    pub prune_steps: u64,
     /// Dense forward FLOPs of one example, f_D.
     pub flops_dense: u64,
     /// Sparse forward FLOPs of one example, f_S.
     pub flops_sparse: f64,
-    /// Training FLOPs as a multiple of dense training.
+    /// Training FLOPs as a multiple of dense training: Σ over the run's steps of each step's
+    /// per-example training FLOPs (SPEC §8, with the masks of that step) / (steps · 3f_D).
     pub train_flops_multiple: f64,
     /// Inference FLOPs as a multiple of dense inference, f_S/f_D.
     pub test_flops_multiple: f64,
@@ -133,7 +146,7 @@ pub struct Report {
     pub wall_seconds: f64,
     /// Mean training throughput over the logged epochs.
     pub images_per_sec: f64,
-    /// Per-layer table (params, FLOPs, density).
+    /// Per-layer table (params, nonzeros, FLOPs, final density and sparsity).
     pub layers: Vec<LayerFlops>,
 }
 
@@ -193,6 +206,13 @@ impl Report {
         );
         s += &format!("| parameters | {} |\n", self.params);
         s += &format!("| nonzero parameters | {} |\n", self.params_nonzero);
+        s += &format!("| method | {} |\n", self.method);
+        if let Some(dt) = self.update_interval {
+            s += &format!(
+                "| mask updates (ΔT = {dt}) | {} exploration, {} pruning |\n",
+                self.mask_updates, self.prune_steps
+            );
+        }
         s += &format!("| sparsity (maskable) | {:.4} |\n", self.sparsity);
         s += &format!("| forward FLOPs/example (dense) | {} |\n", self.flops_dense);
         s += &format!(
@@ -226,18 +246,8 @@ impl Report {
             }
             s.push('\n');
         }
-        s +=
-            "## Layers\n\n| layer | shape | params | FLOPs | density |\n|---|---|---:|---:|---:|\n";
-        for l in &self.layers {
-            s += &format!(
-                "| `{}` | {} | {} | {} | {:.4} |\n",
-                l.name,
-                super::flops::shape_str(&l.shape),
-                l.params,
-                l.flops,
-                l.density
-            );
-        }
+        s += "## Layers\n\n";
+        s += &super::flops::layers_markdown(&self.layers);
         s += "\nPlots: [lr.svg](lr.svg), [curves.svg](curves.svg).\n";
         s
     }

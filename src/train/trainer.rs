@@ -1,8 +1,10 @@
-//! The training loop: data, model, SGD with the scheduled learning rate, per-epoch evaluation,
+//! The training loop: data, model, the sparse method's masks and mask updates
+//! ([`SparseMethod`]), SGD with the scheduled learning rate, per-epoch evaluation,
 //! `log.jsonl`, an atomic checkpoint after every epoch, and the final report and plots.
 //! A run resumed from its checkpoint ends with exactly the weights of an uninterrupted run on
 //! the CPU: the data order of epoch e depends only on (seed, e), and the checkpoint holds the
-//! weights, momenta, batch-norm statistics, step counter and RNG state.
+//! weights, masks, momenta, batch-norm statistics, step counter, RNG state and the method's
+//! state.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use super::checkpoint::{self, Checkpoint, CheckpointMeta, ModelSpec};
 use super::config::TrainConfig;
-use super::flops::{FlopsTable, Method};
+use super::flops::FlopsTable;
 use super::metrics::{Metrics, MetricsAccumulator};
 use super::report::{self, EpochLog, Report};
 use crate::data::{self, Dataset, DatasetKind, Loader, LoaderConfig, Split};
@@ -21,6 +23,7 @@ use crate::models::{build, ModelConfig};
 use crate::nn::Network;
 use crate::optim::Sgd;
 use crate::rng::Rng;
+use crate::sparse::methods::{MethodKind, SparseMethod};
 use crate::tensor::Tensor;
 
 /// File name of the checkpoint inside a run directory.
@@ -274,6 +277,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     let (train_set, eval_set, eval_split) = datasets(cfg, true)?;
     let train_set = train_set.expect("requested");
     let shape = [train_set.channels, train_set.height, train_set.width];
+    let [c_in, h_in, w_in] = shape;
     if shape != net.input_shape || train_set.num_classes != net.num_classes {
         return Err(Error::Config(format!(
             "{}: images {shape:?} with {} classes do not fit the model's input {:?} and {} classes",
@@ -292,6 +296,24 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     if ipe == 0 {
         return Err(Error::Config("the training set is empty".into()));
     }
+
+    // The sparse method: masks drawn now for a fresh run, or taken from the checkpoint.
+    let total_steps = (cfg.epochs * ipe) as u64;
+    let mut method = SparseMethod::new(cfg.sparse_config(ipe)?, &mut net, ipe, total_steps)?;
+    if from.is_none() {
+        if method.kind() == MethodKind::Snip {
+            // SNIP scores connections on the first training batch of the run.
+            let b = train_loader.batch(0, 0);
+            let x = Tensor::from_slice(&b.x, &[b.n, c_in, h_in, w_in], &device)?;
+            let y = Tensor::from_slice(&b.y, &[b.n], &device)?;
+            method.init_masks(&mut net, Some((&x, &y)))?;
+        } else {
+            method.init_masks(&mut net, None)?;
+        }
+    } else {
+        method.resume(&net.store, meta.sparse.clone())?;
+    }
+    meta.sparse = Some(method.state().clone());
 
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let log_path = out.join(LOG_FILE);
@@ -342,7 +364,8 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?;
             let y = Tensor::from_slice(&b.y, &[b.n], &device)?;
             lr = schedule.lr_at(meta.step as usize, ipe);
-            let outp = net.forward_backward(&x, &y)?;
+            let step = meta.step + 1;
+            let outp = net.forward_backward_with(&x, &y, method.needs_dense_grad(step))?;
             if !outp.loss.is_finite() {
                 return Err(Error::Config(format!(
                     "training diverged: loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
@@ -352,7 +375,8 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
                 )));
             }
             sgd.step(&mut net.store, &outp.grads, lr)?;
-            meta.step += 1;
+            meta.step = step;
+            method.after_step(step, &mut net, &outp.grads)?;
             let lp = outp.logprobs.to_vec()?;
             for (row, &yy) in lp.chunks_exact(k).zip(&b.y) {
                 let mut best = 0;
@@ -403,6 +427,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             test_ece: m.map(|m| m.ece),
             images_per_sec: seen as f64 / train_secs.max(1e-9),
             seconds: epoch_start.elapsed().as_secs_f64(),
+            density: method.kind().is_sparse().then(|| method.density()),
         };
         if cfg.progress {
             let test = match m {
@@ -414,8 +439,15 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
                 ),
                 None => String::new(),
             };
+            let sparse = match entry.density {
+                Some(d) => format!(
+                    ", density {d:.4} ({} mask updates)",
+                    method.state().updates + method.state().prune_steps
+                ),
+                None => String::new(),
+            };
             eprintln!(
-                "epoch {done}/{}: lr {:.4} train loss {:.4} acc {:.2}%{test}, {:.0} img/s, {:.1} s",
+                "epoch {done}/{}: lr {:.4} train loss {:.4} acc {:.2}%{test}, {:.0} img/s, {:.1} s{sparse}",
                 cfg.epochs,
                 lr,
                 entry.train_loss,
@@ -429,6 +461,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         meta.epoch = done;
         meta.rng = rng.state();
         meta.wall_seconds = wall_before + run_start.elapsed().as_secs_f64();
+        meta.sparse = Some(method.state().clone());
         checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
     }
     // Keep the generator "used" so its state is what a later method would continue from.
@@ -455,10 +488,11 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         nz
     };
     let params = net.store.num_params();
-    let method = if maskable_nonzero < maskable {
-        Method::Static
+    let kind = method.kind();
+    let train_flops_multiple = if method.state().flops_steps > 0 {
+        method.train_flops_multiple()
     } else {
-        Method::Dense
+        table.train_flops_multiple(kind)
     };
     let ips: Vec<f64> = log.iter().map(|e| e.images_per_sec).collect();
     let report = Report {
@@ -486,13 +520,13 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         } else {
             1.0 - maskable_nonzero as f64 / maskable as f64
         },
-        method: match method {
-            Method::Dense => "dense".into(),
-            Method::Static => "static".into(),
-        },
+        method: kind.name().into(),
+        update_interval: kind.explores().then_some(method.config().update_interval),
+        mask_updates: method.state().updates,
+        prune_steps: method.state().prune_steps,
         flops_dense: table.flops_dense(),
         flops_sparse: table.flops_sparse(),
-        train_flops_multiple: table.train_flops_multiple(method),
+        train_flops_multiple,
         test_flops_multiple: table.test_flops_multiple(),
         wall_seconds: meta.wall_seconds,
         images_per_sec: if ips.is_empty() {
