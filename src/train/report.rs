@@ -224,7 +224,11 @@ impl Report {
             self.test_flops_multiple
         );
         if !log.is_empty() {
-            s += "## Epochs\n\n| epoch | lr | train loss | train acc | test acc | test NLL | test ECE | img/s | s |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+            let sparse = log.iter().any(|e| e.density.is_some());
+            s += "## Epochs\n\n| epoch | lr | train loss | train acc | test acc | test NLL | test ECE | img/s | s |";
+            s += if sparse { " density |\n" } else { "\n" };
+            s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+            s += if sparse { "---:|\n" } else { "\n" };
             let opt = |v: Option<f64>, pct: bool| match v {
                 Some(v) if pct => format!("{:.2}%", 100.0 * v),
                 Some(v) => format!("{v:.4}"),
@@ -232,7 +236,7 @@ impl Report {
             };
             for e in log {
                 s += &format!(
-                    "| {} | {:.4} | {:.4} | {:.2}% | {} | {} | {} | {:.0} | {:.1} |\n",
+                    "| {} | {:.4} | {:.4} | {:.2}% | {} | {} | {} | {:.0} | {:.1} |",
                     e.epoch,
                     e.lr,
                     e.train_loss,
@@ -243,6 +247,10 @@ impl Report {
                     e.images_per_sec,
                     e.seconds
                 );
+                if sparse {
+                    s += &format!(" {} |", opt(e.density, false));
+                }
+                s.push('\n');
             }
             s.push('\n');
         }
