@@ -11,6 +11,7 @@ pub mod nn;
 pub mod optim;
 pub mod rng;
 pub mod sparse;
+pub mod suptickets;
 pub mod tensor;
 pub mod train;
 

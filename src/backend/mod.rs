@@ -178,6 +178,21 @@ pub trait Backend: Send + Sync {
         groups: &mut [SelectGroup<'_>],
         action: SelectAction,
     ) -> Result<Vec<Vec<usize>>>;
+
+    // ---- superpose (kernels/superpose.cu, cpu/superpose.rs) ----------------------------------
+    /// Sup-tickets superposition (SPEC §5 d-e), group by group, fused: every position of the
+    /// group's targets gets the averaged value A (see [`SuperposeParams`]) of its running
+    /// superposed weight `s`, the ticket's weight `w` (and, for CAA, its mask and activation
+    /// count); then `s` keeps A at the `k` positions of largest |A| (ties to the lower flat
+    /// index in the concatenation of the group's targets, as [`Backend::select_update`]) and
+    /// gets 0 everywhere else, and the CAA count is updated. A is never stored before the
+    /// final write: a few read passes find the threshold, one pass writes. Returns, per group
+    /// and per target, how many positions were kept (they add up to the group's `k`).
+    fn superpose_update(
+        &self,
+        groups: &mut [SuperposeGroup<'_>],
+        p: &SuperposeParams,
+    ) -> Result<Vec<Vec<usize>>>;
 }
 
 // ---- selection types (SPEC §3 prune and grow) ---------------------------------------------------
@@ -244,4 +259,87 @@ pub struct SelectKey {
     pub score: u32,
     /// 0: every position; 1: positions with mask ≠ 0; 2: positions with mask = 0.
     pub eligible: u32,
+}
+
+// ---- superposition types (SPEC §5 Sup-tickets) --------------------------------------------------
+
+/// How [`Backend::superpose_update`] averages; mirrors `struct SuperposeParams` in
+/// `kernels/superpose.cu` field for field.
+///
+/// - `method` 0 (CIA, CIMA): A = (a·S + b·W) / d. CIA for ticket k: a = k, b = 1, d = k + 1
+///   (Eq. 4); CIMA: a = β, b = 1 − β, d = 1.
+/// - `method` 1 (CAA): at an active position (mask ≠ 0, or no mask) n' = n + 1 and
+///   A = (n·S + W) / n' (the running mean over the tickets where the connection was active);
+///   at an inactive one A = S and n' = n. `a`, `b`, `d` are not read.
+///
+/// Products, sums and the quotient are each rounded once (no fused multiply-add), on both
+/// backends, so the selection is identical.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SuperposeParams {
+    /// Weight of the running superposed value S (method 0).
+    pub a: f32,
+    /// Weight of the ticket's value W (method 0).
+    pub b: f32,
+    /// Divisor (method 0).
+    pub d: f32,
+    /// 0: linear combination (CIA, CIMA); 1: connection-aware average (CAA).
+    pub method: u32,
+}
+
+impl SuperposeParams {
+    /// CIA for ticket `k` ≥ 1: S_k = (k·S_{k−1} + W_k) / (k + 1).
+    pub fn cia(k: usize) -> SuperposeParams {
+        SuperposeParams {
+            a: k as f32,
+            b: 1.0,
+            d: (k + 1) as f32,
+            method: 0,
+        }
+    }
+
+    /// CIMA with decay β: S_k = β·S_{k−1} + (1 − β)·W_k.
+    pub fn cima(beta: f32) -> SuperposeParams {
+        SuperposeParams {
+            a: beta,
+            b: 1.0 - beta,
+            d: 1.0,
+            method: 0,
+        }
+    }
+
+    /// CAA: the per-connection mean over the tickets in which the connection was active.
+    pub fn caa() -> SuperposeParams {
+        SuperposeParams {
+            a: 0.0,
+            b: 0.0,
+            d: 1.0,
+            method: 1,
+        }
+    }
+}
+
+/// One tensor taking part in a superposition.
+#[derive(Debug)]
+pub struct SuperposeTarget<'a> {
+    /// The running superposed weights S (rewritten: the re-pruned average).
+    pub s: &'a mut Tensor,
+    /// The ticket's weights W (same shape).
+    pub w: &'a Tensor,
+    /// The ticket's 0/1 mask (same shape); `None` means every position is active. Read by CAA
+    /// only.
+    pub mask: Option<&'a Tensor>,
+    /// The per-connection activation counts (same shape, exact integers in f32); required by
+    /// CAA, not read otherwise.
+    pub count: Option<&'a mut Tensor>,
+}
+
+/// Tensors whose averaged values compete for one top-k: all maskable tensors for the global
+/// re-pruning, one tensor per group for the layerwise one.
+#[derive(Debug)]
+pub struct SuperposeGroup<'a> {
+    /// The tensors, in flat-index order (ties go to the earlier tensor, then the lower index).
+    pub targets: Vec<SuperposeTarget<'a>>,
+    /// How many positions keep their averaged value.
+    pub k: usize,
 }

@@ -122,6 +122,21 @@ pub const KERNELS: &[KernelInfo] = &[
         "select_apply_f32",
         "masked top-k update: keys > T plus the first ties in flat order; prune or grow",
     ),
+    k(
+        "superpose",
+        "superpose_hist_f32",
+        "radix-select pass over the keys |A| of the averaged values A (CIA/CIMA/CAA) of S and W",
+    ),
+    k(
+        "superpose",
+        "superpose_count_f32",
+        "per-segment count of averaged-value keys in [lo, hi] (ties at the threshold)",
+    ),
+    k(
+        "superpose",
+        "superpose_apply_f32",
+        "fused write: S = A at keys > T plus the first ties in flat order, else 0; CAA counts",
+    ),
 ];
 
 /// The kernel families (one `.cu` file each).

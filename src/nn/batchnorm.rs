@@ -1,6 +1,8 @@
 //! Batch normalisation over dimension 1 (BatchNorm2d and BatchNorm1d), with running
 //! statistics updated in training mode like PyTorch (momentum 0.1, unbiased running variance).
 
+use std::cell::Cell;
+
 use super::forward::{Forward, Layer};
 use super::param::{BufferId, ParamId, ParamRole, ParamStore};
 use crate::autograd::Var;
@@ -52,6 +54,28 @@ impl BatchNorm {
     }
 }
 
+thread_local! {
+    /// The momentum every batch-norm layer uses on this thread instead of its own, if set.
+    static MOMENTUM_OVERRIDE: Cell<Option<f32>> = const { Cell::new(None) };
+}
+
+impl BatchNorm {
+    /// Runs `f` with the running-statistics momentum of every batch-norm layer forwarded in
+    /// training mode on this thread replaced by `momentum` (restored afterwards, also on
+    /// panic). `momentum = 1/n` on the n-th batch gives the cumulative average of the batch
+    /// statistics, as PyTorch's `update_bn` (momentum None) does for Sup-tickets' BU.
+    pub fn with_momentum<R>(momentum: f32, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<f32>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                MOMENTUM_OVERRIDE.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(MOMENTUM_OVERRIDE.with(|c| c.replace(Some(momentum))));
+        f()
+    }
+}
+
 impl Layer for BatchNorm {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let (g, b) = (f.param(self.gamma), f.param(self.beta));
@@ -61,7 +85,7 @@ impl Layer for BatchNorm {
                 s.iter().product::<usize>() / s[1]
             };
             let (y, mean, var) = f.tape.batchnorm_train(x, g, b, self.eps)?;
-            let m = self.momentum;
+            let m = MOMENTUM_OVERRIDE.with(|c| c.get()).unwrap_or(self.momentum);
             let unbias = if count > 1 {
                 count as f32 / (count - 1) as f32
             } else {

@@ -19,12 +19,13 @@ pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod select;
+pub mod superpose;
 
 use rayon::prelude::*;
 
 use crate::backend::{
     Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
-    SgdParams,
+    SgdParams, SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -534,6 +535,15 @@ impl Backend for CpuBackend {
         action: SelectAction,
     ) -> Result<Vec<Vec<usize>>> {
         select::select_update_fast(groups, action)
+    }
+
+    // ---- superpose --------------------------------------------------------------------------
+    fn superpose_update(
+        &self,
+        groups: &mut [SuperposeGroup<'_>],
+        p: &SuperposeParams,
+    ) -> Result<Vec<Vec<usize>>> {
+        superpose::superpose_update_cpu(groups, p)
     }
 }
 

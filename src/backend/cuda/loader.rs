@@ -34,6 +34,7 @@ pub const FAMILY_SOURCES: &[(&str, &str)] = &[
     ("loss", include_str!("../../../kernels/loss.cu")),
     ("optim", include_str!("../../../kernels/optim.cu")),
     ("select", include_str!("../../../kernels/select.cu")),
+    ("superpose", include_str!("../../../kernels/superpose.cu")),
 ];
 
 /// What to install or set when NVRTC cannot be loaded.

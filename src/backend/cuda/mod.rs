@@ -20,6 +20,7 @@ mod matmul;
 mod optim;
 mod pool;
 mod select;
+mod superpose;
 
 use std::collections::HashMap;
 use std::ops::RangeBounds;
@@ -35,7 +36,7 @@ pub use matmul::Gemm;
 
 use crate::backend::{
     Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
-    SgdParams,
+    SgdParams, SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -554,5 +555,12 @@ impl Backend for CudaBackend {
         action: SelectAction,
     ) -> Result<Vec<Vec<usize>>> {
         select::select_update(self, groups, action)
+    }
+    fn superpose_update(
+        &self,
+        groups: &mut [SuperposeGroup<'_>],
+        p: &SuperposeParams,
+    ) -> Result<Vec<Vec<usize>>> {
+        superpose::superpose_update(self, groups, p)
     }
 }

@@ -1,0 +1,552 @@
+//! The running superposed ticket S (SPEC §5 steps d-e and 4): [`Superposer`] keeps ONE extra
+//! copy of the maskable weights (plus, for CAA, one per-connection activation count of the
+//! same size, and a copy of the small non-maskable parameters: biases and batch-norm scales and
+//! shifts), whatever the number of tickets, beside the training weights (SPEC 3.g: training
+//! continues from W_k and its mask, not from S_k).
+//!
+//! [`Superposer::add_ticket`] averages ticket W_k into S and re-prunes S to the target count
+//! by magnitude in one fused device operation per tensor
+//! ([`Backend::superpose_update`](crate::backend::Backend::superpose_update): three histogram
+//! passes over the averaged values, a tie count when needed, one write), so the averaged,
+//! unpruned S is never materialised.
+//!
+//! The ultimate ticket's mask is not stored either: S holds exactly the kept values and zeros
+//! elsewhere, so "the k largest |S|, ties to the lower flat index" selects exactly the kept
+//! positions again (a kept position's key is at least the threshold; a pruned one is 0, whose
+//! key is the smallest, and if zeros were kept the same lowest-index zeros are picked).
+//! [`Superposer::ultimate`] recomputes it with the select machinery.
+
+use crate::backend::{
+    Score, SelectAction, SelectGroup, SelectTarget, SuperposeGroup, SuperposeParams,
+    SuperposeTarget,
+};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::nn::{ParamId, ParamStore};
+use crate::tensor::Tensor;
+
+/// How tickets are averaged into the superposed ticket (SPEC §5 d).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Averaging {
+    /// Connection-independent averaging, Eq. 4 (the paper's choice):
+    /// S_k = (k·S_{k−1} + W_k) / (k + 1).
+    Cia,
+    /// Connection-aware averaging: per connection, the mean over the tickets in which it was
+    /// active (running sum / activation count). The running value is the re-pruned S, as for
+    /// CIA: a connection pruned from S restarts from 0 with its count kept.
+    Caa,
+    /// Connection-independent moving averaging: S_k = β·S_{k−1} + (1 − β)·W_k.
+    Cima {
+        /// The decay β (paper default 0.8).
+        beta: f32,
+    },
+}
+
+/// CIMA's default decay β.
+pub const DEFAULT_CIMA_BETA: f32 = 0.8;
+
+impl Averaging {
+    /// Parses `cia`, `caa` or `cima` (CIMA with decay `beta`).
+    pub fn parse(s: &str, beta: f32) -> Result<Averaging> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cia" => Ok(Averaging::Cia),
+            "caa" => Ok(Averaging::Caa),
+            "cima" => {
+                if !(beta > 0.0 && beta < 1.0) {
+                    return Err(Error::Config(format!(
+                        "--cima-beta must be in (0, 1), got {beta}"
+                    )));
+                }
+                Ok(Averaging::Cima { beta })
+            }
+            _ => Err(Error::Config(format!(
+                "--averaging: unknown method {s:?}; expected one of: cia, caa, cima"
+            ))),
+        }
+    }
+
+    /// `cia`, `caa` or `cima`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Averaging::Cia => "cia",
+            Averaging::Caa => "caa",
+            Averaging::Cima { .. } => "cima",
+        }
+    }
+
+    /// The kernel parameters that average ticket `k` ≥ 1 into S.
+    pub fn params(self, k: usize) -> SuperposeParams {
+        match self {
+            Averaging::Cia => SuperposeParams::cia(k),
+            Averaging::Caa => SuperposeParams::caa(),
+            Averaging::Cima { beta } => SuperposeParams::cima(beta),
+        }
+    }
+
+    /// (weight of W_k, weight of S_{k−1}) for tensors averaged without a mask (non-maskable
+    /// parameters, batch-norm statistics): CIA and CAA (every position always active) give
+    /// 1/(k+1) and k/(k+1), CIMA 1 − β and β.
+    pub fn dense_coefficients(self, k: usize) -> (f32, f32) {
+        match self {
+            Averaging::Cia | Averaging::Caa => {
+                let k = k as f64;
+                ((1.0 / (k + 1.0)) as f32, (k / (k + 1.0)) as f32)
+            }
+            Averaging::Cima { beta } => (1.0 - beta, beta),
+        }
+    }
+}
+
+impl std::fmt::Display for Averaging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Averaging::Cima { beta } => write!(f, "cima(beta={beta})"),
+            a => f.write_str(a.name()),
+        }
+    }
+}
+
+/// How the superposed ticket is re-pruned (SPEC §5 e).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reprune {
+    /// Keep the K largest |S| over all masked tensors together (the reference code).
+    Global,
+    /// Keep, in each masked tensor, as many of the largest |S| as the ticket's mask has active
+    /// positions there.
+    Layerwise,
+}
+
+impl Reprune {
+    /// Parses `global` or `layerwise`.
+    pub fn parse(s: &str) -> Result<Reprune> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "global" => Ok(Reprune::Global),
+            "layerwise" | "layer" | "per-layer" => Ok(Reprune::Layerwise),
+            _ => Err(Error::Config(format!(
+                "--reprune: unknown mode {s:?}; expected global or layerwise"
+            ))),
+        }
+    }
+
+    /// `global` or `layerwise`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reprune::Global => "global",
+            Reprune::Layerwise => "layerwise",
+        }
+    }
+}
+
+/// What a [`Superposer`] does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SuperposeConfig {
+    /// The averaging rule.
+    pub averaging: Averaging,
+    /// The re-pruning mode.
+    pub reprune: Reprune,
+    /// Target density d of the global re-pruning over all maskable tensors: the masked tensors
+    /// keep K = round(d·ΣN) − (elements of maskable tensors without a mask, which stay dense)
+    /// positions. `None`: as many as the ticket's masks have active positions. Not used by
+    /// the layerwise mode.
+    pub density: Option<f64>,
+}
+
+impl SuperposeConfig {
+    /// The paper's configuration: CIA, global re-pruning to the ticket's active count.
+    pub fn paper() -> SuperposeConfig {
+        SuperposeConfig {
+            averaging: Averaging::Cia,
+            reprune: Reprune::Global,
+            density: None,
+        }
+    }
+}
+
+/// One maskable tensor of the superposed ticket.
+#[derive(Clone, Debug)]
+struct Slot {
+    id: ParamId,
+    name: String,
+    /// The running superposed weights.
+    s: Tensor,
+    /// CAA's per-connection activation counts.
+    count: Option<Tensor>,
+    /// True when the tensor has a mask (takes part in the re-pruning); a maskable tensor
+    /// without one (`--dense-first-layer`) is averaged and stays dense.
+    masked: bool,
+}
+
+/// What one [`Superposer::add_ticket`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TicketStats {
+    /// The ticket superposed (1..=K).
+    pub ticket: usize,
+    /// Positions of S kept per maskable tensor (in `maskable_ids` order; a dense tensor keeps
+    /// all its elements).
+    pub kept: Vec<usize>,
+    /// Kept positions over all maskable elements.
+    pub density: f64,
+}
+
+/// One maskable tensor of the ultimate ticket.
+#[derive(Clone, Debug)]
+pub struct UltimateParam {
+    /// The parameter.
+    pub id: ParamId,
+    /// The superposed, re-pruned weights.
+    pub weight: Tensor,
+    /// Its 0/1 mask (`None` for a maskable tensor that was dense during training).
+    pub mask: Option<Tensor>,
+}
+
+/// An exact copy of `t` that shares no storage with it (on `t`'s device).
+pub(crate) fn deep_copy(t: &Tensor) -> Tensor {
+    let mut c = t.clone();
+    // Copy-on-write: the storage is shared with `t`, so this copies it.
+    c.storage_mut();
+    c
+}
+
+/// The running superposed ticket S over a store's maskable tensors, plus the average of its
+/// non-maskable parameters.
+#[derive(Clone, Debug)]
+pub struct Superposer {
+    cfg: SuperposeConfig,
+    slots: Vec<Slot>,
+    /// Non-maskable parameters (biases, batch-norm scale and shift), averaged densely.
+    dense: Vec<(ParamId, Tensor)>,
+    /// Positions kept per slot at the last re-pruning (all elements for a dense slot).
+    keep: Vec<usize>,
+    /// Positions kept over the masked slots at the last global re-pruning.
+    global_k: usize,
+    /// Tickets superposed so far, ticket 0 included.
+    tickets: usize,
+    device: Device,
+}
+
+impl Superposer {
+    /// Starts the superposition from ticket 0, the store's weights at the end of the normal
+    /// phase: S_0 = W_0 (a copy), CAA counts = W_0's mask, and a copy of the non-maskable
+    /// parameters.
+    pub fn new(cfg: &SuperposeConfig, store: &ParamStore) -> Result<Superposer> {
+        if let Some(d) = cfg.density {
+            if !(0.0..=1.0).contains(&d) {
+                return Err(Error::Config(format!(
+                    "Sup-tickets re-pruning density must be in [0, 1], got {d}"
+                )));
+            }
+        }
+        if let Averaging::Cima { beta } = cfg.averaging {
+            if !(beta > 0.0 && beta < 1.0) {
+                return Err(Error::Config(format!(
+                    "--cima-beta must be in (0, 1), got {beta}"
+                )));
+            }
+        }
+        let ids = store.maskable_ids();
+        if ids.is_empty() {
+            return Err(Error::Config(
+                "Sup-tickets: the model has no maskable (conv or linear) weights".into(),
+            ));
+        }
+        let device = store.param(ids[0]).value.device();
+        let mut slots = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let p = store.param(id);
+            let count = match (cfg.averaging, &p.mask) {
+                (Averaging::Caa, Some(m)) => Some(deep_copy(m)),
+                (Averaging::Caa, None) => Some(Tensor::full(p.value.shape(), 1.0, &device)?),
+                _ => None,
+            };
+            slots.push(Slot {
+                id,
+                name: p.name.clone(),
+                s: deep_copy(&p.value),
+                count,
+                masked: p.mask.is_some(),
+            });
+        }
+        let dense = store
+            .params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_maskable())
+            .map(|(i, p)| (ParamId(i), deep_copy(&p.value)))
+            .collect();
+        let mut sup = Superposer {
+            cfg: *cfg,
+            slots,
+            dense,
+            keep: Vec::new(),
+            global_k: 0,
+            tickets: 1,
+            device,
+        };
+        sup.set_targets(store)?;
+        Ok(sup)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SuperposeConfig {
+        &self.cfg
+    }
+
+    /// Tickets superposed so far, ticket 0 included (k + 1 after ticket k).
+    pub fn tickets(&self) -> usize {
+        self.tickets
+    }
+
+    /// The positions each maskable tensor keeps (layerwise: the ticket's per-layer active
+    /// counts) and the global count, from `store`'s masks.
+    fn set_targets(&mut self, store: &ParamStore) -> Result<()> {
+        let active = crate::sparse::active_counts(store)?;
+        let mut keep = Vec::with_capacity(self.slots.len());
+        let (mut masked_active, mut dense_elems, mut all) = (0usize, 0usize, 0usize);
+        for (slot, &a) in self.slots.iter().zip(&active) {
+            let n = slot.s.numel();
+            all += n;
+            if slot.masked {
+                masked_active += a;
+                keep.push(a);
+            } else {
+                dense_elems += n;
+                keep.push(n);
+            }
+        }
+        let masked_total = all - dense_elems;
+        self.global_k = match self.cfg.density {
+            Some(d) => ((d * all as f64).round() as usize)
+                .saturating_sub(dense_elems)
+                .min(masked_total),
+            None => masked_active,
+        };
+        self.keep = keep;
+        Ok(())
+    }
+
+    /// Checks that `store` has the parameters S was built from.
+    fn check_store(&self, store: &ParamStore) -> Result<()> {
+        for slot in &self.slots {
+            let p = store.params.get(slot.id.0).ok_or_else(|| {
+                Error::Shape(format!(
+                    "Sup-tickets: the store has no parameter {}",
+                    slot.name
+                ))
+            })?;
+            if p.name != slot.name || !p.is_maskable() {
+                return Err(Error::Shape(format!(
+                    "Sup-tickets: parameter {} of the ticket is {}, expected maskable {}",
+                    slot.id.0, p.name, slot.name
+                )));
+            }
+            p.value.expect_shape(
+                slot.s.shape(),
+                &format!("Sup-tickets: ticket weight {}", p.name),
+            )?;
+            if slot.masked && p.mask.is_none() {
+                return Err(Error::Shape(format!(
+                    "Sup-tickets: {} had a mask at ticket 0 but has none now",
+                    p.name
+                )));
+            }
+        }
+        for (id, t) in &self.dense {
+            let p = store.params.get(id.0).ok_or_else(|| {
+                Error::Shape(format!("Sup-tickets: the store has no parameter {}", id.0))
+            })?;
+            p.value.expect_shape(
+                t.shape(),
+                &format!("Sup-tickets: ticket parameter {}", p.name),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Superposes ticket `k` (1..=K, in order) from `store` (the training weights W_k and
+    /// masks at the end of cycle k): averages it into S with the configured rule and re-prunes
+    /// S to the target count, one fused device operation per tensor; averages the
+    /// non-maskable parameters densely. `store` is only read: training continues from W_k.
+    pub fn add_ticket(&mut self, k: usize, store: &ParamStore) -> Result<TicketStats> {
+        if k != self.tickets {
+            return Err(Error::Config(format!(
+                "Sup-tickets: ticket {k} superposed after {} ticket(s); expected ticket {}",
+                self.tickets, self.tickets
+            )));
+        }
+        self.check_store(store)?;
+        self.set_targets(store)?;
+        let p = self.cfg.averaging.params(k);
+        let be = self.device.backend();
+        let mut targets: Vec<(usize, bool, SuperposeTarget<'_>)> = Vec::new();
+        for (l, slot) in self.slots.iter_mut().enumerate() {
+            let param = store.param(slot.id);
+            targets.push((
+                l,
+                slot.masked,
+                SuperposeTarget {
+                    s: &mut slot.s,
+                    w: &param.value,
+                    mask: param.mask.as_ref(),
+                    count: slot.count.as_mut(),
+                },
+            ));
+        }
+        let mut layers: Vec<Vec<usize>> = Vec::new();
+        let mut groups: Vec<SuperposeGroup<'_>> = Vec::new();
+        let (masked, dense): (Vec<_>, Vec<_>) = targets.into_iter().partition(|t| t.1);
+        match self.cfg.reprune {
+            Reprune::Global => {
+                if !masked.is_empty() {
+                    layers.push(masked.iter().map(|t| t.0).collect());
+                    groups.push(SuperposeGroup {
+                        targets: masked.into_iter().map(|t| t.2).collect(),
+                        k: self.global_k,
+                    });
+                }
+            }
+            Reprune::Layerwise => {
+                for (l, _, t) in masked {
+                    layers.push(vec![l]);
+                    groups.push(SuperposeGroup {
+                        targets: vec![t],
+                        k: self.keep[l],
+                    });
+                }
+            }
+        }
+        // Dense maskable tensors: averaged, every position kept.
+        for (l, _, t) in dense {
+            layers.push(vec![l]);
+            let n = t.s.numel();
+            groups.push(SuperposeGroup {
+                targets: vec![t],
+                k: n,
+            });
+        }
+        let kept = be.superpose_update(&mut groups, &p)?;
+        drop(groups);
+        let mut per_layer = vec![0usize; self.slots.len()];
+        for (ls, ks) in layers.iter().zip(&kept) {
+            for (&l, &c) in ls.iter().zip(ks) {
+                per_layer[l] = c;
+            }
+        }
+        // The non-maskable parameters.
+        let (a_w, b_s) = self.cfg.averaging.dense_coefficients(k);
+        for (id, t) in &mut self.dense {
+            be.axpby(a_w, &store.param(*id).value, b_s, t)?;
+        }
+        self.tickets += 1;
+        let total: usize = self.slots.iter().map(|s| s.s.numel()).sum();
+        Ok(TicketStats {
+            ticket: k,
+            density: per_layer.iter().sum::<usize>() as f64 / total.max(1) as f64,
+            kept: per_layer,
+        })
+    }
+
+    /// The ultimate ticket's maskable tensors (S_K after the last [`Superposer::add_ticket`]):
+    /// the re-pruned weights and their masks, recomputed as the top-k of |S| with the counts
+    /// of the last re-pruning (see the module doc). Shares S's storage until either is
+    /// written.
+    pub fn ultimate(&self) -> Result<Vec<UltimateParam>> {
+        let mut weights: Vec<Tensor> = self.slots.iter().map(|s| s.s.clone()).collect();
+        let mut masks: Vec<Option<Tensor>> = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            masks.push(if s.masked {
+                Some(Tensor::full(s.s.shape(), 1.0, &self.device)?)
+            } else {
+                None
+            });
+        }
+        {
+            let mut targets: Vec<(usize, SelectTarget<'_>)> = Vec::new();
+            for (l, (w, m)) in weights.iter_mut().zip(masks.iter_mut()).enumerate() {
+                if let Some(m) = m.as_mut() {
+                    targets.push((
+                        l,
+                        SelectTarget {
+                            score: None,
+                            weight: w,
+                            mask: m,
+                            momentum: None,
+                        },
+                    ));
+                }
+            }
+            let mut groups: Vec<SelectGroup<'_>> = match self.cfg.reprune {
+                Reprune::Global if !targets.is_empty() => vec![SelectGroup {
+                    targets: targets.into_iter().map(|t| t.1).collect(),
+                    k: self.global_k,
+                    score: Score::Abs,
+                }],
+                Reprune::Global => vec![],
+                Reprune::Layerwise => targets
+                    .into_iter()
+                    .map(|(l, t)| SelectGroup {
+                        targets: vec![t],
+                        k: self.keep[l],
+                        score: Score::Abs,
+                    })
+                    .collect(),
+            };
+            self.device
+                .backend()
+                .select_update(&mut groups, SelectAction::Keep)?;
+        }
+        Ok(self
+            .slots
+            .iter()
+            .zip(weights.into_iter().zip(masks))
+            .map(|(s, (weight, mask))| UltimateParam {
+                id: s.id,
+                weight,
+                mask,
+            })
+            .collect())
+    }
+
+    /// The averaged non-maskable parameters (biases, batch-norm scale and shift).
+    pub fn dense_params(&self) -> &[(ParamId, Tensor)] {
+        &self.dense
+    }
+
+    /// Writes the ultimate ticket into `store` (a store of the same model, e.g. the training
+    /// store once training is over, or a clone of it): maskable weights and masks from
+    /// [`Superposer::ultimate`] (momentum buffers dropped) and the averaged non-maskable
+    /// parameters. Batch-norm statistics are not touched: see [`super::bn`].
+    pub fn apply_to(&self, store: &mut ParamStore) -> Result<()> {
+        self.check_store(store)?;
+        for u in self.ultimate()? {
+            let p = &mut store.params[u.id.0];
+            p.value = u.weight;
+            p.mask = u.mask;
+            p.momentum = None;
+        }
+        for (id, t) in &self.dense {
+            store.params[id.0].value = t.clone();
+        }
+        Ok(())
+    }
+
+    /// A copy of `base` (sharing its storage until written) holding the ultimate ticket; see
+    /// [`Superposer::apply_to`].
+    pub fn ultimate_store(&self, base: &ParamStore) -> Result<ParamStore> {
+        let mut s = base.clone();
+        self.apply_to(&mut s)?;
+        Ok(s)
+    }
+
+    /// Bytes of device (or host) memory the superposer holds: S, the CAA counts and the
+    /// non-maskable copy. Independent of the number of tickets.
+    pub fn extra_bytes(&self) -> usize {
+        let f = std::mem::size_of::<f32>();
+        let maskable: usize = self
+            .slots
+            .iter()
+            .map(|s| s.s.numel() + s.count.as_ref().map_or(0, |c| c.numel()))
+            .sum();
+        let dense: usize = self.dense.iter().map(|(_, t)| t.numel()).sum();
+        f * (maskable + dense)
+    }
+}
