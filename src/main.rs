@@ -154,6 +154,40 @@ struct TrainArgs {
     /// SNIP: global (default) or layer top-K.
     #[arg(long)]
     snip_scope: Option<String>,
+    /// Sup-tickets (SPEC §5): finish with cycles of cyclic-LR training and superpose the
+    /// tickets into the ultimate ticket (sparse methods only).
+    #[arg(long)]
+    suptickets: bool,
+    /// Sup-tickets: cycle length C in epochs (default 8).
+    #[arg(long, value_name = "EPOCHS")]
+    cycle_epochs: Option<usize>,
+    /// Sup-tickets: fraction r of the epochs spent in cycles, in (0, 1] (default 0.1).
+    #[arg(long, value_name = "R")]
+    cycle_fraction: Option<f64>,
+    /// Sup-tickets: α1, the cyclic learning rate at cycle boundaries (default 0.001).
+    #[arg(long, value_name = "LR")]
+    cycle_lr_low: Option<f32>,
+    /// Sup-tickets: α2, the cyclic learning rate at mid-cycle (default 0.005).
+    #[arg(long, value_name = "LR")]
+    cycle_lr_high: Option<f32>,
+    /// Sup-tickets: fraction q pruned and regrown per layer at each cycle start (default 0.5).
+    #[arg(long, value_name = "Q")]
+    cycle_drop_fraction: Option<f64>,
+    /// Sup-tickets averaging: cia (default), caa or cima.
+    #[arg(long)]
+    average: Option<String>,
+    /// Sup-tickets: CIMA's β (default 0.8).
+    #[arg(long, value_name = "BETA")]
+    cima_beta: Option<f32>,
+    /// Sup-tickets re-pruning: global (default) or layerwise.
+    #[arg(long)]
+    reprune: Option<String>,
+    /// Sup-tickets batch norm of the ultimate ticket: av (default) or bu.
+    #[arg(long)]
+    bn: Option<String>,
+    /// Sup-tickets: also evaluate the deep ensemble of the tickets.
+    #[arg(long)]
+    ensemble: bool,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -251,8 +285,23 @@ fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
         seed,
         device,
         valid_split,
-        eval_every
+        eval_every,
+        cycle_epochs,
+        cycle_fraction,
+        cycle_lr_low,
+        cycle_lr_high,
+        cycle_drop_fraction,
+        average,
+        cima_beta,
+        reprune,
+        bn
     );
+    if a.suptickets {
+        cfg.suptickets = true;
+    }
+    if a.ensemble {
+        cfg.ensemble = true;
+    }
     macro_rules! set_opt {
         ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = Some(v.clone()); } )* };
     }
