@@ -387,10 +387,8 @@ pub fn sup_lr_svg(
     iters_per_epoch: usize,
 ) -> String {
     let total = sup.total_iters();
-    let lr = |i: usize| {
-        sup.cyclic_lr(i)
-            .unwrap_or_else(|| schedule.lr_at(i, iters_per_epoch)) as f64
-    };
+    let lr =
+        |i: usize| super::trainer::iteration_lr(schedule, Some(sup), i, iters_per_epoch) as f64;
     let stride = (total / 4000).max(1);
     let mut pts: Vec<(f64, f64)> = (0..total)
         .step_by(stride)
