@@ -235,8 +235,8 @@ fn check_exploration(u: &Update, by_gradient: bool, frozen_first: bool) {
         let eligible: Vec<bool> = b.mask.iter().map(|&m| m != 0.0).collect();
         let keep = topk_reference(&b.w, &eligible, active - k);
         // Everything kept is still active with its weight and momentum.
-        for i in 0..keep.len() {
-            if keep[i] {
+        for (i, &kept) in keep.iter().enumerate() {
+            if kept {
                 assert!(
                     a.mask[i] == 1.0 && a.w[i] == b.w[i] && a.mom[i] == b.mom[i],
                     "{} at {i}: a kept weight changed",
@@ -249,8 +249,8 @@ fn check_exploration(u: &Update, by_gradient: bool, frozen_first: bool) {
             .map(|i| a.mask[i] == 1.0 && !keep[i])
             .collect();
         assert_eq!(grown.iter().filter(|&&g| g).count(), k, "{}", a.name);
-        for i in 0..grown.len() {
-            if grown[i] {
+        for (i, &g) in grown.iter().enumerate() {
+            if g {
                 assert!(
                     a.w[i] == 0.0 && a.mom[i] == 0.0,
                     "{} at {i}: regrown weight {} momentum {}",
