@@ -16,15 +16,17 @@ use super::config::TrainConfig;
 use super::flops::FlopsTable;
 use super::metrics::{Metrics, MetricsAccumulator};
 use super::report::{self, EnsembleMetrics, EpochLog, Report, TicketMetrics, UltimateMetrics};
+use crate::backend::SelectAction;
 use crate::data::{self, Dataset, DatasetKind, Loader, LoaderConfig, Split};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::models::{build, ModelConfig};
 use crate::nn::Network;
+use crate::nn::ParamStore;
 use crate::optim::Sgd;
 use crate::rng::Rng;
 use crate::sparse::methods::{MethodKind, SparseMethod};
-use crate::sparse::{grow_gradient, prune_magnitude_layerwise};
+use crate::sparse::{active_counts, grow_gradient, prune_count, select_layers, Plan, Scores};
 use crate::suptickets::{
     bn_update_loader, BnAverager, BnStrategy, Ensemble, SupSchedule, Superposer,
 };
@@ -223,6 +225,45 @@ pub fn timestamp() -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+/// The exploration at the start of a Sup-tickets cycle: each masked layer loses the fraction
+/// `q` of its active weights of smallest magnitude and regrows as many by |dense gradient|
+/// (new weights and momentum 0); a maskable layer without a mask (`--dense-first-layer`) is
+/// left alone. Returns the count pruned (= grown) per maskable layer.
+pub fn explore_cycle(
+    store: &mut ParamStore,
+    q: f64,
+    grads: &[Option<Tensor>],
+) -> Result<Vec<usize>> {
+    let ids = store.maskable_ids();
+    let dense: Vec<usize> = ids
+        .iter()
+        .filter(|id| store.param(**id).mask.is_none())
+        .map(|id| id.0)
+        .collect();
+    let active = active_counts(store)?;
+    let keep: Vec<usize> = ids
+        .iter()
+        .zip(&active)
+        .map(|(id, &a)| {
+            if store.param(*id).mask.is_none() {
+                a
+            } else {
+                a - prune_count(q, a)
+            }
+        })
+        .collect();
+    let counts = select_layers(
+        store,
+        Scores::Weights,
+        Plan::PerLayer(&keep),
+        SelectAction::Keep,
+    )?;
+    for i in dense {
+        store.params[i].mask = None;
+    }
+    grow_gradient(store, grads, &counts)
 }
 
 /// The learning rate of iteration `it` (0-based): the triangle rate of Eq. 3 inside a
@@ -441,9 +482,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
                 // (per-layer magnitude prune of q, gradient regrowth) at each cycle start.
                 let (f_s, f_d) = (method.flops_sparse(), method.flops_dense());
                 if cycle_start.is_some() {
-                    let counts =
-                        prune_magnitude_layerwise(&mut net.store, cfg.cycle_drop_fraction)?;
-                    grow_gradient(&mut net.store, &outp.grads, &counts)?;
+                    explore_cycle(&mut net.store, cfg.cycle_drop_fraction, &outp.grads)?;
                     method.sync(&net.store)?;
                     cyc_flops += 2.0 * f_s + f_d;
                 } else {
