@@ -680,18 +680,43 @@ fn suptickets_resume_and_bu() {
         mask_counts(&a.join("checkpoint.safetensors")).0,
         mask_counts(&a.join("last.safetensors")).0
     );
-    // A checkpoint inside the cyclic phase cannot be resumed: a clear error.
+    // Resume inside the cyclic phase (1 normal epoch + 2 cycles, stopped after epoch 2, i.e.
+    // after ticket 1): the superposition state comes from the checkpoint's sup.* tensors and
+    // the result matches the uninterrupted run.
+    let caa = ["--limit-train", "256", "--average", "caa"];
+    let full = tmp("sup-cyclic-full");
+    let o = run(&sup_args(&full, &caa));
+    assert!(o.status.success(), "{}", stderr(&o));
     let c = tmp("sup-cyclic");
-    let o = run(&sup_args(
-        &c,
-        &["--limit-train", "256", "--stop-after", "2"],
-    ));
+    let mut args = caa.to_vec();
+    args.extend_from_slice(&["--stop-after", "2"]);
+    let o = run(&sup_args(&c, &args));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["train", "--resume", c.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (rf, rc) = (
+        json(&full.join("report.json")),
+        json(&c.join("report.json")),
+    );
+    assert_eq!(rf["tickets"], rc["tickets"]);
+    assert_eq!(rf["ultimate"], rc["ultimate"]);
+    assert_eq!(rf["test_accuracy"], rc["test_accuracy"]);
+    assert_eq!(rf["test_nll"], rc["test_nll"]);
+    let tf = (rf["train_flops_multiple"].as_f64().unwrap()
+        - rc["train_flops_multiple"].as_f64().unwrap())
+    .abs();
+    assert!(tf < 1e-9, "{tf}");
+    // --ensemble keeps the tickets in memory only: resuming inside the cycles is refused.
+    let e = tmp("sup-cyclic-ens");
+    let mut args = caa.to_vec();
+    args.extend_from_slice(&["--stop-after", "2", "--ensemble"]);
+    let o = run(&sup_args(&e, &args));
     assert!(o.status.success(), "{}", stderr(&o));
     fails_clearly(
-        &run(&["train", "--resume", c.to_str().unwrap(), "--quiet"]),
-        "cyclic phase is not supported",
+        &run(&["train", "--resume", e.to_str().unwrap(), "--quiet"]),
+        "--ensemble keeps every ticket in memory only",
     );
-    for d in [a, b, c] {
+    for d in [a, b, c, e, full] {
         let _ = std::fs::remove_dir_all(&d);
     }
 }

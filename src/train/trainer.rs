@@ -369,14 +369,24 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     };
     if let (Some(ss), Some((ck, _))) = (&sup_sched, &from) {
         if ck.meta.epoch >= ss.budget.normal_epochs {
-            return Err(Error::Config(format!(
-                "{}: resuming a Sup-tickets run inside (or after) its cyclic phase is not supported \
-                 (the checkpoint is at epoch {}, the cycles start after epoch {}); \
-                 rerun it from scratch",
-                ck.path.display(),
-                ck.meta.epoch,
-                ss.budget.normal_epochs
-            )));
+            let why = if ck.meta.epoch >= cfg.epochs {
+                Some("the run is finished (its checkpoint holds the ultimate ticket)")
+            } else if cfg.ensemble {
+                Some("--ensemble keeps every ticket in memory only")
+            } else if ck.meta.sup_tickets.is_none() {
+                Some("the checkpoint has no superposition state")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(Error::Config(format!(
+                    "{}: resuming a Sup-tickets run inside (or after) its cyclic phase is not supported here: {why} \
+                     (the checkpoint is at epoch {}, the cycles start after epoch {})",
+                    ck.path.display(),
+                    ck.meta.epoch,
+                    ss.budget.normal_epochs
+                )));
+            }
         }
     }
     // The sparse method: masks drawn now for a fresh run, or taken from the checkpoint. With
@@ -428,6 +438,42 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     let bn_strategy = BnStrategy::parse(&cfg.bn)?;
     // FLOPs of the cyclic phase (per example): Σ over its steps, and the step count.
     let (mut cyc_flops, mut cyc_steps) = (0.0f64, 0u64);
+    // Resuming inside the cyclic phase: the superposition state and the tickets so far.
+    if let (Some(ss), Some((ck, _))) = (&sup_sched, &from) {
+        if let Some(n) = ck
+            .meta
+            .sup_tickets
+            .filter(|_| meta.epoch >= ss.budget.normal_epochs)
+        {
+            let mut get = |name: &str| ck.sup_tensor(name, &device);
+            let mut sp = Superposer::new(&sup_cfg, &net.store)?;
+            sp.load_state(&net.store, n, &mut get)?;
+            superposer = Some(sp);
+            if bn_strategy == BnStrategy::Average {
+                let mut b = BnAverager::new(sup_cfg.averaging, &net.store)?;
+                b.load_state(n, &mut get)?;
+                bn_avg = Some(b);
+            }
+            for e in &log {
+                let it = (e.epoch * ipe).wrapping_sub(1);
+                if let (Some(k), Some(acc)) = (ss.capture(it), e.test_acc) {
+                    tickets.push(TicketMetrics {
+                        ticket: k,
+                        epoch: e.epoch,
+                        accuracy: acc,
+                        nll: e.test_nll.unwrap_or(f64::NAN),
+                        ece: e.test_ece.unwrap_or(f64::NAN),
+                    });
+                }
+            }
+            // The cyclic steps already taken, for the FLOPs count.
+            let (f_s, f_d) = (method.flops_sparse(), method.flops_dense());
+            let done = meta.epoch - ss.budget.normal_epochs;
+            cyc_steps = (done * ipe) as u64;
+            let starts = done.div_ceil(ss.budget.cycle) as f64;
+            cyc_flops = cyc_steps as f64 * 3.0 * f_s + starts * (f_d - f_s);
+        }
+    }
     let run_start = Instant::now();
     let wall_before = meta.wall_seconds;
     if cfg.progress && first_epoch < last_epoch {
@@ -616,7 +662,15 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         meta.rng = rng.state();
         meta.wall_seconds = wall_before + run_start.elapsed().as_secs_f64();
         meta.sparse = Some(method.state().clone());
-        checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
+        let mut extra = Vec::new();
+        if let Some(sp) = &superposer {
+            meta.sup_tickets = Some(sp.tickets());
+            extra = sp.state_tensors(&net.store);
+            if let Some(b) = &bn_avg {
+                extra.extend(b.state_tensors());
+            }
+        }
+        checkpoint::save_with(&out.join(CHECKPOINT_FILE), &net, &meta, &extra)?;
     }
     // Keep the generator "used" so its state is what a later method would continue from.
     let _ = &mut rng;
@@ -652,6 +706,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             }
             ultimate_info = Some((sp.tickets(), bu, ens));
             last_metrics = Some(evaluate(&mut net, &eval_loader)?);
+            meta.sup_tickets = None;
             checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
             bu
         } else {
