@@ -60,7 +60,7 @@ impl Averaging {
                 Ok(Averaging::Cima { beta })
             }
             _ => Err(Error::Config(format!(
-                "--averaging: unknown method {s:?}; expected one of: cia, caa, cima"
+                "--average: unknown method {s:?}; expected one of: cia, caa, cima"
             ))),
         }
     }
