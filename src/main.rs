@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Train a model; writes log.jsonl, checkpoint.safetensors, report.json/.md and plots.
     Train(Box<TrainArgs>),
+    /// Train the base method and the same with --suptickets (same seed and epochs) into
+    /// OUT/base and OUT/suptickets, then print both side by side.
+    Compare(Box<TrainArgs>),
     /// Evaluate a checkpoint on its run's test (or validation) split.
     Eval(EvalArgs),
     /// Per-layer parameter and FLOP table of a model.
@@ -154,6 +157,40 @@ struct TrainArgs {
     /// SNIP: global (default) or layer top-K.
     #[arg(long)]
     snip_scope: Option<String>,
+    /// Sup-tickets (SPEC §5): finish with cycles of cyclic-LR training and superpose the
+    /// tickets into the ultimate ticket (sparse methods only).
+    #[arg(long)]
+    suptickets: bool,
+    /// Sup-tickets: cycle length C in epochs (default 8).
+    #[arg(long, value_name = "EPOCHS")]
+    cycle_epochs: Option<usize>,
+    /// Sup-tickets: fraction r of the epochs spent in cycles, in (0, 1] (default 0.1).
+    #[arg(long, value_name = "R")]
+    cycle_fraction: Option<f64>,
+    /// Sup-tickets: α1, the cyclic learning rate at cycle boundaries (default 0.001).
+    #[arg(long, value_name = "LR")]
+    cycle_lr_low: Option<f32>,
+    /// Sup-tickets: α2, the cyclic learning rate at mid-cycle (default 0.005).
+    #[arg(long, value_name = "LR")]
+    cycle_lr_high: Option<f32>,
+    /// Sup-tickets: fraction q pruned and regrown per layer at each cycle start (default 0.5).
+    #[arg(long, value_name = "Q")]
+    cycle_drop_fraction: Option<f64>,
+    /// Sup-tickets averaging: cia (default), caa or cima.
+    #[arg(long)]
+    average: Option<String>,
+    /// Sup-tickets: CIMA's β (default 0.8).
+    #[arg(long, value_name = "BETA")]
+    cima_beta: Option<f32>,
+    /// Sup-tickets re-pruning: global (default) or layerwise.
+    #[arg(long)]
+    reprune: Option<String>,
+    /// Sup-tickets batch norm of the ultimate ticket: av (default) or bu.
+    #[arg(long)]
+    bn: Option<String>,
+    /// Sup-tickets: also evaluate the deep ensemble of the tickets.
+    #[arg(long)]
+    ensemble: bool,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -218,6 +255,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Train(a) => cmd_train(*a),
+        Command::Compare(a) => cmd_compare(*a),
         Command::Eval(a) => cmd_eval(a),
         Command::Flops(a) => cmd_flops(a),
         Command::Info => cmd_info(),
@@ -251,8 +289,23 @@ fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
         seed,
         device,
         valid_split,
-        eval_every
+        eval_every,
+        cycle_epochs,
+        cycle_fraction,
+        cycle_lr_low,
+        cycle_lr_high,
+        cycle_drop_fraction,
+        average,
+        cima_beta,
+        reprune,
+        bn
     );
+    if a.suptickets {
+        cfg.suptickets = true;
+    }
+    if a.ensemble {
+        cfg.ensemble = true;
+    }
     macro_rules! set_opt {
         ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = Some(v.clone()); } )* };
     }
@@ -353,7 +406,148 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             report.wall_seconds,
             out.join("report.md").display()
         );
+        if let (Some(t), Some(u)) = (&report.tickets, &report.ultimate) {
+            say!(
+                "Sup-tickets ({} averaging, {} re-pruning, BN {}):",
+                u.averaging,
+                u.reprune,
+                u.bn
+            );
+            for k in t {
+                say!(
+                    "  ticket W_{:<3} (epoch {:>3})  accuracy {:>6.2}%  NLL {:.4}  ECE {:.4}",
+                    k.ticket,
+                    k.epoch,
+                    100.0 * k.accuracy,
+                    k.nll,
+                    k.ece
+                );
+            }
+            say!(
+                "  ultimate S_{:<3} (density {:.4})  accuracy {:>6.2}%  NLL {:.4}  ECE {:.4}",
+                u.tickets.saturating_sub(1),
+                u.density,
+                100.0 * u.accuracy,
+                u.nll,
+                u.ece
+            );
+            if let Some(e) = &report.ensemble {
+                say!(
+                    "  ensemble of {} tickets       accuracy {:>6.2}%  NLL {:.4}  ECE {:.4}",
+                    e.members,
+                    100.0 * e.accuracy,
+                    e.nll,
+                    e.ece
+                );
+            }
+        }
     }
+    Ok(())
+}
+
+fn cmd_compare(a: TrainArgs) -> Result<()> {
+    if a.resume.is_some() {
+        return Err(Error::Config(
+            "compare: --resume is not supported; resume each run with `train --resume OUT/base` or `OUT/suptickets`".into(),
+        ));
+    }
+    let mut cfg = match &a.config {
+        Some(f) => TrainConfig::from_toml_file(f)?,
+        None => TrainConfig::default(),
+    };
+    apply_flags(&mut cfg, &a)?;
+    let out = cfg.out.clone().unwrap_or_else(|| output_dir(&cfg));
+    let mut sup = cfg.clone();
+    sup.suptickets = true;
+    sup.out = Some(out.join("suptickets"));
+    sup.name = Some(format!(
+        "{}-suptickets",
+        cfg.name.clone().unwrap_or_else(|| "compare".into())
+    ));
+    // The base run: the same settings without the Sup-tickets ones.
+    let d = TrainConfig::default();
+    let mut base = cfg.clone();
+    base.suptickets = false;
+    base.cycle_epochs = d.cycle_epochs;
+    base.cycle_fraction = d.cycle_fraction;
+    base.cycle_lr_low = d.cycle_lr_low;
+    base.cycle_lr_high = d.cycle_lr_high;
+    base.cycle_drop_fraction = d.cycle_drop_fraction;
+    base.average = d.average.clone();
+    base.cima_beta = d.cima_beta;
+    base.reprune = d.reprune.clone();
+    base.bn = d.bn.clone();
+    base.ensemble = false;
+    base.out = Some(out.join("base"));
+    base.name = Some(format!(
+        "{}-base",
+        cfg.name.clone().unwrap_or_else(|| "compare".into())
+    ));
+    // Check both before spending time on either.
+    base.validate()?;
+    sup.validate()?;
+    let rb = train(&base)?;
+    let rs = train(&sup)?;
+    let rows = [("base", &rb), ("suptickets", &rs)];
+    if a.json {
+        let v: serde_json::Value = serde_json::json!({
+            "base": rb,
+            "suptickets": rs,
+        });
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?
+        );
+        return Ok(());
+    }
+    say!(
+        "{} on {} ({} epochs, seed {}, method {}, sparsity {:.4}), {} split:",
+        rb.model.name,
+        rb.dataset,
+        cfg.epochs,
+        cfg.seed,
+        rb.method,
+        rb.sparsity,
+        rb.eval_split
+    );
+    say!(
+        "{:<12} {:>9} {:>8} {:>8} {:>11} {:>10} {:>9}",
+        "run",
+        "accuracy",
+        "NLL",
+        "ECE",
+        "train FLOPs",
+        "test FLOPs",
+        "wall s"
+    );
+    for (name, r) in rows {
+        say!(
+            "{:<12} {:>8.2}% {:>8.4} {:>8.4} {:>10.4}x {:>9.4}x {:>9.1}",
+            name,
+            100.0 * r.test_accuracy,
+            r.test_nll,
+            r.test_ece,
+            r.train_flops_multiple,
+            r.test_flops_multiple,
+            r.wall_seconds
+        );
+    }
+    if let Some(t) = &rs.tickets {
+        for k in t {
+            say!(
+                "  ticket W_{:<4} {:>8.2}% {:>8.4} {:>8.4}",
+                k.ticket,
+                100.0 * k.accuracy,
+                k.nll,
+                k.ece
+            );
+        }
+    }
+    say!(
+        "runs in {} and {}",
+        out.join("base").display(),
+        out.join("suptickets").display()
+    );
     Ok(())
 }
 

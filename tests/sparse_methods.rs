@@ -235,26 +235,30 @@ fn check_exploration(u: &Update, by_gradient: bool, frozen_first: bool) {
         let eligible: Vec<bool> = b.mask.iter().map(|&m| m != 0.0).collect();
         let keep = topk_reference(&b.w, &eligible, active - k);
         // Everything kept is still active with its weight and momentum.
-        for i in (0..keep.len()).filter(|&i| keep[i]) {
-            assert!(
-                a.mask[i] == 1.0 && a.w[i] == b.w[i] && a.mom[i] == b.mom[i],
-                "{} at {i}: a kept weight changed",
-                a.name
-            );
+        for (i, &kept) in keep.iter().enumerate() {
+            if kept {
+                assert!(
+                    a.mask[i] == 1.0 && a.w[i] == b.w[i] && a.mom[i] == b.mom[i],
+                    "{} at {i}: a kept weight changed",
+                    a.name
+                );
+            }
         }
         // Everything active now and not kept is new: weight and momentum 0.
         let grown: Vec<bool> = (0..keep.len())
             .map(|i| a.mask[i] == 1.0 && !keep[i])
             .collect();
         assert_eq!(grown.iter().filter(|&&g| g).count(), k, "{}", a.name);
-        for i in (0..grown.len()).filter(|&i| grown[i]) {
-            assert!(
-                a.w[i] == 0.0 && a.mom[i] == 0.0,
-                "{} at {i}: regrown weight {} momentum {}",
-                a.name,
-                a.w[i],
-                a.mom[i]
-            );
+        for (i, &g) in grown.iter().enumerate() {
+            if g {
+                assert!(
+                    a.w[i] == 0.0 && a.mom[i] == 0.0,
+                    "{} at {i}: regrown weight {} momentum {}",
+                    a.name,
+                    a.w[i],
+                    a.mom[i]
+                );
+            }
         }
         if by_gradient {
             let g = u.grads[l].as_ref().expect("dense gradient");

@@ -68,6 +68,32 @@ impl BnAverager {
         })
     }
 
+    /// The averaged statistics as `sup.bn.<name>` tensors for a checkpoint.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        self.buffers
+            .iter()
+            .map(|(_, n, t)| (format!("sup.bn.{n}"), t.clone()))
+            .collect()
+    }
+
+    /// Restores what [`BnAverager::state_tensors`] saved, after `tickets` tickets.
+    pub fn load_state(
+        &mut self,
+        tickets: usize,
+        get: &mut dyn FnMut(&str) -> Result<Option<Tensor>>,
+    ) -> Result<()> {
+        for (_, n, t) in &mut self.buffers {
+            let name = format!("sup.bn.{n}");
+            *t = get(&name)?.ok_or_else(|| {
+                Error::Config(format!(
+                    "the checkpoint has no Sup-tickets state tensor {name}"
+                ))
+            })?;
+        }
+        self.tickets = tickets;
+        Ok(())
+    }
+
     /// Tickets averaged so far, ticket 0 included.
     pub fn tickets(&self) -> usize {
         self.tickets

@@ -124,7 +124,10 @@ impl SupSchedule {
                 "Sup-tickets: an epoch must have at least one iteration".into(),
             ));
         }
-        for (name, a) in [("--cyclic-lr1 (α1)", alpha1), ("--cyclic-lr2 (α2)", alpha2)] {
+        for (name, a) in [
+            ("--cycle-lr-low (α1)", alpha1),
+            ("--cycle-lr-high (α2)", alpha2),
+        ] {
             if !(a >= 0.0 && a.is_finite()) {
                 return Err(Error::Config(format!(
                     "{name} must be a non-negative rate, got {a}"

@@ -60,7 +60,7 @@ impl Averaging {
                 Ok(Averaging::Cima { beta })
             }
             _ => Err(Error::Config(format!(
-                "--averaging: unknown method {s:?}; expected one of: cia, caa, cima"
+                "--average: unknown method {s:?}; expected one of: cia, caa, cima"
             ))),
         }
     }
@@ -535,6 +535,51 @@ impl Superposer {
         let mut s = base.clone();
         self.apply_to(&mut s)?;
         Ok(s)
+    }
+
+    /// The running state as named tensors for a checkpoint: `sup.s.<name>` (S),
+    /// `sup.count.<name>` (CAA counts) and `sup.dense.<name>` (averaged non-maskable
+    /// parameters), names from `store` (the model S was built from).
+    pub fn state_tensors(&self, store: &ParamStore) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        for slot in &self.slots {
+            v.push((format!("sup.s.{}", slot.name), slot.s.clone()));
+            if let Some(c) = &slot.count {
+                v.push((format!("sup.count.{}", slot.name), c.clone()));
+            }
+        }
+        for (id, t) in &self.dense {
+            v.push((format!("sup.dense.{}", store.param(*id).name), t.clone()));
+        }
+        v
+    }
+
+    /// Restores the state [`Superposer::state_tensors`] saved, after `tickets` tickets: `get`
+    /// returns the named tensor (on this superposer's device), None when missing (an error).
+    pub fn load_state(
+        &mut self,
+        store: &ParamStore,
+        tickets: usize,
+        get: &mut dyn FnMut(&str) -> Result<Option<Tensor>>,
+    ) -> Result<()> {
+        let mut need = |name: String| -> Result<Tensor> {
+            get(&name)?.ok_or_else(|| {
+                Error::Config(format!(
+                    "the checkpoint has no Sup-tickets state tensor {name}"
+                ))
+            })
+        };
+        for slot in &mut self.slots {
+            slot.s = need(format!("sup.s.{}", slot.name))?;
+            if slot.count.is_some() {
+                slot.count = Some(need(format!("sup.count.{}", slot.name))?);
+            }
+        }
+        for (id, t) in &mut self.dense {
+            *t = need(format!("sup.dense.{}", store.param(*id).name))?;
+        }
+        self.tickets = tickets;
+        self.set_targets(store)
     }
 
     /// Bytes of device (or host) memory the superposer holds: S, the CAA counts and the

@@ -80,6 +80,9 @@ impl ModelSpec {
     }
 }
 
+/// Prefix of the Sup-tickets state tensors of a checkpoint (not part of the model).
+pub const SUP_PREFIX: &str = "sup.";
+
 /// Everything in a checkpoint besides the tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -104,6 +107,9 @@ pub struct CheckpointMeta {
     /// The sparse method's state (None for a bare model or an older checkpoint).
     #[serde(default)]
     pub sparse: Option<SparseState>,
+    /// Sup-tickets: tickets superposed so far (their state is in the `sup.*` tensors).
+    #[serde(default)]
+    pub sup_tickets: Option<usize>,
 }
 
 impl CheckpointMeta {
@@ -120,6 +126,7 @@ impl CheckpointMeta {
             train_config: None,
             wall_seconds: 0.0,
             sparse: None,
+            sup_tickets: None,
         }
     }
 
@@ -205,7 +212,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Saves `net` (values, masks, momenta, batch-norm statistics) and `meta` to `path` atomically.
 pub fn save(path: &Path, net: &Network, meta: &CheckpointMeta) -> Result<()> {
-    let tensors = named_tensors(net)?;
+    save_with(path, net, meta, &[])
+}
+
+/// [`save`] plus `extra` tensors (Sup-tickets state, named `sup.*`).
+pub fn save_with(
+    path: &Path,
+    net: &Network,
+    meta: &CheckpointMeta,
+    extra: &[(String, Tensor)],
+) -> Result<()> {
+    let mut tensors = named_tensors(net)?;
+    for (k, t) in extra {
+        tensors.insert(k.clone(), (t.shape().to_vec(), t.to_vec()?));
+    }
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(k, (shape, data))| {
@@ -314,7 +334,11 @@ impl Checkpoint {
             let shape = b.value.shape().to_vec();
             b.value = get(&b.name, &shape, true)?.expect("required");
         }
-        if let Some(extra) = self.tensors.keys().find(|k| !used.contains(*k)) {
+        if let Some(extra) = self
+            .tensors
+            .keys()
+            .find(|k| !used.contains(*k) && !k.starts_with(SUP_PREFIX))
+        {
             return Err(Error::data(
                 path,
                 format!(
@@ -324,6 +348,14 @@ impl Checkpoint {
             ));
         }
         Ok(())
+    }
+
+    /// The Sup-tickets state tensor `name` (`sup.*`), on `device`.
+    pub fn sup_tensor(&self, name: &str, device: &crate::device::Device) -> Result<Option<Tensor>> {
+        match self.tensors.get(name) {
+            Some((s, d)) => Ok(Some(Tensor::from_slice(d, s, device)?)),
+            None => Ok(None),
+        }
     }
 
     /// Builds the model the metadata describes and restores every tensor into it (on the CPU).

@@ -14,6 +14,7 @@ use crate::sparse::methods::{
     DEFAULT_DROP_FRACTION, DEFAULT_EXPLORE_UNTIL, DEFAULT_INITIAL_DENSITY, DEFAULT_SPARSITY,
     GRANET_PRUNE_END_FRACTION,
 };
+use crate::suptickets::{Averaging, BnStrategy, Budget, Reprune, SuperposeConfig};
 
 /// The settings of one training run. Defaults: the paper's CIFAR optimiser settings (SGD lr 0.1,
 /// momentum 0.9, weight decay 5e-4, batch 128, multi-step schedule) on Fashion-MNIST.
@@ -99,6 +100,30 @@ pub struct TrainConfig {
     pub prune_end_epoch: Option<f64>,
     /// SNIP's top-K: `global` (default) or `layer` (per layer, with the `init` allocation).
     pub snip_scope: Option<SnipScope>,
+    /// Sup-tickets (SPEC §5): end the run with cycles of cyclic-LR training whose tickets are
+    /// superposed into the ultimate ticket (sparse methods only).
+    pub suptickets: bool,
+    /// Sup-tickets: cycle length C in epochs.
+    pub cycle_epochs: usize,
+    /// Sup-tickets: fraction r of the epochs spent in cycles, in (0, 1].
+    pub cycle_fraction: f64,
+    /// Sup-tickets: α1, the cyclic learning rate at cycle boundaries.
+    pub cycle_lr_low: f32,
+    /// Sup-tickets: α2, the cyclic learning rate at mid-cycle.
+    pub cycle_lr_high: f32,
+    /// Sup-tickets: fraction q of each layer's active weights pruned and regrown at each cycle
+    /// start.
+    pub cycle_drop_fraction: f64,
+    /// Sup-tickets averaging: `cia` (default), `caa` or `cima`.
+    pub average: String,
+    /// Sup-tickets: CIMA's β.
+    pub cima_beta: f32,
+    /// Sup-tickets re-pruning: `global` (default) or `layerwise`.
+    pub reprune: String,
+    /// Sup-tickets batch norm of the ultimate ticket: `av` (default) or `bu`.
+    pub bn: String,
+    /// Sup-tickets: also evaluate the deep ensemble of the K+1 tickets (appendix E).
+    pub ensemble: bool,
 }
 
 impl Default for TrainConfig {
@@ -141,6 +166,17 @@ impl Default for TrainConfig {
             prune_start_epoch: None,
             prune_end_epoch: None,
             snip_scope: None,
+            suptickets: false,
+            cycle_epochs: 8,
+            cycle_fraction: 0.1,
+            cycle_lr_low: 0.001,
+            cycle_lr_high: 0.005,
+            cycle_drop_fraction: 0.5,
+            average: "cia".into(),
+            cima_beta: crate::suptickets::DEFAULT_CIMA_BETA,
+            reprune: "global".into(),
+            bn: "av".into(),
+            ensemble: false,
         }
     }
 }
@@ -163,16 +199,118 @@ impl TrainConfig {
         toml::to_string(self).unwrap_or_default()
     }
 
-    /// The learning-rate schedule.
+    /// The Sup-tickets budget (None without `--suptickets`).
+    pub fn sup_budget(&self) -> Result<Option<Budget>> {
+        if !self.suptickets {
+            return Ok(None);
+        }
+        if !(self.cycle_fraction > 0.0 && self.cycle_fraction <= 1.0) {
+            return Err(Error::Config(format!(
+                "--cycle-fraction must be in (0, 1], got {}",
+                self.cycle_fraction
+            )));
+        }
+        Budget::new(self.epochs, self.cycle_epochs, self.cycle_fraction).map(Some)
+    }
+
+    /// The epochs of the base method: P = E − E_c with `--suptickets`, E otherwise.
+    pub fn base_epochs(&self) -> usize {
+        match self.sup_budget() {
+            Ok(Some(b)) => b.normal_epochs,
+            _ => self.epochs,
+        }
+    }
+
+    /// The Sup-tickets superposition settings.
+    pub fn superpose_config(&self) -> Result<SuperposeConfig> {
+        Ok(SuperposeConfig {
+            averaging: Averaging::parse(&self.average, self.cima_beta)?,
+            reprune: Reprune::parse(&self.reprune)?,
+            density: None,
+        })
+    }
+
+    /// Checks the Sup-tickets settings.
+    fn validate_suptickets(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        let d = TrainConfig::default();
+        if !self.suptickets {
+            let given = [
+                ("--cycle-epochs", self.cycle_epochs != d.cycle_epochs),
+                ("--cycle-fraction", self.cycle_fraction != d.cycle_fraction),
+                ("--cycle-lr-low", self.cycle_lr_low != d.cycle_lr_low),
+                ("--cycle-lr-high", self.cycle_lr_high != d.cycle_lr_high),
+                (
+                    "--cycle-drop-fraction",
+                    self.cycle_drop_fraction != d.cycle_drop_fraction,
+                ),
+                ("--average", self.average != d.average),
+                ("--cima-beta", self.cima_beta != d.cima_beta),
+                ("--reprune", self.reprune != d.reprune),
+                ("--bn", self.bn != d.bn),
+                ("--ensemble", self.ensemble),
+            ];
+            for (flag, set) in given {
+                if set {
+                    return bad(format!("{flag} has no effect without --suptickets"));
+                }
+            }
+            return Ok(());
+        }
+        if !self.method.is_sparse() {
+            return bad(
+                "--suptickets needs a sparse --method (static, snip, set, rigl, granet), not dense"
+                    .into(),
+            );
+        }
+        let b = self.sup_budget()?.expect("suptickets");
+        if !b.has_cycles() {
+            return bad(format!(
+                "--suptickets: --cycle-fraction {} of {} epochs is less than one cycle of {} epoch(s); no ticket would be trained",
+                self.cycle_fraction, self.epochs, self.cycle_epochs
+            ));
+        }
+        if b.normal_epochs == 0 {
+            return bad(format!(
+                "--suptickets: the cycles take all {} epochs; the normal phase needs at least one (lower --cycle-fraction)",
+                self.epochs
+            ));
+        }
+        for (flag, a) in [
+            ("--cycle-lr-low", self.cycle_lr_low),
+            ("--cycle-lr-high", self.cycle_lr_high),
+        ] {
+            if !(a >= 0.0 && a.is_finite()) {
+                return bad(format!("{flag} must be a non-negative rate, got {a}"));
+            }
+        }
+        if !(self.cycle_drop_fraction >= 0.0 && self.cycle_drop_fraction <= 1.0) {
+            return bad(format!(
+                "--cycle-drop-fraction must be in [0, 1], got {}",
+                self.cycle_drop_fraction
+            ));
+        }
+        let sc = self.superpose_config()?;
+        if let Averaging::Cima { beta } = sc.averaging {
+            if !(beta > 0.0 && beta < 1.0) {
+                return bad(format!("--cima-beta must be in (0, 1), got {beta}"));
+            }
+        }
+        BnStrategy::parse(&self.bn)?;
+        Ok(())
+    }
+
+    /// The learning-rate schedule of the base method (over P epochs with `--suptickets`).
     pub fn lr_schedule(&self) -> LrSchedule {
+        let epochs = self.base_epochs();
         LrSchedule {
             kind: self.schedule,
             base_lr: self.lr,
-            epochs: self.epochs,
+            epochs,
             milestones: self
                 .milestones
                 .clone()
-                .unwrap_or_else(|| default_milestones(self.epochs)),
+                .unwrap_or_else(|| default_milestones(epochs)),
             gamma: self.gamma,
             warmup_epochs: self.warmup,
         }
@@ -217,6 +355,7 @@ impl TrainConfig {
         if self.stop_after == Some(0) {
             return bad("--stop-after must be at least 1".into());
         }
+        self.validate_suptickets()?;
         self.sparse_config(1)?;
         self.lr_schedule().validate()
     }
@@ -298,11 +437,11 @@ impl TrainConfig {
         }
         let prune_end = self
             .prune_end_epoch
-            .unwrap_or(GRANET_PRUNE_END_FRACTION * self.epochs as f64);
-        if m == MethodKind::Granet && prune_end > self.epochs as f64 {
+            .unwrap_or(GRANET_PRUNE_END_FRACTION * self.base_epochs() as f64);
+        if m == MethodKind::Granet && prune_end > self.base_epochs() as f64 {
             return Err(Error::Config(format!(
-                "--prune-end-epoch {prune_end} is after the last epoch ({}); the final density would never be reached",
-                self.epochs
+                "--prune-end-epoch {prune_end} is after the last epoch of the base method ({}); the final density would never be reached",
+                self.base_epochs()
             )));
         }
         let c = SparseConfig {

@@ -11,6 +11,8 @@ pub struct Series {
     pub color: String,
     /// (x, y) points; non-finite values are skipped.
     pub points: Vec<(f64, f64)>,
+    /// Draw a circle at each point instead of a line.
+    pub markers_only: bool,
 }
 
 impl Series {
@@ -20,6 +22,7 @@ impl Series {
             label: label.into(),
             color: color.into(),
             points,
+            markers_only: false,
         }
     }
 }
@@ -195,14 +198,16 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64) {
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .map(|&(x, y)| format!("{:.2},{:.2}", sx(x), sy(y)))
             .collect();
-        if pts.len() == 1 {
-            let _ = writeln!(
-                out,
-                r#"<circle cx="{}" cy="{}" r="3" fill="{}"/>"#,
-                pts[0].split(',').next().unwrap_or("0"),
-                pts[0].split(',').nth(1).unwrap_or("0"),
-                s.color
-            );
+        if pts.len() == 1 || s.markers_only {
+            for p in &pts {
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{}" cy="{}" r="3" fill="{}"/>"#,
+                    p.split(',').next().unwrap_or("0"),
+                    p.split(',').nth(1).unwrap_or("0"),
+                    s.color
+                );
+            }
         } else if !pts.is_empty() {
             let _ = writeln!(
                 out,

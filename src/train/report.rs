@@ -148,6 +148,66 @@ pub struct Report {
     pub images_per_sec: f64,
     /// Per-layer table (params, nonzeros, FLOPs, final density and sparsity).
     pub layers: Vec<LayerFlops>,
+    /// Sup-tickets: each ticket W_k (0..=K) evaluated at its capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tickets: Option<Vec<TicketMetrics>>,
+    /// Sup-tickets: the ultimate (superposed) ticket; the top-level `test_*` metrics are its.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ultimate: Option<UltimateMetrics>,
+    /// Sup-tickets with `--ensemble`: the averaged softmax of the K+1 tickets (appendix E).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleMetrics>,
+}
+
+/// One Sup-tickets ticket, evaluated at its capture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketMetrics {
+    /// k (0 = the end of the normal phase).
+    pub ticket: usize,
+    /// The epoch it was captured at.
+    pub epoch: usize,
+    /// Top-1 accuracy.
+    pub accuracy: f64,
+    /// Mean NLL.
+    pub nll: f64,
+    /// ECE (15 bins).
+    pub ece: f64,
+}
+
+/// The ultimate ticket S_K.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UltimateMetrics {
+    /// Top-1 accuracy.
+    pub accuracy: f64,
+    /// Mean NLL.
+    pub nll: f64,
+    /// ECE (15 bins).
+    pub ece: f64,
+    /// Exact density of its maskable tensors (nonzero mask entries / maskable parameters).
+    pub density: f64,
+    /// Active (mask) entries of its maskable tensors.
+    pub nonzero: usize,
+    /// Tickets superposed (K + 1).
+    pub tickets: usize,
+    /// `cia`, `caa` or `cima`.
+    pub averaging: String,
+    /// `global` or `layerwise`.
+    pub reprune: String,
+    /// `av` or `bu`.
+    pub bn: String,
+}
+
+/// The deep ensemble of the tickets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleMetrics {
+    /// Members (K + 1).
+    pub members: usize,
+    /// Top-1 accuracy of the averaged softmax.
+    pub accuracy: f64,
+    /// Mean NLL.
+    pub nll: f64,
+    /// ECE (15 bins).
+    pub ece: f64,
 }
 
 impl Report {
@@ -254,6 +314,42 @@ impl Report {
             }
             s.push('\n');
         }
+        if let (Some(t), Some(u)) = (&self.tickets, &self.ultimate) {
+            s += &format!(
+                "## Tickets vs ultimate\n\n{} averaging, {} re-pruning, BN {}.\n\n| ticket | epoch | accuracy | NLL | ECE |\n|---|---:|---:|---:|---:|\n",
+                u.averaging, u.reprune, u.bn
+            );
+            for k in t {
+                s += &format!(
+                    "| W_{} | {} | {:.2}% | {:.4} | {:.4} |\n",
+                    k.ticket,
+                    k.epoch,
+                    100.0 * k.accuracy,
+                    k.nll,
+                    k.ece
+                );
+            }
+            s += &format!(
+                "| **ultimate S_{}** (density {:.4}) | {} | {:.2}% | {:.4} | {:.4} |\n",
+                u.tickets.saturating_sub(1),
+                u.density,
+                self.epochs_completed,
+                100.0 * u.accuracy,
+                u.nll,
+                u.ece
+            );
+            if let Some(e) = &self.ensemble {
+                s += &format!(
+                    "| ensemble of {} | {} | {:.2}% | {:.4} | {:.4} |\n",
+                    e.members,
+                    self.epochs_completed,
+                    100.0 * e.accuracy,
+                    e.nll,
+                    e.ece
+                );
+            }
+            s += "\nPlot: [tickets.svg](tickets.svg).\n\n";
+        }
         s += "## Layers\n\n";
         s += &super::flops::layers_markdown(&self.layers);
         s += "\nPlots: [lr.svg](lr.svg), [curves.svg](curves.svg).\n";
@@ -288,6 +384,63 @@ pub fn lr_svg(schedule: &LrSchedule, iters_per_epoch: usize) -> String {
         x_label: "iteration".into(),
         y_label: "learning rate".into(),
         series: vec![Series::new("lr", "#1f77b4", pts)],
+    }])
+}
+
+/// `lr.svg` of a Sup-tickets run: the base schedule over the normal phase, then the triangle
+/// rate of each cycle, with a marker at every ticket capture.
+pub fn sup_lr_svg(
+    schedule: &LrSchedule,
+    sup: &crate::suptickets::SupSchedule,
+    iters_per_epoch: usize,
+) -> String {
+    let total = sup.total_iters();
+    let lr =
+        |i: usize| super::trainer::iteration_lr(schedule, Some(sup), i, iters_per_epoch) as f64;
+    let stride = (total / 4000).max(1);
+    let mut pts: Vec<(f64, f64)> = (0..total)
+        .step_by(stride)
+        .map(|i| (i as f64, lr(i)))
+        .collect();
+    if total > 0 && !(total - 1).is_multiple_of(stride) {
+        pts.push(((total - 1) as f64, lr(total - 1)));
+    }
+    let captures: Vec<(f64, f64)> = (0..=sup.budget.tickets)
+        .filter_map(|k| sup.capture_iter(k))
+        .map(|i| (i as f64, lr(i)))
+        .collect();
+    let mut markers = Series::new("ticket captures", "#d62728", captures);
+    markers.markers_only = true;
+    render(&[Panel {
+        title: format!(
+            "learning rate ({} schedule over {} normal epochs, then {} cycle(s) of {} epoch(s))",
+            schedule.kind, sup.budget.normal_epochs, sup.budget.tickets, sup.budget.cycle
+        ),
+        x_label: "iteration".into(),
+        y_label: "learning rate".into(),
+        series: vec![Series::new("lr", "#1f77b4", pts), markers],
+    }])
+}
+
+/// `tickets.svg`: each ticket's accuracy against the ultimate ticket's.
+pub fn tickets_svg(tickets: &[TicketMetrics], ultimate: &UltimateMetrics) -> String {
+    let pts: Vec<(f64, f64)> = tickets
+        .iter()
+        .map(|t| (t.ticket as f64, 100.0 * t.accuracy))
+        .collect();
+    let last = tickets.len().saturating_sub(1) as f64;
+    let ult = vec![
+        (0.0, 100.0 * ultimate.accuracy),
+        (last, 100.0 * ultimate.accuracy),
+    ];
+    render(&[Panel {
+        title: "tickets vs the ultimate ticket".into(),
+        x_label: "ticket k".into(),
+        y_label: "test accuracy (%)".into(),
+        series: vec![
+            Series::new("ticket W_k", "#1f77b4", pts),
+            Series::new("ultimate S_K", "#d62728", ult),
+        ],
     }])
 }
 

@@ -15,19 +15,28 @@ use super::checkpoint::{self, Checkpoint, CheckpointMeta, ModelSpec};
 use super::config::TrainConfig;
 use super::flops::FlopsTable;
 use super::metrics::{Metrics, MetricsAccumulator};
-use super::report::{self, EpochLog, Report};
+use super::report::{self, EnsembleMetrics, EpochLog, Report, TicketMetrics, UltimateMetrics};
+use crate::backend::SelectAction;
 use crate::data::{self, Dataset, DatasetKind, Loader, LoaderConfig, Split};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::models::{build, ModelConfig};
 use crate::nn::Network;
+use crate::nn::ParamStore;
 use crate::optim::Sgd;
 use crate::rng::Rng;
 use crate::sparse::methods::{MethodKind, SparseMethod};
+use crate::sparse::{active_counts, grow_gradient, prune_count, select_layers, Plan, Scores};
+use crate::suptickets::{
+    bn_update_loader, BnAverager, BnStrategy, Ensemble, SupSchedule, Superposer,
+};
 use crate::tensor::Tensor;
 
 /// File name of the checkpoint inside a run directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// File name of the last trained weights of a Sup-tickets run (the checkpoint holds the
+/// ultimate ticket).
+pub const LAST_FILE: &str = "last.safetensors";
 /// File name of the per-epoch log inside a run directory.
 pub const LOG_FILE: &str = "log.jsonl";
 
@@ -218,6 +227,57 @@ pub fn timestamp() -> String {
     )
 }
 
+/// The exploration at the start of a Sup-tickets cycle: each masked layer loses the fraction
+/// `q` of its active weights of smallest magnitude and regrows as many by |dense gradient|
+/// (new weights and momentum 0); a maskable layer without a mask (`--dense-first-layer`) is
+/// left alone. Returns the count pruned (= grown) per maskable layer.
+pub fn explore_cycle(
+    store: &mut ParamStore,
+    q: f64,
+    grads: &[Option<Tensor>],
+) -> Result<Vec<usize>> {
+    let ids = store.maskable_ids();
+    let dense: Vec<usize> = ids
+        .iter()
+        .filter(|id| store.param(**id).mask.is_none())
+        .map(|id| id.0)
+        .collect();
+    let active = active_counts(store)?;
+    let keep: Vec<usize> = ids
+        .iter()
+        .zip(&active)
+        .map(|(id, &a)| {
+            if store.param(*id).mask.is_none() {
+                a
+            } else {
+                a - prune_count(q, a)
+            }
+        })
+        .collect();
+    let counts = select_layers(
+        store,
+        Scores::Weights,
+        Plan::PerLayer(&keep),
+        SelectAction::Keep,
+    )?;
+    for i in dense {
+        store.params[i].mask = None;
+    }
+    grow_gradient(store, grads, &counts)
+}
+
+/// The learning rate of iteration `it` (0-based): the triangle rate of Eq. 3 inside a
+/// Sup-tickets cycle, the base schedule (over the normal phase) otherwise.
+pub fn iteration_lr(
+    schedule: &super::schedule::LrSchedule,
+    sup: Option<&SupSchedule>,
+    it: usize,
+    ipe: usize,
+) -> f32 {
+    sup.and_then(|ss| ss.cyclic_lr(it))
+        .unwrap_or_else(|| schedule.lr_at(it, ipe))
+}
+
 /// The training loop, from scratch or from a checkpoint (and the directory it came from).
 pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Report> {
     cfg.validate()?;
@@ -297,8 +357,41 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         return Err(Error::Config("the training set is empty".into()));
     }
 
-    // The sparse method: masks drawn now for a fresh run, or taken from the checkpoint.
-    let total_steps = (cfg.epochs * ipe) as u64;
+    // Sup-tickets: the budget split and the per-iteration schedule of the cycles.
+    let sup_sched = match cfg.sup_budget()? {
+        Some(b) => Some(SupSchedule::new(
+            b,
+            ipe,
+            cfg.cycle_lr_low,
+            cfg.cycle_lr_high,
+        )?),
+        None => None,
+    };
+    if let (Some(ss), Some((ck, _))) = (&sup_sched, &from) {
+        if ck.meta.epoch >= ss.budget.normal_epochs {
+            let why = if ck.meta.epoch >= cfg.epochs {
+                Some("the run is finished (its checkpoint holds the ultimate ticket)")
+            } else if cfg.ensemble {
+                Some("--ensemble keeps every ticket in memory only")
+            } else if ck.meta.sup_tickets.is_none() {
+                Some("the checkpoint has no superposition state")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(Error::Config(format!(
+                    "{}: resuming a Sup-tickets run inside (or after) its cyclic phase is not supported here: {why} \
+                     (the checkpoint is at epoch {}, the cycles start after epoch {})",
+                    ck.path.display(),
+                    ck.meta.epoch,
+                    ss.budget.normal_epochs
+                )));
+            }
+        }
+    }
+    // The sparse method: masks drawn now for a fresh run, or taken from the checkpoint. With
+    // Sup-tickets its horizon is the normal phase only (exploration stops before the cycles).
+    let total_steps = (cfg.base_epochs() * ipe) as u64;
     let mut method = SparseMethod::new(cfg.sparse_config(ipe)?, &mut net, ipe, total_steps)?;
     if from.is_none() {
         if method.kind() == MethodKind::Snip {
@@ -336,6 +429,51 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         None => cfg.epochs,
     };
     let mut last_metrics: Option<Metrics> = None;
+    // Sup-tickets state.
+    let mut superposer: Option<Superposer> = None;
+    let mut bn_avg: Option<BnAverager> = None;
+    let mut ensemble: Option<Ensemble> = None;
+    let mut tickets: Vec<TicketMetrics> = Vec::new();
+    let sup_cfg = cfg.superpose_config()?;
+    let bn_strategy = BnStrategy::parse(&cfg.bn)?;
+    // FLOPs of the cyclic phase (per example): Σ over its steps, and the step count.
+    let (mut cyc_flops, mut cyc_steps) = (0.0f64, 0u64);
+    // Resuming inside the cyclic phase: the superposition state and the tickets so far.
+    if let (Some(ss), Some((ck, _))) = (&sup_sched, &from) {
+        if let Some(n) = ck
+            .meta
+            .sup_tickets
+            .filter(|_| meta.epoch >= ss.budget.normal_epochs)
+        {
+            let mut get = |name: &str| ck.sup_tensor(name, &device);
+            let mut sp = Superposer::new(&sup_cfg, &net.store)?;
+            sp.load_state(&net.store, n, &mut get)?;
+            superposer = Some(sp);
+            if bn_strategy == BnStrategy::Average {
+                let mut b = BnAverager::new(sup_cfg.averaging, &net.store)?;
+                b.load_state(n, &mut get)?;
+                bn_avg = Some(b);
+            }
+            for e in &log {
+                let it = (e.epoch * ipe).wrapping_sub(1);
+                if let (Some(k), Some(acc)) = (ss.capture(it), e.test_acc) {
+                    tickets.push(TicketMetrics {
+                        ticket: k,
+                        epoch: e.epoch,
+                        accuracy: acc,
+                        nll: e.test_nll.unwrap_or(f64::NAN),
+                        ece: e.test_ece.unwrap_or(f64::NAN),
+                    });
+                }
+            }
+            // The cyclic steps already taken, for the FLOPs count.
+            let (f_s, f_d) = (method.flops_sparse(), method.flops_dense());
+            let done = meta.epoch - ss.budget.normal_epochs;
+            cyc_steps = (done * ipe) as u64;
+            let starts = done.div_ceil(ss.budget.cycle) as f64;
+            cyc_flops = cyc_steps as f64 * 3.0 * f_s + starts * (f_d - f_s);
+        }
+    }
     let run_start = Instant::now();
     let wall_before = meta.wall_seconds;
     if cfg.progress && first_epoch < last_epoch {
@@ -363,9 +501,16 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         for (i, b) in train_loader.epoch(epoch).enumerate() {
             let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?;
             let y = Tensor::from_slice(&b.y, &[b.n], &device)?;
-            lr = schedule.lr_at(meta.step as usize, ipe);
+            let it = meta.step as usize;
+            let cyclic_lr = sup_sched.as_ref().and_then(|ss| ss.cyclic_lr(it));
+            let cycle_start = sup_sched.as_ref().and_then(|ss| ss.cycle_start(it));
+            lr = iteration_lr(&schedule, sup_sched.as_ref(), it, ipe);
             let step = meta.step + 1;
-            let outp = net.forward_backward_with(&x, &y, method.needs_dense_grad(step))?;
+            let dense_grad = match cyclic_lr {
+                Some(_) => cycle_start.is_some(),
+                None => method.needs_dense_grad(step),
+            };
+            let outp = net.forward_backward_with(&x, &y, dense_grad)?;
             if !outp.loss.is_finite() {
                 return Err(Error::Config(format!(
                     "training diverged: loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
@@ -376,7 +521,40 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             }
             sgd.step(&mut net.store, &outp.grads, lr)?;
             meta.step = step;
-            method.after_step(step, &mut net, &outp.grads)?;
+            if cyclic_lr.is_none() {
+                method.after_step(step, &mut net, &outp.grads)?;
+            } else {
+                // The cyclic phase: no mask update of the base method; one exploration step
+                // (per-layer magnitude prune of q, gradient regrowth) at each cycle start.
+                let (f_s, f_d) = (method.flops_sparse(), method.flops_dense());
+                if cycle_start.is_some() {
+                    explore_cycle(&mut net.store, cfg.cycle_drop_fraction, &outp.grads)?;
+                    method.sync(&net.store)?;
+                    cyc_flops += 2.0 * f_s + f_d;
+                } else {
+                    cyc_flops += 3.0 * f_s;
+                }
+                cyc_steps += 1;
+            }
+            if let Some(k) = sup_sched.as_ref().and_then(|ss| ss.capture(it)) {
+                if k == 0 {
+                    superposer = Some(Superposer::new(&sup_cfg, &net.store)?);
+                    if bn_strategy == BnStrategy::Average {
+                        bn_avg = Some(BnAverager::new(sup_cfg.averaging, &net.store)?);
+                    }
+                    if cfg.ensemble {
+                        ensemble = Some(Ensemble::new());
+                    }
+                } else if let Some(sp) = superposer.as_mut() {
+                    sp.add_ticket(k, &net.store)?;
+                    if let Some(b) = bn_avg.as_mut() {
+                        b.add_ticket(k, &net.store)?;
+                    }
+                }
+                if let Some(e) = ensemble.as_mut() {
+                    e.add_ticket(&net.store)?;
+                }
+            }
             let lp = outp.logprobs.to_vec()?;
             for (row, &yy) in lp.chunks_exact(k).zip(&b.y) {
                 let mut best = 0;
@@ -408,7 +586,12 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         }
         progress.finish();
         let done = epoch + 1;
-        let evaluate_now = done.is_multiple_of(cfg.eval_every) || done == last_epoch;
+        // A ticket captured at this epoch's last step is evaluated now.
+        let captured = sup_sched
+            .as_ref()
+            .and_then(|ss| ss.capture((meta.step as usize).wrapping_sub(1)));
+        let evaluate_now =
+            done.is_multiple_of(cfg.eval_every) || done == last_epoch || captured.is_some();
         let m = if evaluate_now {
             let m = evaluate(&mut net, &eval_loader)?;
             last_metrics = Some(m);
@@ -416,6 +599,23 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         } else {
             None
         };
+        if let (Some(k), Some(m)) = (captured, m) {
+            tickets.push(TicketMetrics {
+                ticket: k,
+                epoch: done,
+                accuracy: m.accuracy,
+                nll: m.nll,
+                ece: m.ece,
+            });
+            if cfg.progress {
+                eprintln!(
+                    "ticket W_{k} captured at epoch {done}: {eval_split} acc {:.2}% nll {:.4} ece {:.4}",
+                    100.0 * m.accuracy,
+                    m.nll,
+                    m.ece
+                );
+            }
+        }
         let entry = EpochLog {
             epoch: done,
             step: meta.step,
@@ -462,11 +662,58 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         meta.rng = rng.state();
         meta.wall_seconds = wall_before + run_start.elapsed().as_secs_f64();
         meta.sparse = Some(method.state().clone());
-        checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
+        let mut extra = Vec::new();
+        if let Some(sp) = &superposer {
+            meta.sup_tickets = Some(sp.tickets());
+            extra = sp.state_tensors(&net.store);
+            if let Some(b) = &bn_avg {
+                extra.extend(b.state_tensors());
+            }
+        }
+        checkpoint::save_with(&out.join(CHECKPOINT_FILE), &net, &meta, &extra)?;
     }
     // Keep the generator "used" so its state is what a later method would continue from.
     let _ = &mut rng;
 
+    // Sup-tickets, finished: the last trained weights go to last.safetensors; the ultimate
+    // ticket S_K (with its batch-norm statistics) replaces them in the network and the
+    // checkpoint.
+    let mut ultimate_info: Option<(usize, usize, Option<EnsembleMetrics>)> = None;
+    let mut bu_flops = 0.0f64;
+    if let (Some(sp), true) = (&superposer, meta.epoch >= cfg.epochs) {
+        let bu_examples = if meta.epoch > first_epoch {
+            checkpoint::save(&out.join(LAST_FILE), &net, &meta)?;
+            let ens = match ensemble.as_mut() {
+                Some(e) => {
+                    let r = e.evaluate_loader(&mut net, &eval_loader)?;
+                    Some(EnsembleMetrics {
+                        members: e.len(),
+                        accuracy: r.ensemble.accuracy,
+                        nll: r.ensemble.nll,
+                        ece: r.ensemble.ece,
+                    })
+                }
+                None => None,
+            };
+            sp.apply_to(&mut net.store)?;
+            let mut bu = 0usize;
+            match &bn_avg {
+                Some(b) => b.apply_to(&mut net.store)?,
+                None => {
+                    bn_update_loader(&mut net, &train_loader, cfg.epochs)?;
+                    bu = n_train;
+                }
+            }
+            ultimate_info = Some((sp.tickets(), bu, ens));
+            last_metrics = Some(evaluate(&mut net, &eval_loader)?);
+            meta.sup_tickets = None;
+            checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
+            bu
+        } else {
+            0
+        };
+        bu_flops = bu_examples as f64 * method.flops_sparse();
+    }
     let metrics = match last_metrics {
         Some(m) => m,
         None => evaluate(&mut net, &eval_loader)?,
@@ -489,10 +736,42 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     };
     let params = net.store.num_params();
     let kind = method.kind();
-    let train_flops_multiple = if method.state().flops_steps > 0 {
+    let mut train_flops_multiple = if method.state().flops_steps > 0 {
         method.train_flops_multiple()
     } else {
         table.train_flops_multiple(kind)
+    };
+    if cyc_steps > 0 || bu_flops > 0.0 {
+        // Sup-tickets: the base method's steps, the cyclic steps (one dense gradient per
+        // cycle start) and the BU pass, over (all steps · 3f_D) per example.
+        let base_steps = method.state().flops_steps as f64;
+        let base = train_flops_multiple * base_steps * 3.0 * method.flops_dense();
+        let all_steps = base_steps + cyc_steps as f64;
+        // The BU pass (N_train · f_S) in per-step units of one example: / batch size.
+        let bu_per_example = bu_flops / cfg.batch_size as f64;
+        train_flops_multiple = (base + cyc_flops + bu_per_example)
+            / (all_steps * 3.0 * method.flops_dense()).max(f64::MIN_POSITIVE);
+    }
+    let (ultimate, ensemble_metrics) = match ultimate_info {
+        Some((n_tickets, _, ens)) => (
+            Some(UltimateMetrics {
+                accuracy: metrics.accuracy,
+                nll: metrics.nll,
+                ece: metrics.ece,
+                density: if maskable == 0 {
+                    1.0
+                } else {
+                    maskable_nonzero as f64 / maskable as f64
+                },
+                nonzero: maskable_nonzero,
+                tickets: n_tickets,
+                averaging: sup_cfg.averaging.name().into(),
+                reprune: sup_cfg.reprune.name().into(),
+                bn: bn_strategy.name().into(),
+            }),
+            ens,
+        ),
+        None => (None, None),
     };
     let ips: Vec<f64> = log.iter().map(|e| e.images_per_sec).collect();
     let report = Report {
@@ -535,12 +814,22 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             ips.iter().sum::<f64>() / ips.len() as f64
         },
         layers: table.layers,
+        tickets: sup_sched.is_some().then(|| tickets.clone()),
+        ultimate,
+        ensemble: ensemble_metrics,
     };
     report.write(&out, &log)?;
-    checkpoint::write_atomic(
-        &out.join("lr.svg"),
-        report::lr_svg(&schedule, ipe).as_bytes(),
-    )?;
+    let lr_svg = match &sup_sched {
+        Some(ss) => report::sup_lr_svg(&schedule, ss, ipe),
+        None => report::lr_svg(&schedule, ipe),
+    };
+    checkpoint::write_atomic(&out.join("lr.svg"), lr_svg.as_bytes())?;
+    if let (Some(t), Some(u)) = (&report.tickets, &report.ultimate) {
+        checkpoint::write_atomic(
+            &out.join("tickets.svg"),
+            report::tickets_svg(t, u).as_bytes(),
+        )?;
+    }
     checkpoint::write_atomic(
         &out.join("curves.svg"),
         report::curves_svg(&log, eval_split).as_bytes(),
@@ -613,4 +902,106 @@ pub fn eval_checkpoint(
         epoch: ck.meta.epoch,
         device: device.name(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suptickets::Budget;
+
+    #[test]
+    fn iteration_lr_follows_eq3_in_the_cycles() {
+        // E = 10, C = 2, r = 0.4: P = 6 normal epochs, K = 2 cycles, 5 iterations per epoch.
+        let cfg = TrainConfig {
+            epochs: 10,
+            method: MethodKind::Rigl,
+            suptickets: true,
+            cycle_epochs: 2,
+            cycle_fraction: 0.4,
+            ..TrainConfig::default()
+        };
+        cfg.validate().unwrap();
+        let ipe = 5;
+        let b = cfg.sup_budget().unwrap().unwrap();
+        assert_eq!(b, Budget::new(10, 2, 0.4).unwrap());
+        assert_eq!((b.normal_epochs, b.tickets), (6, 2));
+        let sched = cfg.lr_schedule();
+        assert_eq!(
+            sched.epochs, 6,
+            "the base schedule spans the normal phase only"
+        );
+        let ss = SupSchedule::new(b, ipe, cfg.cycle_lr_low, cfg.cycle_lr_high).unwrap();
+        let (a1, a2) = (0.001f64, 0.005f64);
+        let p = 6 * ipe;
+        let l = 2 * ipe;
+        for it in 0..10 * ipe {
+            let lr = iteration_lr(&sched, Some(&ss), it, ipe) as f64;
+            if it < p {
+                assert_eq!(lr as f32, sched.lr_at(it, ipe), "normal phase, it {it}");
+            } else {
+                let tau = ((it - p) % l + 1) as f64 / l as f64;
+                let want = if tau <= 0.5 {
+                    (1.0 - 2.0 * tau) * a1 + 2.0 * tau * a2
+                } else {
+                    (2.0 - 2.0 * tau) * a2 + (2.0 * tau - 1.0) * a1
+                };
+                assert!((lr - want).abs() < 1e-7, "it {it}: {lr} vs {want}");
+            }
+        }
+        // the last iteration of each cycle is at α1, mid-cycle at α2
+        assert!((iteration_lr(&sched, Some(&ss), p + l - 1, ipe) as f64 - a1).abs() < 1e-9);
+        assert!((iteration_lr(&sched, Some(&ss), p + ipe - 1, ipe) as f64 - a2).abs() < 1e-9);
+        assert_eq!(ss.capture(p - 1), Some(0));
+        assert_eq!(ss.cycle_start(p), Some(1));
+        assert_eq!(ss.capture(p + 2 * l - 1), Some(2));
+    }
+
+    #[test]
+    fn suptickets_settings_are_checked() {
+        let err = |c: TrainConfig| c.validate().unwrap_err().to_string();
+        let rigl = TrainConfig {
+            method: MethodKind::Rigl,
+            suptickets: true,
+            epochs: 10,
+            cycle_epochs: 1,
+            ..TrainConfig::default()
+        };
+        rigl.validate().unwrap();
+        for r in [0.0, -0.1, 1.5, f64::NAN] {
+            assert!(err(TrainConfig {
+                cycle_fraction: r,
+                ..rigl.clone()
+            })
+            .contains("--cycle-fraction"));
+        }
+        assert!(err(TrainConfig {
+            method: MethodKind::Dense,
+            ..rigl.clone()
+        })
+        .contains("sparse --method"));
+        assert!(err(TrainConfig {
+            suptickets: false,
+            ..rigl.clone()
+        })
+        .contains("--cycle-epochs has no effect without --suptickets"));
+        assert!(err(TrainConfig {
+            average: "mean".into(),
+            ..rigl.clone()
+        })
+        .contains("mean"));
+        assert!(err(TrainConfig {
+            bn: "xx".into(),
+            ..rigl.clone()
+        })
+        .contains("--bn"));
+        assert!(err(TrainConfig {
+            cycle_fraction: 1.0,
+            ..rigl.clone()
+        })
+        .contains("normal phase"));
+        let toml = "method = \"set\"\nsuptickets = true\ncycle_epochs = 1\naverage = \"caa\"\nbn = \"bu\"\n";
+        let c = TrainConfig::from_toml(toml).unwrap();
+        c.validate().unwrap();
+        assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
 }
