@@ -65,24 +65,23 @@ pub fn init_random_masks(store: &mut ParamStore, cfg: &MaskInit) -> Result<Vec<L
     Ok(out)
 }
 
-/// Per-layer active counts as the masks stand now (1 for every element of an unmasked tensor).
+/// Per-layer active counts as the masks stand now (every element of an unmasked tensor counts),
+/// counted on the masks' device ([`super::topk::active_counts`]).
 pub fn layer_densities_of(store: &ParamStore) -> Result<Vec<LayerDensity>> {
-    store
+    let active = super::topk::active_counts(store)?;
+    Ok(store
         .maskable_ids()
         .into_iter()
-        .map(|id| {
+        .zip(active)
+        .map(|(id, active)| {
             let p = store.param(id);
-            let active = match &p.mask {
-                Some(m) => m.to_vec()?.iter().filter(|&&v| v != 0.0).count(),
-                None => p.value.numel(),
-            };
-            Ok(LayerDensity {
+            LayerDensity {
                 name: p.name.clone(),
                 numel: p.value.numel(),
                 active,
-            })
+            }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

@@ -189,6 +189,26 @@ impl RadixState {
     }
 }
 
+/// [`tie_offsets`] of every group at once: `segs[g]` lists the segment lengths of group `g`'s
+/// targets, `counts` the per-segment tie counts of all groups concatenated in that order; the
+/// result is the per-segment offsets, flattened the same way.
+pub fn segment_tie_offsets(segs: &[Vec<usize>], counts: &[u32]) -> Vec<u32> {
+    let mut before = Vec::with_capacity(counts.len());
+    let mut at = 0;
+    for s in segs {
+        let per_target: Vec<Vec<u32>> = s
+            .iter()
+            .map(|&n| {
+                let c = counts[at..at + n].to_vec();
+                at += n;
+                c
+            })
+            .collect();
+        before.extend(tie_offsets(&per_target).into_iter().flatten());
+    }
+    before
+}
+
 /// Exclusive prefix sums of per-segment tie counts across a group's targets in flat order:
 /// `out[t][b]` = keys equal to T before segment b of target t.
 pub fn tie_offsets(counts: &[Vec<u32>]) -> Vec<Vec<u32>> {

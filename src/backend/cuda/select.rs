@@ -11,7 +11,7 @@ use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig,
 
 use super::{check_len, cuda_err, to_i64, CudaBackend, BLOCK};
 use crate::backend::cpu::select::{
-    check_groups, group_keys, segments, tie_offsets, RadixState, Threshold, MAX_HIST_BITS,
+    check_groups, group_keys, segment_tie_offsets, segments, RadixState, Threshold, MAX_HIST_BITS,
     RADIX_PASSES,
 };
 use crate::backend::{SelectAction, SelectGroup, SelectKey};
@@ -186,14 +186,14 @@ impl CudaBackend {
     }
 
     /// A zeroed u32 device buffer of at least one element.
-    fn alloc_u32(&self, len: usize, what: &str) -> Result<CudaSlice<u32>> {
+    pub(super) fn alloc_u32(&self, len: usize, what: &str) -> Result<CudaSlice<u32>> {
         self.stream
             .alloc_zeros::<u32>(len.max(1))
             .map_err(cuda_err(format!("{what}: allocate {len} u32")))
     }
 
     /// Copies u32 host data to a new device buffer (one element at least).
-    fn upload_u32(&self, data: &[u32], what: &str) -> Result<CudaSlice<u32>> {
+    pub(super) fn upload_u32(&self, data: &[u32], what: &str) -> Result<CudaSlice<u32>> {
         if data.is_empty() {
             return self.alloc_u32(0, what);
         }
@@ -203,7 +203,12 @@ impl CudaBackend {
     }
 
     /// Copies the first `len` elements of a u32 device buffer to the host.
-    fn download_u32(&self, buf: &CudaSlice<u32>, len: usize, what: &str) -> Result<Vec<u32>> {
+    pub(super) fn download_u32(
+        &self,
+        buf: &CudaSlice<u32>,
+        len: usize,
+        what: &str,
+    ) -> Result<Vec<u32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -474,19 +479,7 @@ pub(super) fn select_update(
     } else {
         vec![0; total]
     };
-    let mut before = Vec::with_capacity(total);
-    let mut at = 0;
-    for s in &segs {
-        let per_target: Vec<Vec<u32>> = s
-            .iter()
-            .map(|&n| {
-                let c = host_counts[at..at + n].to_vec();
-                at += n;
-                c
-            })
-            .collect();
-        before.extend(tie_offsets(&per_target).into_iter().flatten());
-    }
+    let before = segment_tie_offsets(&segs, &host_counts);
     let before = be.upload_u32(&before, "select: tie offsets")?;
 
     // 3. Apply, one copy of the per-segment change counts back.

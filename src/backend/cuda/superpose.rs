@@ -9,11 +9,11 @@
 //! whose per-segment kept counts come back as one small copy. No weight, mask or count ever
 //! leaves the device, and the averaged values are never stored before the last pass.
 
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i64, CudaBackend, DevBuf, BLOCK};
 use crate::backend::cpu::select::{
-    segments, tie_offsets, RadixState, Threshold, MAX_HIST_BITS, RADIX_PASSES,
+    segment_tie_offsets, segments, RadixState, Threshold, MAX_HIST_BITS, RADIX_PASSES,
 };
 use crate::backend::cpu::superpose::check_superpose_groups;
 use crate::backend::{SelectAction, SuperposeGroup, SuperposeParams};
@@ -198,33 +198,6 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// A zeroed u32 device buffer of at least one element.
-    fn sp_alloc_u32(&self, len: usize, what: &str) -> Result<CudaSlice<u32>> {
-        self.stream
-            .alloc_zeros::<u32>(len.max(1))
-            .map_err(cuda_err(format!("{what}: allocate {len} u32")))
-    }
-
-    /// Copies u32 host data to a new device buffer (one element at least).
-    fn sp_upload_u32(&self, data: &[u32], what: &str) -> Result<CudaSlice<u32>> {
-        if data.is_empty() {
-            return self.sp_alloc_u32(0, what);
-        }
-        self.stream
-            .clone_htod(data)
-            .map_err(cuda_err(format!("{what}: upload")))
-    }
-
-    /// Copies the first `len` elements of a u32 device buffer to the host.
-    fn sp_download_u32(&self, buf: &CudaSlice<u32>, len: usize, what: &str) -> Result<Vec<u32>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        self.stream
-            .clone_dtoh(&buf.slice(..len))
-            .map_err(cuda_err(format!("{what}: download")))
-    }
-
     /// The read-only inputs of a target (placeholders for an absent mask or count).
     fn sp_inputs<'a>(
         &self,
@@ -272,7 +245,7 @@ impl CudaBackend {
         let ph = self.alloc(1, &format!("{op}: placeholder"))?;
         let x = self.sp_inputs(w, mask, count, &ph, op)?;
         let sv = self.buf(s, &format!("{op}: S"))?.view();
-        let mut h = self.sp_upload_u32(hist, &format!("{op}: hist"))?;
+        let mut h = self.upload_u32(hist, &format!("{op}: hist"))?;
         let nb = hist.len();
         self.launch_superpose_hist(
             &sv,
@@ -284,7 +257,7 @@ impl CudaBackend {
             bits,
             &mut h.slice_mut(..nb),
         )?;
-        hist.copy_from_slice(&self.sp_download_u32(&h, nb, &format!("{op}: hist"))?);
+        hist.copy_from_slice(&self.download_u32(&h, nb, &format!("{op}: hist"))?);
         Ok(())
     }
 
@@ -307,9 +280,9 @@ impl CudaBackend {
         let x = self.sp_inputs(w, mask, count, &ph, op)?;
         let sv = self.buf(s, &format!("{op}: S"))?.view();
         let g = counts.len();
-        let mut c = self.sp_alloc_u32(g, &format!("{op}: counts"))?;
+        let mut c = self.alloc_u32(g, &format!("{op}: counts"))?;
         self.launch_superpose_count(&sv, &x, p, lo, hi, &mut c.slice_mut(..g))?;
-        counts.copy_from_slice(&self.sp_download_u32(&c, g, &format!("{op}: counts"))?);
+        counts.copy_from_slice(&self.download_u32(&c, g, &format!("{op}: counts"))?);
         Ok(())
     }
 
@@ -343,8 +316,8 @@ impl CudaBackend {
             Some(m) => self.buf(m, &format!("{op}: mask"))?.view(),
             None => ph.view(),
         };
-        let tb = self.sp_upload_u32(tie_before, &format!("{op}: tie_before"))?;
-        let mut kb = self.sp_alloc_u32(g, &format!("{op}: kept"))?;
+        let tb = self.upload_u32(tie_before, &format!("{op}: tie_before"))?;
+        let mut kb = self.alloc_u32(g, &format!("{op}: kept"))?;
         let has_count = count.is_some();
         let mut cv = match count {
             Some(c) => self.buf_mut(c, &format!("{op}: count"))?.view_mut(),
@@ -364,7 +337,7 @@ impl CudaBackend {
             tie_take,
             &mut kb.slice_mut(..g),
         )?;
-        kept.copy_from_slice(&self.sp_download_u32(&kb, g, &format!("{op}: kept"))?);
+        kept.copy_from_slice(&self.download_u32(&kb, g, &format!("{op}: kept"))?);
         Ok(())
     }
 }
@@ -415,7 +388,7 @@ pub(super) fn superpose_update(
     let mut states: Vec<RadixState> = groups.iter().map(|g| RadixState::new(g.k)).collect();
     if !selecting.is_empty() {
         let slots = selecting.len() * HIST_SLOT;
-        let mut hist = be.sp_alloc_u32(slots, "superpose: histograms")?;
+        let mut hist = be.alloc_u32(slots, "superpose: histograms")?;
         for (shift, bits) in RADIX_PASSES {
             be.stream
                 .memset_zeros(&mut hist)
@@ -438,7 +411,7 @@ pub(super) fn superpose_update(
                     )?;
                 }
             }
-            let h = be.sp_download_u32(&hist, slots, "superpose: histograms")?;
+            let h = be.download_u32(&hist, slots, "superpose: histograms")?;
             for (slot, &gi) in selecting.iter().enumerate() {
                 let at = slot * HIST_SLOT;
                 states[gi]
@@ -464,7 +437,7 @@ pub(super) fn superpose_update(
         .map(|g| g.targets.iter().map(|t| segments(t.s.numel())).collect())
         .collect();
     let total: usize = segs.iter().flatten().sum();
-    let mut counts = be.sp_alloc_u32(total, "superpose: tie counts")?;
+    let mut counts = be.alloc_u32(total, "superpose: tie counts")?;
     let mut any_ties = false;
     let mut at = 0;
     for (gi, g) in groups.iter().enumerate() {
@@ -487,27 +460,15 @@ pub(super) fn superpose_update(
         }
     }
     let host_counts = if any_ties {
-        be.sp_download_u32(&counts, total, "superpose: tie counts")?
+        be.download_u32(&counts, total, "superpose: tie counts")?
     } else {
         vec![0; total]
     };
-    let mut before = Vec::with_capacity(total);
-    let mut at = 0;
-    for s in &segs {
-        let per_target: Vec<Vec<u32>> = s
-            .iter()
-            .map(|&n| {
-                let c = host_counts[at..at + n].to_vec();
-                at += n;
-                c
-            })
-            .collect();
-        before.extend(tie_offsets(&per_target).into_iter().flatten());
-    }
-    let before = be.sp_upload_u32(&before, "superpose: tie offsets")?;
+    let before = segment_tie_offsets(&segs, &host_counts);
+    let before = be.upload_u32(&before, "superpose: tie offsets")?;
 
     // 3. The fused write, one copy of the per-segment kept counts back.
-    let mut kept = be.sp_alloc_u32(total, "superpose: kept counts")?;
+    let mut kept = be.alloc_u32(total, "superpose: kept counts")?;
     let mut ph_count = be.alloc(1, "superpose: placeholder")?;
     let mut at = 0;
     for (gi, g) in groups.iter_mut().enumerate() {
@@ -542,7 +503,7 @@ pub(super) fn superpose_update(
             at += n;
         }
     }
-    let host_kept = be.sp_download_u32(&kept, total, "superpose: kept counts")?;
+    let host_kept = be.download_u32(&kept, total, "superpose: kept counts")?;
     let mut at = 0;
     Ok(segs
         .iter()
