@@ -15,8 +15,10 @@ pub mod cpu;
 pub mod cuda;
 mod params;
 pub mod registry;
+mod sparse_weight;
 
 pub use params::{Conv2dParams, Pool2dParams, SgdParams};
+pub use sparse_weight::SparseWeight;
 
 use crate::device::Device;
 use crate::error::Result;
@@ -84,6 +86,28 @@ pub trait Backend: Send + Sync {
     ) -> Result<Tensor>;
     /// Sum over every dimension except dimension 1: [n, c, rest...] -> [c] (bias gradients).
     fn channel_sum(&self, x: &Tensor) -> Result<Tensor>;
+
+    // ---- spconv (kernels/spconv.cu, cpu/spconv.rs) -------------------------------------------
+    /// y = conv(x, w) + bias with the weight in CSR form: only the active weights are read. A
+    /// linear layer is the 1×1 case on [n, in, 1, 1].
+    fn spconv_fwd(
+        &self,
+        x: &Tensor,
+        w: &SparseWeight,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+    ) -> Result<Tensor>;
+    /// dx of the sparse conv; `wt` is `w.transpose()` (rows = im2col rows, columns = c_out).
+    fn spconv_bwd_input(&self, dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<Tensor>;
+    /// The weight gradient at the active positions of `w` only, returned dense-shaped
+    /// [c_out, c_in, k_h, k_w] with zeros at the inactive positions (an SDDMM).
+    fn spconv_bwd_weight(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        w: &SparseWeight,
+        p: &Conv2dParams,
+    ) -> Result<Tensor>;
 
     // ---- matmul (kernels/matmul.cu, cpu/matmul.rs) -------------------------------------------
     /// y[n, out] = x[n, in] · w[out, in]^T + bias[out].

@@ -19,13 +19,17 @@ pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod select;
+pub mod spconv;
+pub mod spconv_direct;
+pub mod spconv_tiled;
+pub mod spmm;
 pub mod superpose;
 
 use rayon::prelude::*;
 
 use crate::backend::{
     Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
-    SgdParams, SuperposeGroup, SuperposeParams,
+    SgdParams, SparseWeight, SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -124,6 +128,25 @@ fn mask_of<'a>(mask: Option<&'a Tensor>, shape: &[usize], op: &str) -> Result<Op
     }
 }
 
+/// Errors unless a CSR weight is `rows`×`cols` with consistent arrays and in-range columns.
+fn check_sparse(w: &SparseWeight, rows: usize, cols: usize, op: &str, what: &str) -> Result<()> {
+    let ok_ptr = w.row_ptr.len() == rows + 1
+        && w.row_ptr.first() == Some(&0)
+        && w.row_ptr.windows(2).all(|p| p[0] <= p[1])
+        && *w.row_ptr.last().unwrap() as usize == w.col_idx.len()
+        && w.col_idx.len() == w.values.len();
+    if w.rows != rows || w.cols != cols || !ok_ptr || w.col_idx.iter().any(|&c| c as usize >= cols)
+    {
+        return Err(Error::Shape(format!(
+            "{op}: {what} is a {}x{} CSR with {} entries, expected a valid {rows}x{cols} one",
+            w.rows,
+            w.cols,
+            w.values.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Multiplies `dw` by `mask` (same length) in place.
 fn apply_mask(dw: &mut [f32], mask: Option<&[f32]>) {
     if let Some(m) = mask {
@@ -216,6 +239,69 @@ impl Backend for CpuBackend {
         let mut out = vec![0.0; c];
         conv::channel_sum_f32(host(x, "channel_sum", "x")?, n, c, s, &mut out);
         Tensor::from_vec(out, &[c])
+    }
+
+    // ---- spconv -----------------------------------------------------------------------------
+    fn spconv_fwd(
+        &self,
+        x: &Tensor,
+        w: &SparseWeight,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
+    ) -> Result<Tensor> {
+        let op = "spconv_fwd";
+        check_conv_params(p, op)?;
+        check_shape(x, &p.x_shape(), op, "x")?;
+        check_sparse(w, p.c_out as usize, p.col_rows(), op, "weight")?;
+        let bias = match bias {
+            Some(b) => {
+                check_shape(b, &[p.c_out as usize], op, "bias")?;
+                Some(host(b, op, "bias")?)
+            }
+            None => None,
+        };
+        let x = host(x, op, "x")?;
+        let mut y = vec![0.0; numel(&p.y_shape())];
+        if spconv_direct::applies(p) {
+            spconv_direct::forward(x, w, bias, p, &mut y);
+        } else {
+            spconv_tiled::forward(x, w, bias, p, &mut y);
+        }
+        Tensor::from_vec(y, &p.y_shape())
+    }
+    fn spconv_bwd_input(&self, dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<Tensor> {
+        let op = "spconv_bwd_input";
+        check_conv_params(p, op)?;
+        check_shape(dy, &p.y_shape(), op, "dy")?;
+        check_sparse(wt, p.col_rows(), p.c_out as usize, op, "transposed weight")?;
+        let dy = host(dy, op, "dy")?;
+        let mut dx = vec![0.0; numel(&p.x_shape())];
+        if spconv_direct::applies(p) {
+            spconv_direct::backward_input(dy, wt, p, &mut dx);
+        } else {
+            spconv_tiled::backward_input(dy, wt, p, &mut dx);
+        }
+        Tensor::from_vec(dx, &p.x_shape())
+    }
+    fn spconv_bwd_weight(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        w: &SparseWeight,
+        p: &Conv2dParams,
+    ) -> Result<Tensor> {
+        let op = "spconv_bwd_weight";
+        check_conv_params(p, op)?;
+        check_shape(x, &p.x_shape(), op, "x")?;
+        check_shape(dy, &p.y_shape(), op, "dy")?;
+        check_sparse(w, p.c_out as usize, p.col_rows(), op, "weight")?;
+        let (x, dy) = (host(x, op, "x")?, host(dy, op, "dy")?);
+        let dv = if spconv_direct::applies(p) {
+            spconv_direct::backward_weight(x, dy, w, p)
+        } else {
+            spconv_tiled::backward_weight(x, dy, w, p)
+        };
+        Tensor::from_vec(w.scatter_dense(&dv), &p.w_shape())
     }
 
     // ---- matmul -----------------------------------------------------------------------------

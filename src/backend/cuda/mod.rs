@@ -36,7 +36,7 @@ pub use matmul::Gemm;
 
 use crate::backend::{
     Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
-    SgdParams, SuperposeGroup, SuperposeParams,
+    SgdParams, SparseWeight, SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -463,6 +463,38 @@ impl Backend for CudaBackend {
     }
     fn channel_sum(&self, x: &Tensor) -> Result<Tensor> {
         conv::channel_sum(self, x)
+    }
+    fn spconv_fwd(
+        &self,
+        _x: &Tensor,
+        _w: &SparseWeight,
+        _bias: Option<&Tensor>,
+        _p: &Conv2dParams,
+    ) -> Result<Tensor> {
+        Err(Error::Device(
+            "spconv_fwd: the CUDA sparse kernels are not built yet".into(),
+        ))
+    }
+    fn spconv_bwd_input(
+        &self,
+        _dy: &Tensor,
+        _wt: &SparseWeight,
+        _p: &Conv2dParams,
+    ) -> Result<Tensor> {
+        Err(Error::Device(
+            "spconv_bwd_input: the CUDA sparse kernels are not built yet".into(),
+        ))
+    }
+    fn spconv_bwd_weight(
+        &self,
+        _x: &Tensor,
+        _dy: &Tensor,
+        _w: &SparseWeight,
+        _p: &Conv2dParams,
+    ) -> Result<Tensor> {
+        Err(Error::Device(
+            "spconv_bwd_weight: the CUDA sparse kernels are not built yet".into(),
+        ))
     }
     fn linear_fwd(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         matmul::linear_fwd(self, x, w, bias)

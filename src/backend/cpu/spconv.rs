@@ -1,0 +1,144 @@
+//! The sparse convolution twins (family `spconv`): conv2d with a weight in CSR form
+//! ([`crate::backend::SparseWeight`], rows = output channels, columns = (c_in, k_h, k_w) in
+//! im2col order). These are the reference semantics the CUDA kernels of `kernels/spconv.cu`
+//! follow (same loops, same summation order per output); the backend runs the tiled fast path
+//! of [`super::spconv_tiled`]. A linear layer is the 1×1 case on a 1×1 map.
+
+use crate::backend::Conv2dParams;
+
+/// Decodes a column of the im2col order into (c, r, s).
+#[inline]
+fn decode(col: usize, p: &Conv2dParams) -> (usize, usize, usize) {
+    let (kh, kw) = (p.k_h as usize, p.k_w as usize);
+    (col / (kh * kw), (col / kw) % kh, col % kw)
+}
+
+/// y[n, o, yo, xo] = bias[o] + Σ over the entries e of row o (ascending) of
+/// values[e] · x[n, c, yo·stride + r − pad, xo·stride + s − pad] (0 outside the image).
+pub fn spconv_fwd_f32(
+    x: &[f32],
+    row_ptr: &[u32],
+    col_idx: &[u32],
+    values: &[f32],
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+    y: &mut [f32],
+) {
+    let [n, c_in, h, w] = p.x_shape();
+    let [_, c_out, ho, wo] = p.y_shape();
+    let (st, pad) = (p.stride as i64, p.pad as i64);
+    assert_eq!(y.len(), n * c_out * ho * wo, "spconv_fwd_f32: y length");
+    for b in 0..n {
+        for o in 0..c_out {
+            for yo in 0..ho {
+                for xo in 0..wo {
+                    let mut acc = bias.map_or(0.0, |bv| bv[o]);
+                    for e in row_ptr[o] as usize..row_ptr[o + 1] as usize {
+                        let (c, r, s) = decode(col_idx[e] as usize, p);
+                        let iy = yo as i64 * st + r as i64 - pad;
+                        let ix = xo as i64 * st + s as i64 - pad;
+                        if iy >= 0 && iy < h as i64 && ix >= 0 && ix < w as i64 {
+                            let xi = ((b * c_in + c) * h + iy as usize) * w + ix as usize;
+                            acc += values[e] * x[xi];
+                        }
+                    }
+                    y[((b * c_out + o) * ho + yo) * wo + xo] = acc;
+                }
+            }
+        }
+    }
+}
+
+/// dx[n, c, yi, xi] = Σ over r, s (ascending) and the entries e of row (c, r, s) of the
+/// TRANSPOSED weight (columns = output channels o, ascending) of
+/// t_values[e] · dy[n, o, yo, xo] where yo·stride + r − pad = yi and xo·stride + s − pad = xi.
+pub fn spconv_bwd_input_f32(
+    dy: &[f32],
+    t_row_ptr: &[u32],
+    t_col_idx: &[u32],
+    t_values: &[f32],
+    p: &Conv2dParams,
+    dx: &mut [f32],
+) {
+    let [n, c_in, h, w] = p.x_shape();
+    let [_, c_out, ho, wo] = p.y_shape();
+    let (kh, kw) = (p.k_h as usize, p.k_w as usize);
+    let (st, pad) = (p.stride as i64, p.pad as i64);
+    assert_eq!(
+        dx.len(),
+        n * c_in * h * w,
+        "spconv_bwd_input_f32: dx length"
+    );
+    for b in 0..n {
+        for c in 0..c_in {
+            for yi in 0..h {
+                for xi in 0..w {
+                    let mut acc = 0.0f32;
+                    for r in 0..kh {
+                        let ty = yi as i64 + pad - r as i64;
+                        if ty < 0 || ty % st != 0 || ty / st >= ho as i64 {
+                            continue;
+                        }
+                        for s in 0..kw {
+                            let tx = xi as i64 + pad - s as i64;
+                            if tx < 0 || tx % st != 0 || tx / st >= wo as i64 {
+                                continue;
+                            }
+                            let (yo, xo) = ((ty / st) as usize, (tx / st) as usize);
+                            let k = (c * kh + r) * kw + s;
+                            for e in t_row_ptr[k] as usize..t_row_ptr[k + 1] as usize {
+                                let o = t_col_idx[e] as usize;
+                                acc += t_values[e] * dy[((b * c_out + o) * ho + yo) * wo + xo];
+                            }
+                        }
+                    }
+                    dx[((b * c_in + c) * h + yi) * w + xi] = acc;
+                }
+            }
+        }
+    }
+}
+
+/// dvalues[e] = Σ over n, yo, xo (in that order) of dy[n, o, yo, xo] ·
+/// x[n, c, yo·stride + r − pad, xo·stride + s − pad] for entry e = (o, (c, r, s)): the weight
+/// gradient at the active positions only.
+pub fn spconv_bwd_weight_f32(
+    x: &[f32],
+    dy: &[f32],
+    row_ptr: &[u32],
+    col_idx: &[u32],
+    p: &Conv2dParams,
+    dvalues: &mut [f32],
+) {
+    let [n, c_in, h, w] = p.x_shape();
+    let [_, c_out, ho, wo] = p.y_shape();
+    let (st, pad) = (p.stride as i64, p.pad as i64);
+    assert_eq!(
+        dvalues.len(),
+        col_idx.len(),
+        "spconv_bwd_weight_f32: one value per entry"
+    );
+    for o in 0..c_out {
+        for e in row_ptr[o] as usize..row_ptr[o + 1] as usize {
+            let (c, r, s) = decode(col_idx[e] as usize, p);
+            let mut acc = 0.0f32;
+            for b in 0..n {
+                for yo in 0..ho {
+                    let iy = yo as i64 * st + r as i64 - pad;
+                    if iy < 0 || iy >= h as i64 {
+                        continue;
+                    }
+                    for xo in 0..wo {
+                        let ix = xo as i64 * st + s as i64 - pad;
+                        if ix < 0 || ix >= w as i64 {
+                            continue;
+                        }
+                        let xi = ((b * c_in + c) * h + iy as usize) * w + ix as usize;
+                        acc += dy[((b * c_out + o) * ho + yo) * wo + xo] * x[xi];
+                    }
+                }
+            }
+            dvalues[e] = acc;
+        }
+    }
+}
