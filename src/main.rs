@@ -191,6 +191,12 @@ struct TrainArgs {
     /// Sup-tickets: also evaluate the deep ensemble of the tickets.
     #[arg(long)]
     ensemble: bool,
+    /// Kernels of masked layers: auto (sparse at density <= the crossover; default), dense or sparse.
+    #[arg(long, value_name = "auto|dense|sparse")]
+    sparse_kernels: Option<String>,
+    /// Crossover density of --sparse-kernels auto (default 0.3, measured: BENCHMARKS.md).
+    #[arg(long, value_name = "DENSITY")]
+    sparse_crossover: Option<f64>,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -298,7 +304,9 @@ fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
         average,
         cima_beta,
         reprune,
-        bn
+        bn,
+        sparse_kernels,
+        sparse_crossover
     );
     if a.suptickets {
         cfg.suptickets = true;

@@ -7,6 +7,7 @@
 
 mod gradcheck;
 mod ops;
+pub mod sparse_ops;
 
 pub use gradcheck::{check_gradients, GradCheckReport};
 

@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod cuda;
 mod params;
 pub mod registry;
+pub mod sparse_policy;
 mod sparse_weight;
 
 pub use params::{Conv2dParams, Pool2dParams, SgdParams};

@@ -65,10 +65,15 @@ impl Layer for Conv2d {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let w = f.param(self.weight);
         let b = self.bias.map(|b| f.param(b));
-        let mask = f.grad_mask(self.weight).cloned();
-        let y = f
-            .tape
-            .conv2d(x, w, b, self.stride, self.pad, mask.as_ref())?;
+        let y = if let Some(m) = f.sparse_kernel_mask(self.weight) {
+            let dense_grad = f.dense_weight_grads();
+            f.tape
+                .conv2d_sparse(x, w, b, self.stride, self.pad, &m, dense_grad)?
+        } else {
+            let mask = f.grad_mask(self.weight).cloned();
+            f.tape
+                .conv2d(x, w, b, self.stride, self.pad, mask.as_ref())?
+        };
         let ys = f.tape.value(y).shape().to_vec();
         let ws = f.tape.value(w).shape().to_vec();
         let macs = (ys[1] * ys[2] * ys[3]) as u64 * (ws[1] * ws[2] * ws[3]) as u64;

@@ -104,6 +104,28 @@ impl<'a> Forward<'a> {
         }
     }
 
+    /// True when this pass asks for the dense gradient of every masked weight.
+    pub fn dense_weight_grads(&self) -> bool {
+        self.dense_weight_grads
+    }
+
+    /// The mask of parameter `id` when its layer should run the sparse kernels
+    /// ([`crate::backend::sparse_policy`]: by the mask's density and the device), else None.
+    pub fn sparse_kernel_mask(&self, id: ParamId) -> Option<Tensor> {
+        use crate::backend::sparse_policy::{sparse_kernels, use_sparse, SparseKernels};
+        use rayon::prelude::*;
+        let m = self.mask(id)?;
+        if sparse_kernels() == SparseKernels::Dense {
+            return None;
+        }
+        let active = match m.as_cpu() {
+            Ok(v) => v.par_iter().filter(|&&x| x != 0.0).count(),
+            Err(_) => m.backend().count_nonzero(&[m]).ok()?[0],
+        };
+        let density = active as f64 / m.numel().max(1) as f64;
+        use_sparse(density, m.device()).then(|| m.clone())
+    }
+
     /// The buffer `id`.
     pub fn buffer(&self, id: BufferId) -> &Tensor {
         &self.store.buffer(id).value

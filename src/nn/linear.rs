@@ -54,8 +54,13 @@ impl Layer for Linear {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let w = f.param(self.weight);
         let b = self.bias.map(|b| f.param(b));
-        let mask = f.grad_mask(self.weight).cloned();
-        let y = f.tape.linear(x, w, b, mask.as_ref())?;
+        let y = if let Some(m) = f.sparse_kernel_mask(self.weight) {
+            let dense_grad = f.dense_weight_grads();
+            f.tape.linear_sparse(x, w, b, &m, dense_grad)?
+        } else {
+            let mask = f.grad_mask(self.weight).cloned();
+            f.tape.linear(x, w, b, mask.as_ref())?
+        };
         let ys = f.tape.value(y).shape().to_vec();
         let ws = f.tape.value(w).shape().to_vec();
         f.record(self.weight, LayerKind::Linear, &ys, (ws[0] * ws[1]) as u64);

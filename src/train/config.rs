@@ -124,6 +124,11 @@ pub struct TrainConfig {
     pub bn: String,
     /// Sup-tickets: also evaluate the deep ensemble of the K+1 tickets (appendix E).
     pub ensemble: bool,
+    /// Kernels of masked layers: `auto` (sparse below the crossover density), `dense` or
+    /// `sparse` ([`crate::backend::sparse_policy`]).
+    pub sparse_kernels: String,
+    /// The crossover density of `sparse_kernels = "auto"`.
+    pub sparse_crossover: f64,
 }
 
 impl Default for TrainConfig {
@@ -177,6 +182,8 @@ impl Default for TrainConfig {
             reprune: "global".into(),
             bn: "av".into(),
             ensemble: false,
+            sparse_kernels: "auto".into(),
+            sparse_crossover: crate::backend::sparse_policy::DEFAULT_CROSSOVER,
         }
     }
 }
@@ -319,6 +326,14 @@ impl TrainConfig {
     /// Checks values that cannot be right, naming the flag.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        crate::backend::sparse_policy::SparseKernels::parse(&self.sparse_kernels)
+            .map_err(|e| Error::Config(format!("--sparse-kernels: {e}")))?;
+        if !(self.sparse_crossover > 0.0 && self.sparse_crossover <= 1.0) {
+            return bad(format!(
+                "--sparse-crossover: expected a density in (0, 1], got {}",
+                self.sparse_crossover
+            ));
+        }
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());
         }

@@ -281,6 +281,10 @@ pub fn iteration_lr(
 /// The training loop, from scratch or from a checkpoint (and the directory it came from).
 pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Report> {
     cfg.validate()?;
+    crate::backend::sparse_policy::set_sparse_kernels(
+        crate::backend::sparse_policy::SparseKernels::parse(&cfg.sparse_kernels)?,
+    );
+    crate::backend::sparse_policy::set_crossover(cfg.sparse_crossover)?;
     let device = Device::parse(&cfg.device)?;
     let out = output_dir(cfg);
     let name = cfg.name.clone().unwrap_or_else(|| {
