@@ -31,6 +31,9 @@ enum Command {
     /// Train the base method and the same with --suptickets (same seed and epochs) into
     /// OUT/base and OUT/suptickets, then print both side by side.
     Compare(Box<TrainArgs>),
+    /// Time the sparse kernels against the dense ones: whole training step, inference and
+    /// every conv/linear layer, with the FLOP reduction and achieved GFLOP/s beside them.
+    Bench(BenchArgs),
     /// Evaluate a checkpoint on its run's test (or validation) split.
     Eval(EvalArgs),
     /// Per-layer parameter and FLOP table of a model.
@@ -262,6 +265,7 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Train(a) => cmd_train(*a),
         Command::Compare(a) => cmd_compare(*a),
+        Command::Bench(a) => cmd_bench(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Flops(a) => cmd_flops(a),
         Command::Info => cmd_info(),
@@ -449,6 +453,83 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Arguments of `suptickets bench`.
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Model (vgg16, resnet18, ...; CIFAR 32x32x3 input, 10 classes).
+    #[arg(long, default_value = "vgg16")]
+    model: String,
+    /// Channel multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    width: f32,
+    /// Global sparsity of the random masks.
+    #[arg(long, default_value_t = 0.95)]
+    sparsity: f64,
+    /// Layer-wise density allocation: uniform, er or erk.
+    #[arg(long, default_value = "erk")]
+    init: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// cpu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Timed repetitions (medians reported).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Untimed repetitions first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Crossover density of the auto kernel choice.
+    #[arg(long, value_name = "DENSITY")]
+    sparse_crossover: Option<f64>,
+    /// Whole network only (no per-layer table).
+    #[arg(long)]
+    no_layers: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&a.sparsity) {
+        return Err(Error::Config(format!(
+            "--sparsity: expected a value in [0, 1), got {}",
+            a.sparsity
+        )));
+    }
+    if a.batch == 0 || a.steps == 0 {
+        return Err(Error::Config(
+            "--batch and --steps must be at least 1".into(),
+        ));
+    }
+    if let Some(c) = a.sparse_crossover {
+        suptickets::backend::sparse_policy::set_crossover(c)?;
+    }
+    let cfg = suptickets::bench::BenchConfig {
+        model: a.model,
+        width: a.width,
+        sparsity: a.sparsity,
+        init: suptickets::sparse::density::DensityInit::parse(&a.init)
+            .map_err(|e| Error::Config(format!("--init: {e}")))?,
+        batch: a.batch,
+        device: suptickets::Device::parse(&a.device)?,
+        steps: a.steps,
+        warmup: a.warmup,
+        no_layers: a.no_layers,
+    };
+    let r = suptickets::bench::run(&cfg)?;
+    if a.json {
+        say!(
+            "{}",
+            serde_json::to_string(&r).map_err(|e| Error::Config(e.to_string()))?
+        );
+    } else {
+        say!("{}", suptickets::bench::render(&r));
     }
     Ok(())
 }

@@ -107,10 +107,17 @@ mod tests {
 
     #[test]
     fn parse_and_names_round_trip() {
-        for m in [SparseKernels::Auto, SparseKernels::Dense, SparseKernels::Sparse] {
+        for m in [
+            SparseKernels::Auto,
+            SparseKernels::Dense,
+            SparseKernels::Sparse,
+        ] {
             assert_eq!(SparseKernels::parse(m.name()).unwrap(), m);
         }
-        assert!(SparseKernels::parse("csr").unwrap_err().to_string().contains("auto, dense or sparse"));
+        assert!(SparseKernels::parse("csr")
+            .unwrap_err()
+            .to_string()
+            .contains("auto, dense or sparse"));
         assert!(set_crossover(0.0).is_err() && set_crossover(1.5).is_err());
     }
 }

@@ -117,28 +117,58 @@ impl SparseWeight {
     }
 
     /// The CSR of the transpose (rows = this matrix's columns); entries of each new row are in
-    /// ascending order of the original row.
+    /// ascending order of the original row. Row blocks are counted and written in parallel;
+    /// each block's entries land after the previous blocks', so the order is the sequential one.
     pub fn transpose(&self) -> SparseWeight {
-        let mut count = vec![0u32; self.cols + 1];
-        for &c in &self.col_idx {
-            count[c as usize + 1] += 1;
+        let blocks = rayon::current_num_threads().clamp(1, self.rows.max(1));
+        let bounds: Vec<usize> = (0..=blocks).map(|b| self.rows * b / blocks).collect();
+        // counts[b][c]: entries of column c in row block b.
+        let counts: Vec<Vec<u32>> = (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let mut cnt = vec![0u32; self.cols];
+                let (e0, e1) = (
+                    self.row_ptr[bounds[b]] as usize,
+                    self.row_ptr[bounds[b + 1]] as usize,
+                );
+                for &c in &self.col_idx[e0..e1] {
+                    cnt[c as usize] += 1;
+                }
+                cnt
+            })
+            .collect();
+        let mut row_ptr = vec![0u32; self.cols + 1];
+        for c in 0..self.cols {
+            row_ptr[c + 1] = row_ptr[c] + counts.iter().map(|cnt| cnt[c]).sum::<u32>();
         }
-        for i in 0..self.cols {
-            count[i + 1] += count[i];
-        }
-        let row_ptr = count.clone();
-        let mut next = count;
-        let mut col_idx = vec![0u32; self.nnz()];
-        let mut values = vec![0f32; self.nnz()];
-        for r in 0..self.rows {
-            let (cs, vs) = self.row(r);
-            for (&c, &v) in cs.iter().zip(vs) {
-                let e = next[c as usize] as usize;
-                col_idx[e] = r as u32;
-                values[e] = v;
-                next[c as usize] += 1;
+        // starts[b][c]: where block b writes its first entry of column c.
+        let mut starts: Vec<Vec<u32>> = Vec::with_capacity(blocks);
+        let mut next = row_ptr[..self.cols].to_vec();
+        for cnt in &counts {
+            starts.push(next.clone());
+            for (n, &k) in next.iter_mut().zip(cnt) {
+                *n += k;
             }
         }
+        let nnz = self.nnz();
+        let mut col_idx = vec![0u32; nnz];
+        let mut values = vec![0f32; nnz];
+        let (ci, vi) = (SyncPtr(col_idx.as_mut_ptr()), SyncPtr(values.as_mut_ptr()));
+        starts.into_par_iter().enumerate().for_each(|(b, mut pos)| {
+            for r in bounds[b]..bounds[b + 1] {
+                let (cs, vs) = self.row(r);
+                for (&c, &v) in cs.iter().zip(vs) {
+                    let e = pos[c as usize] as usize;
+                    // SAFETY: the (block, column) ranges [starts[b][c], +counts[b][c]) are
+                    // disjoint and inside 0..nnz, so every e is written exactly once.
+                    unsafe {
+                        *ci.get().add(e) = r as u32;
+                        *vi.get().add(e) = v;
+                    }
+                    pos[c as usize] += 1;
+                }
+            }
+        });
         SparseWeight {
             rows: self.cols,
             cols: self.rows,
@@ -174,6 +204,18 @@ impl SparseWeight {
     }
 }
 
+/// A raw pointer shared by the transpose's writers (disjoint ranges).
+#[derive(Clone, Copy)]
+struct SyncPtr<T>(*mut T);
+// SAFETY: only used for writes to disjoint positions (see `transpose`).
+unsafe impl<T> Send for SyncPtr<T> {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +237,24 @@ mod tests {
         assert_eq!(t.row_ptr, vec![0, 1, 2, 3]);
         assert_eq!(t.col_idx, vec![0, 1, 0]);
         assert_eq!(t.values, vec![1.0, 0.0, 3.0]);
+        assert_eq!(t.transpose(), s);
+    }
+
+    #[test]
+    fn parallel_transpose_equals_the_dense_transpose() {
+        let (rows, cols) = (37, 53);
+        let w: Vec<f32> = (0..rows * cols).map(|i| i as f32 + 1.0).collect();
+        let m: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919) % 5 == 0) as u8 as f32)
+            .collect();
+        let s = SparseWeight::from_masked(&w, &m, rows, cols).unwrap();
+        let t = s.transpose();
+        let (d, dt) = (s.to_dense(), t.to_dense());
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(d[r * cols + c], dt[c * rows + r]);
+            }
+        }
         assert_eq!(t.transpose(), s);
     }
 

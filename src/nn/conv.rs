@@ -77,7 +77,9 @@ impl Layer for Conv2d {
         let ys = f.tape.value(y).shape().to_vec();
         let ws = f.tape.value(w).shape().to_vec();
         let macs = (ys[1] * ys[2] * ys[3]) as u64 * (ws[1] * ws[2] * ws[3]) as u64;
-        f.record(self.weight, LayerKind::Conv, &ys, macs);
+        let xs = f.tape.value(x).shape().to_vec();
+        let sp = (self.stride, self.pad);
+        f.record(self.weight, LayerKind::Conv, &xs, &ys, sp, macs);
         Ok(y)
     }
 }

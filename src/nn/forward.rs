@@ -29,6 +29,10 @@ pub struct LayerTrace {
     pub weight_shape: Vec<usize>,
     /// Output shape of one example.
     pub out_shape: Vec<usize>,
+    /// Input shape of one example.
+    pub in_shape: Vec<usize>,
+    /// Stride and padding (1 and 0 for a linear layer).
+    pub stride_pad: (usize, usize),
     /// Dense multiply-adds for one example.
     pub macs_per_example: u64,
 }
@@ -137,11 +141,14 @@ impl<'a> Forward<'a> {
     }
 
     /// Adds a layer record if tracing.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         param: ParamId,
         kind: LayerKind,
+        in_shape: &[usize],
         out_shape: &[usize],
+        stride_pad: (usize, usize),
         macs_per_example: u64,
     ) {
         if let Some(t) = &mut self.trace {
@@ -152,6 +159,8 @@ impl<'a> Forward<'a> {
                 kind,
                 weight_shape: p.value.shape().to_vec(),
                 out_shape: out_shape[1..].to_vec(),
+                in_shape: in_shape[1..].to_vec(),
+                stride_pad,
                 macs_per_example,
             });
         }

@@ -63,7 +63,9 @@ impl Layer for Linear {
         };
         let ys = f.tape.value(y).shape().to_vec();
         let ws = f.tape.value(w).shape().to_vec();
-        f.record(self.weight, LayerKind::Linear, &ys, (ws[0] * ws[1]) as u64);
+        let xs = f.tape.value(x).shape().to_vec();
+        let macs = (ws[0] * ws[1]) as u64;
+        f.record(self.weight, LayerKind::Linear, &xs, &ys, (1, 0), macs);
         Ok(y)
     }
 }

@@ -1,0 +1,443 @@
+//! `suptickets bench`: measured speed of the sparse kernels against the dense ones, per layer
+//! and for the whole training step, beside the theoretical FLOP reduction.
+//!
+//! The model gets random masks at the requested sparsity (ERK or uniform, SPEC §2) on a
+//! synthetic CIFAR batch. Whole-step timings alternate dense and sparse runs (the machines are
+//! noisy, so each round times both, and medians are reported): `dense` runs every layer with
+//! the dense kernels on the masked weights (what the reference code does), `sparse` runs the
+//! per-layer choice of `--sparse-kernels auto` (sparse below the crossover density). Per-layer
+//! timings call the backend kernels directly on the layer's real mask: forward, backward to the
+//! input, backward to the weights (masked, as on a regular step), and the CSR build.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::autograd::sparse_ops::sparse_weight_of;
+use crate::backend::sparse_policy::{self, SparseKernels};
+use crate::backend::{Conv2dParams, SparseWeight};
+use crate::device::Device;
+use crate::error::Result;
+use crate::models::{build, ModelConfig};
+use crate::nn::{LayerKind, Network};
+use crate::optim::Sgd;
+use crate::rng::Rng;
+use crate::sparse::density::DensityInit;
+use crate::sparse::mask::{init_random_masks, MaskInit};
+use crate::tensor::Tensor;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Model name.
+    pub model: String,
+    /// Channel multiplier.
+    pub width: f32,
+    /// Global sparsity of the masks.
+    pub sparsity: f64,
+    /// Layer-wise density allocation.
+    pub init: DensityInit,
+    /// Batch size.
+    pub batch: usize,
+    /// Device.
+    pub device: Device,
+    /// Timed repetitions (medians are reported).
+    pub steps: usize,
+    /// Untimed repetitions first.
+    pub warmup: usize,
+    /// Skip the per-layer table.
+    pub no_layers: bool,
+}
+
+/// Median times of the whole network, milliseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepTimes {
+    /// Eval-mode forward pass of the batch (inference).
+    pub inference_ms: f64,
+    /// Training forward + backward.
+    pub forward_backward_ms: f64,
+    /// Forward + backward + SGD step (masks applied).
+    pub train_step_ms: f64,
+}
+
+/// One conv or linear layer.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerBench {
+    /// Weight name.
+    pub name: String,
+    /// Weight shape.
+    pub shape: Vec<usize>,
+    /// Input map of one example.
+    pub in_shape: Vec<usize>,
+    /// Active fraction of the weight.
+    pub density: f64,
+    /// What `auto` runs for this layer: `sparse` or `dense`.
+    pub auto_choice: String,
+    /// Dense kernels: forward, backward-input, backward-weight (ms).
+    pub dense_ms: [f64; 3],
+    /// Sparse kernels: forward, backward-input, backward-weight (ms).
+    pub sparse_ms: [f64; 3],
+    /// CSR build + transpose from the weight and mask (ms, once per step).
+    pub build_ms: f64,
+    /// Dense / sparse time of the three passes together (build included).
+    pub speedup: f64,
+    /// 1 / density: the FLOP reduction.
+    pub flop_reduction: f64,
+    /// Achieved GFLOP/s of the sparse passes (useful FLOPs only).
+    pub sparse_gflops: f64,
+    /// Achieved GFLOP/s of the dense passes.
+    pub dense_gflops: f64,
+}
+
+/// The whole measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Model name.
+    pub model: String,
+    /// Channel multiplier.
+    pub width: f32,
+    /// Requested sparsity.
+    pub sparsity: f64,
+    /// Density allocation.
+    pub init: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Device.
+    pub device: String,
+    /// Rayon threads (CPU).
+    pub threads: usize,
+    /// Crossover density of `auto`.
+    pub crossover: f64,
+    /// Dense training FLOPs of one step (3 × forward), GFLOP.
+    pub dense_step_gflop: f64,
+    /// Sparse training FLOPs of one step at these masks, GFLOP.
+    pub sparse_step_gflop: f64,
+    /// Dense / sparse FLOPs.
+    pub flop_reduction: f64,
+    /// Bytes of the maskable weights stored densely.
+    pub dense_weight_bytes: usize,
+    /// Bytes of the same weights in CSR (u32 indices, f32 values, row pointers).
+    pub sparse_weight_bytes: usize,
+    /// Dense network, masked weights (the reference code's way).
+    pub dense: StepTimes,
+    /// Sparse kernels where `auto` chooses them.
+    pub sparse: StepTimes,
+    /// Dense / sparse, training step.
+    pub train_speedup: f64,
+    /// Dense / sparse, inference.
+    pub inference_speedup: f64,
+    /// Per-layer table (empty with `no_layers`).
+    pub layers: Vec<LayerBench>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn random(r: &mut Rng, shape: &[usize], device: &Device) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec((0..n).map(|_| r.normal()).collect(), shape)?.to_device(device)
+}
+
+/// Runs the benchmark.
+pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
+    let mut mc = ModelConfig::new(&cfg.model, 10);
+    mc.width = cfg.width;
+    let mut net = build(&mc)?;
+    init_random_masks(
+        &mut net.store,
+        &MaskInit {
+            sparsity: cfg.sparsity,
+            init: cfg.init,
+            dense_first_layer: false,
+            seed: 0,
+        },
+    )?;
+    net.to_device(&cfg.device)?;
+    let trace = net.trace()?;
+    let mut r = Rng::new(1);
+    let x = random(&mut r, &[cfg.batch, 3, 32, 32], &cfg.device)?;
+    let y = Tensor::from_vec(
+        (0..cfg.batch).map(|i| (i % 10) as f32).collect(),
+        &[cfg.batch],
+    )?
+    .to_device(&cfg.device)?;
+
+    // FLOPs and memory from the real masks.
+    let (mut dense_flop, mut sparse_flop, mut dense_bytes, mut sparse_bytes) = (0.0, 0.0, 0, 0);
+    let mut sparse_ws: Vec<(SparseWeight, f64)> = Vec::new();
+    for l in &trace {
+        let p = net.store.param(l.param);
+        let rows = p.value.shape()[0];
+        let sw = match &p.mask {
+            Some(m) => sparse_weight_of(&p.value, m, rows)?,
+            None => {
+                let ones = Tensor::from_vec(vec![1.0; p.value.numel()], p.value.shape())?;
+                sparse_weight_of(&p.value.to_device(&Device::Cpu)?, &ones, rows)?
+            }
+        };
+        let d = sw.density();
+        let f = 2.0 * l.macs_per_example as f64 * cfg.batch as f64 / 1e9;
+        dense_flop += 3.0 * f;
+        sparse_flop += 3.0 * f * d;
+        dense_bytes += 4 * p.value.numel();
+        sparse_bytes += sw.bytes();
+        sparse_ws.push((sw, d));
+    }
+
+    let prev = (sparse_policy::sparse_kernels(), sparse_policy::crossover());
+    let opt = Sgd::default();
+    let mut times = [
+        [Vec::new(), Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new(), Vec::new()],
+    ];
+    for round in 0..cfg.warmup + cfg.steps {
+        for (mode, t) in times.iter_mut().enumerate() {
+            sparse_policy::set_sparse_kernels(if mode == 0 {
+                SparseKernels::Dense
+            } else {
+                SparseKernels::Auto
+            });
+            let t0 = Instant::now();
+            net.logits(&x)?;
+            let inf = ms(t0);
+            let t1 = Instant::now();
+            let out = net.forward_backward(&x, &y)?;
+            let fb = ms(t1);
+            opt.step(&mut net.store, &out.grads, 1e-3)?;
+            let st = ms(t1);
+            if round >= cfg.warmup {
+                t[0].push(inf);
+                t[1].push(fb);
+                t[2].push(st);
+            }
+        }
+    }
+    sparse_policy::set_sparse_kernels(prev.0);
+    let times_of = |t: &[Vec<f64>; 3]| StepTimes {
+        inference_ms: median(t[0].clone()),
+        forward_backward_ms: median(t[1].clone()),
+        train_step_ms: median(t[2].clone()),
+    };
+    let (dense, sparse) = (times_of(&times[0]), times_of(&times[1]));
+
+    let layers = if cfg.no_layers {
+        Vec::new()
+    } else {
+        trace
+            .iter()
+            .zip(&sparse_ws)
+            .map(|(l, (sw, d))| layer_bench(&net, l, sw, *d, cfg, prev.1))
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok(BenchReport {
+        model: cfg.model.clone(),
+        width: cfg.width,
+        sparsity: cfg.sparsity,
+        init: format!("{:?}", cfg.init).to_lowercase(),
+        batch: cfg.batch,
+        device: cfg.device.name(),
+        threads: rayon::current_num_threads(),
+        crossover: prev.1,
+        dense_step_gflop: dense_flop,
+        sparse_step_gflop: sparse_flop,
+        flop_reduction: dense_flop / sparse_flop.max(1e-12),
+        dense_weight_bytes: dense_bytes,
+        sparse_weight_bytes: sparse_bytes,
+        train_speedup: dense.train_step_ms / sparse.train_step_ms,
+        inference_speedup: dense.inference_ms / sparse.inference_ms,
+        dense,
+        sparse,
+        layers,
+    })
+}
+
+/// Times one layer's three passes, dense and sparse, alternating.
+fn layer_bench(
+    net: &Network,
+    l: &crate::nn::LayerTrace,
+    sw: &SparseWeight,
+    density: f64,
+    cfg: &BenchConfig,
+    crossover: f64,
+) -> Result<LayerBench> {
+    let p = net.store.param(l.param);
+    let w = p.value.clone();
+    let rows = w.shape()[0];
+    let (n, dev) = (cfg.batch, &cfg.device);
+    let mut r = Rng::new(2);
+    let (geom, w4) = match l.kind {
+        LayerKind::Conv => {
+            let [c, h, wd] = [l.in_shape[0], l.in_shape[1], l.in_shape[2]];
+            let k = w.shape()[2];
+            (
+                Conv2dParams::new(n, c, h, wd, rows, k, l.stride_pad.0, l.stride_pad.1)?,
+                w.clone(),
+            )
+        }
+        LayerKind::Linear => {
+            let d_in = w.shape()[1];
+            (
+                Conv2dParams::new(n, d_in, 1, 1, rows, 1, 1, 0)?,
+                w.reshape(&[rows, d_in, 1, 1])?,
+            )
+        }
+    };
+    let mask4 = match &p.mask {
+        Some(m) => Some(m.reshape(w4.shape())?),
+        None => None,
+    };
+    let x = random(&mut r, &geom.x_shape(), dev)?;
+    let dy = random(&mut r, &geom.y_shape(), dev)?;
+    let be = x.backend();
+    let swt = sw.transpose();
+    let mut dt = [Vec::new(), Vec::new(), Vec::new()];
+    let mut st = [Vec::new(), Vec::new(), Vec::new()];
+    let mut bt = Vec::new();
+    for round in 0..cfg.warmup + cfg.steps {
+        let keep = round >= cfg.warmup;
+        let t = Instant::now();
+        be.conv2d_fwd(&x, &w4, None, &geom)?;
+        let a = ms(t);
+        let t = Instant::now();
+        be.conv2d_bwd_input(&dy, &w4, &geom)?;
+        let b = ms(t);
+        let t = Instant::now();
+        be.conv2d_bwd_weight(&x, &dy, &geom, mask4.as_ref())?;
+        let c = ms(t);
+        let t = Instant::now();
+        let built = match &p.mask {
+            Some(m) => sparse_weight_of(&p.value, m, rows)?,
+            None => sw.clone(),
+        };
+        let _ = built.transpose();
+        let bd = ms(t);
+        let t = Instant::now();
+        be.spconv_fwd(&x, sw, None, &geom)?;
+        let e = ms(t);
+        let t = Instant::now();
+        be.spconv_bwd_input(&dy, &swt, &geom)?;
+        let f = ms(t);
+        let t = Instant::now();
+        be.spconv_bwd_weight(&x, &dy, sw, &geom)?;
+        let g = ms(t);
+        if keep {
+            for (v, x) in dt.iter_mut().zip([a, b, c]) {
+                v.push(x);
+            }
+            for (v, x) in st.iter_mut().zip([e, f, g]) {
+                v.push(x);
+            }
+            bt.push(bd);
+        }
+    }
+    let dense_ms = [
+        median(dt[0].clone()),
+        median(dt[1].clone()),
+        median(dt[2].clone()),
+    ];
+    let sparse_ms = [
+        median(st[0].clone()),
+        median(st[1].clone()),
+        median(st[2].clone()),
+    ];
+    let build_ms = median(bt);
+    let (ds, ss) = (
+        dense_ms.iter().sum::<f64>(),
+        sparse_ms.iter().sum::<f64>() + build_ms,
+    );
+    let flop = 3.0 * 2.0 * geom.macs() as f64 / 1e9;
+    Ok(LayerBench {
+        name: l.name.clone(),
+        shape: w.shape().to_vec(),
+        in_shape: l.in_shape.clone(),
+        density,
+        auto_choice: if p.mask.is_some()
+            && density <= crossover
+            && matches!(cfg.device, Device::Cpu)
+        {
+            "sparse".into()
+        } else {
+            "dense".into()
+        },
+        dense_ms,
+        sparse_ms,
+        build_ms,
+        speedup: ds / ss,
+        flop_reduction: 1.0 / density.max(1e-12),
+        sparse_gflops: flop * density / (ss / 1e3),
+        dense_gflops: flop / (ds / 1e3),
+    })
+}
+
+/// The human-readable report.
+pub fn render(r: &BenchReport) -> String {
+    let mut s = format!(
+        "{} x{} on {} ({} threads), batch {}, sparsity {} ({}), auto crossover {}\n",
+        r.model, r.width, r.device, r.threads, r.batch, r.sparsity, r.init, r.crossover
+    );
+    s += &format!(
+        "training FLOPs per step: dense {:.1} GFLOP, sparse {:.2} GFLOP (reduction {:.1}x)\n",
+        r.dense_step_gflop, r.sparse_step_gflop, r.flop_reduction
+    );
+    s += &format!(
+        "maskable weights: dense {:.1} MB, CSR {:.2} MB ({:.1}% of dense)\n\n",
+        r.dense_weight_bytes as f64 / 1e6,
+        r.sparse_weight_bytes as f64 / 1e6,
+        100.0 * r.sparse_weight_bytes as f64 / r.dense_weight_bytes.max(1) as f64
+    );
+    s += &format!(
+        "{:<14} {:>12} {:>12} {:>9}\n",
+        "whole network", "dense ms", "sparse ms", "speed-up"
+    );
+    for (name, d, sp) in [
+        ("inference", r.dense.inference_ms, r.sparse.inference_ms),
+        (
+            "fwd+bwd",
+            r.dense.forward_backward_ms,
+            r.sparse.forward_backward_ms,
+        ),
+        ("train step", r.dense.train_step_ms, r.sparse.train_step_ms),
+    ] {
+        s += &format!("{name:<14} {d:>12.1} {sp:>12.1} {:>8.2}x\n", d / sp);
+    }
+    if !r.layers.is_empty() {
+        s += &format!(
+            "\n{:<28} {:>7} {:>6} {:>21} {:>27} {:>6} {:>8} {:>8} {:>9}\n",
+            "layer",
+            "density",
+            "auto",
+            "dense f/i/w ms",
+            "sparse f/i/w + build ms",
+            "x",
+            "1/d",
+            "sp GF/s",
+            "dense GF/s"
+        );
+        for l in &r.layers {
+            s += &format!(
+                "{:<28} {:>7.4} {:>6} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>5.1} {:>5.2}x {:>7.1}x {:>8.1} {:>9.1}\n",
+                l.name,
+                l.density,
+                l.auto_choice,
+                l.dense_ms[0],
+                l.dense_ms[1],
+                l.dense_ms[2],
+                l.sparse_ms[0],
+                l.sparse_ms[1],
+                l.sparse_ms[2],
+                l.build_ms,
+                l.speedup,
+                l.flop_reduction,
+                l.sparse_gflops,
+                l.dense_gflops
+            );
+        }
+    }
+    s
+}
