@@ -154,10 +154,11 @@ pub fn backward_input(dy: &[f32], swt: &SparseWeight, p: &Conv2dParams, dx: &mut
     let mut offs = vec![0u32; swt.nnz()];
     for row in 0..swt.rows {
         let (r, s) = ((row / k) % k, row % k);
-        for e in swt.row_ptr[row] as usize..swt.row_ptr[row + 1] as usize {
-            let o = swt.col_idx[e] as usize;
+        let (e0, e1) = (swt.row_ptr[row] as usize, swt.row_ptr[row + 1] as usize);
+        for (off, &o) in offs[e0..e1].iter_mut().zip(&swt.col_idx[e0..e1]) {
+            let o = o as usize;
             assert!(o < c_out, "spconv_direct: column out of range");
-            offs[e] = ((o * hp + k - 1 - r) * wp + k - 1 - s) as u32;
+            *off = ((o * hp + k - 1 - r) * wp + k - 1 - s) as u32;
         }
     }
     assert!(

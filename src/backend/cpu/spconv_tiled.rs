@@ -115,6 +115,7 @@ fn gather_tile(src: &[f32], ch: usize, hw: usize, j0: usize, len: usize, g: &mut
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Writes `acc[..len]` (+ bias) as channel `o` of columns j0..j0+len of a [g, ch, hw] tensor.
 fn scatter_row(
     acc: &[f32; T],
@@ -334,6 +335,7 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
 
+    #[allow(clippy::too_many_arguments)]
     fn case(
         n: usize,
         c_in: usize,
