@@ -14,6 +14,12 @@ typedef long long i64;
 #define ST_NEG_INF (__int_as_float(0xff800000))
 #define ST_NAN (__int_as_float(0x7fc00000))
 
+// Mirrors `Conv2dParams` in src/backend/params.rs field for field (#[repr(C)], 11 x u32): the
+// geometry of a 2-d convolution (conv.cu, spconv.cu).
+struct Conv2dParams {
+    unsigned int n, c_in, h_in, w_in, c_out, k_h, k_w, stride, pad, h_out, w_out;
+};
+
 // Grid-stride loop over i in [0, n).
 #define GRID_STRIDE(i, n)                                                                          \
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (i64)(n);                       \

@@ -3,10 +3,7 @@
 // channel_sum gives the bias gradient. CPU twins: src/backend/cpu/conv.rs (same names).
 // common.cuh is prepended by the loader.
 
-// Mirrors `Conv2dParams` in src/backend/params.rs field for field (#[repr(C)], 11 x u32).
-struct Conv2dParams {
-    unsigned int n, c_in, h_in, w_in, c_out, k_h, k_w, stride, pad, h_out, w_out;
-};
+// Conv2dParams (the geometry) is defined in common.cuh, shared with spconv.cu.
 
 // im2col of `nimg` consecutive images (the CPU twin does one image: nimg = 1).
 // x [nimg, c_in, h_in, w_in] -> col [nimg, c_in*k_h*k_w, h_out*w_out]; row (ci*k_h+kh)*k_w+kw,

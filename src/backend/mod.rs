@@ -19,7 +19,7 @@ pub mod sparse_policy;
 mod sparse_weight;
 
 pub use params::{Conv2dParams, Pool2dParams, SgdParams};
-pub use sparse_weight::SparseWeight;
+pub use sparse_weight::{check_csr, SparseWeight};
 
 use crate::device::Device;
 use crate::error::Result;

@@ -37,6 +37,26 @@ pub const KERNELS: &[KernelInfo] = &[
         "out[c] = sum over n and s of x[n,c,s]",
     ),
     k(
+        "spconv",
+        "spconv_fwd_f32",
+        "sparse conv forward, CSR weight: one thread per output, its row's entries in order",
+    ),
+    k(
+        "spconv",
+        "spconv_bwd_input_f32",
+        "sparse conv dx from the transposed CSR: one thread per dx, r, s, then entries in order",
+    ),
+    k(
+        "spconv",
+        "spconv_bwd_weight_f32",
+        "sparse conv weight gradient at the CSR entries (SDDMM): one warp per entry, fixed tree",
+    ),
+    k(
+        "spconv",
+        "spconv_scatter_f32",
+        "dense [rows,cols] of a CSR (last entry per position, 0 elsewhere), one thread each",
+    ),
+    k(
         "matmul",
         "sgemm_f32",
         "row-major C[m,n] = alpha*op(A)·op(B) + beta*C with transpose flags and leading dims",

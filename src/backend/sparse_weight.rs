@@ -95,6 +95,28 @@ impl SparseWeight {
         })
     }
 
+    /// Errors unless this is a valid `rows`×`cols` CSR (see [`check_csr`]); `op` and `what` name
+    /// the call and the argument in the message.
+    pub fn check(&self, rows: usize, cols: usize, op: &str, what: &str) -> Result<()> {
+        if self.rows != rows || self.cols != cols {
+            return Err(Error::Shape(format!(
+                "{op}: {what} is a {}x{} CSR with {} entries, expected a {rows}x{cols} one",
+                self.rows,
+                self.cols,
+                self.nnz()
+            )));
+        }
+        check_csr(
+            &self.row_ptr,
+            &self.col_idx,
+            self.values.len(),
+            rows,
+            cols,
+            op,
+            what,
+        )
+    }
+
     /// Number of stored (active) entries.
     pub fn nnz(&self) -> usize {
         self.values.len()
@@ -216,6 +238,51 @@ impl<T> SyncPtr<T> {
     }
 }
 
+/// Errors unless `row_ptr`, `col_idx` and `n_values` values form a valid `rows`×`cols` CSR:
+/// `rows + 1` non-decreasing row offsets from 0 to nnz, one column and one value per entry, and
+/// the columns of each row strictly ascending and below `cols`. The kernels rely on it: every
+/// index they read through stays in bounds. `op` and `what` name the call and the argument.
+pub fn check_csr(
+    row_ptr: &[u32],
+    col_idx: &[u32],
+    n_values: usize,
+    rows: usize,
+    cols: usize,
+    op: &str,
+    what: &str,
+) -> Result<()> {
+    let nnz = col_idx.len();
+    let problem = if row_ptr.len() != rows + 1 {
+        Some(format!("{} row offsets for {rows} rows", row_ptr.len()))
+    } else if row_ptr[0] != 0 || row_ptr[rows] as usize != nnz {
+        Some(format!(
+            "row offsets run from {} to {}, not from 0 to its {nnz} entries",
+            row_ptr[0], row_ptr[rows]
+        ))
+    } else if n_values != nnz {
+        Some(format!("{n_values} values for {nnz} entries"))
+    } else if let Some(r) = (0..rows).find(|&r| row_ptr[r] > row_ptr[r + 1]) {
+        Some(format!("row offsets decrease at row {r}"))
+    } else {
+        (0..rows).find_map(|r| {
+            let cs = &col_idx[row_ptr[r] as usize..row_ptr[r + 1] as usize];
+            if cs.windows(2).any(|p| p[0] >= p[1]) {
+                Some(format!("the columns of row {r} are not strictly ascending"))
+            } else {
+                cs.last()
+                    .filter(|&&c| c as usize >= cols)
+                    .map(|c| format!("row {r} has column {c}, outside 0..{cols}"))
+            }
+        })
+    };
+    match problem {
+        Some(why) => Err(Error::Shape(format!(
+            "{op}: {what} is not a valid {rows}x{cols} CSR: {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +323,27 @@ mod tests {
             }
         }
         assert_eq!(t.transpose(), s);
+    }
+
+    #[test]
+    fn invalid_csrs_are_rejected_with_the_reason() {
+        let s =
+            SparseWeight::from_masked(&[1.0; 6], &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0], 2, 3).unwrap();
+        assert!(s.check(2, 3, "op", "w").is_ok());
+        let e = s.check(3, 2, "op", "w").unwrap_err().to_string();
+        assert!(e.contains("op: w is a 2x3 CSR"), "{e}");
+        let bad = |row_ptr: &[u32], col_idx: &[u32], n_values: usize| {
+            check_csr(row_ptr, col_idx, n_values, 2, 3, "op", "w")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad(&[0, 2], &[0, 2], 2).contains("2 row offsets for 2 rows"));
+        assert!(bad(&[1, 2, 3], &[0, 2, 1], 3).contains("from 1 to 3"));
+        assert!(bad(&[0, 2, 3], &[0, 2, 1], 2).contains("2 values for 3 entries"));
+        assert!(bad(&[0, 3, 2], &[0, 1], 2).contains("decrease at row 1"));
+        assert!(bad(&[0, 2, 3], &[2, 0, 1], 3).contains("row 0 are not strictly ascending"));
+        assert!(bad(&[0, 2, 3], &[1, 1, 1], 3).contains("row 0 are not strictly ascending"));
+        assert!(bad(&[0, 2, 3], &[0, 2, 3], 3).contains("row 1 has column 3"));
     }
 
     #[test]

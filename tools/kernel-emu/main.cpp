@@ -17,6 +17,7 @@
 #include "../../kernels/pool.cu"
 #include "../../kernels/loss.cu"
 #include "../../kernels/optim.cu"
+#include "../../kernels/spconv.cu"
 
 using V = std::vector<float>;
 static std::mt19937 rng(42);
@@ -441,6 +442,106 @@ static void test_sgd() {
         }
 }
 
+// A random CSR of `rows` x `cols` (row 1 left empty when there is one) and its transpose, as
+// SparseWeight::from_masked and SparseWeight::transpose build them.
+struct Csr {
+    int rows, cols;
+    std::vector<unsigned> ptr, idx;
+    V val;
+};
+static Csr random_csr(int rows, int cols, double density) {
+    std::uniform_real_distribution<double> u(0, 1);
+    Csr m{rows, cols, {0}, {}, {}};
+    for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c)
+            if (r != 1 && u(rng) < density) {
+                m.idx.push_back(c);
+                m.val.push_back(rnd(1)[0]);
+            }
+        m.ptr.push_back((unsigned)m.idx.size());
+    }
+    return m;
+}
+static Csr transpose(const Csr& m) {
+    Csr t{m.cols, m.rows, std::vector<unsigned>(m.cols + 1, 0), std::vector<unsigned>(m.idx.size()), V(m.val.size())};
+    for (unsigned c : m.idx) ++t.ptr[c + 1];
+    for (int c = 0; c < m.cols; ++c) t.ptr[c + 1] += t.ptr[c];
+    std::vector<unsigned> next(t.ptr.begin(), t.ptr.end() - 1);
+    for (int r = 0; r < m.rows; ++r)
+        for (unsigned e = m.ptr[r]; e < m.ptr[r + 1]; ++e) {
+            const unsigned d = next[m.idx[e]]++;
+            t.idx[d] = r;
+            t.val[d] = m.val[e];
+        }
+    return t;
+}
+
+static void test_spconv() {
+    // (n, c_in, h, w, c_out, k_h, k_w, stride, pad, density %)
+    int cases[][10] = {{2, 3, 9, 7, 5, 3, 3, 2, 1, 40}, {3, 4, 5, 5, 6, 1, 1, 1, 0, 50}, {2, 3, 2, 2, 4, 3, 3, 1, 1, 60},
+                       {2, 2, 7, 6, 3, 2, 3, 3, 1, 70}, {1, 2, 4, 4, 3, 3, 3, 1, 0, 0}, {2, 5, 6, 5, 4, 5, 5, 2, 2, 30}};
+    for (auto& c : cases) {
+        Conv2dParams p{};
+        p.n = c[0]; p.c_in = c[1]; p.h_in = c[2]; p.w_in = c[3]; p.c_out = c[4]; p.k_h = c[5]; p.k_w = c[6];
+        p.stride = c[7]; p.pad = c[8];
+        p.h_out = (p.h_in + 2 * p.pad - p.k_h) / p.stride + 1;
+        p.w_out = (p.w_in + 2 * p.pad - p.k_w) / p.stride + 1;
+        char name[128];
+        std::snprintf(name, sizeof name, "n%d c%d %dx%d -> c%d k%dx%d s%d p%d d%d%%", c[0], c[1], c[2], c[3], c[4],
+                      c[5], c[6], c[7], c[8], c[9]);
+        const int n = p.n, cout = p.c_out, kk = p.c_in * p.k_h * p.k_w, hw = p.h_out * p.w_out;
+        const int plane = p.h_in * p.w_in;
+        Csr w = random_csr(cout, kk, c[9] / 100.0), wt = transpose(w);
+        V dense((size_t)cout * kk, 0.f);
+        for (int o = 0; o < cout; ++o)
+            for (unsigned e = w.ptr[o]; e < w.ptr[o + 1]; ++e) dense[(size_t)o * kk + w.idx[e]] = w.val[e];
+        V x = rnd((size_t)n * p.c_in * plane), bias = rnd(cout), dy = rnd((size_t)n * cout * hw);
+        // The input pixel read by output (b, yo, xo) at column q, or -1 for padding.
+        auto at = [&](int b, int q, int yo, int xo) -> long {
+            const int ci = q / (p.k_h * p.k_w), r = (q / p.k_w) % p.k_h, s = q % p.k_w;
+            const int iy = yo * p.stride + r - p.pad, ix = xo * p.stride + s - p.pad;
+            if (iy < 0 || iy >= (int)p.h_in || ix < 0 || ix >= (int)p.w_in) return -1;
+            return ((long)(b * p.c_in + ci) * p.h_in + iy) * p.w_in + ix;
+        };
+        for (int has_bias = 0; has_bias < 2; ++has_bias) {
+            V y((size_t)n * cout * hw, -7.f);
+            emu_launch(g1(2), B256, [&] {
+                spconv_fwd_f32(x.data(), w.ptr.data(), w.idx.data(), w.val.data(), bias.data(), has_bias, p, y.data());
+            });
+            auto want = ref_conv(x, dense, p);
+            if (has_bias)
+                for (size_t i = 0; i < want.size(); ++i) want[i] += bias[(i / hw) % cout];
+            check((std::string("spconv fwd bias=") + std::to_string(has_bias) + " " + name).c_str(), y, want);
+        }
+        std::vector<double> wdx(x.size(), 0.0), wdv(w.idx.size(), 0.0);
+        for (int b = 0; b < n; ++b)
+            for (int o = 0; o < cout; ++o)
+                for (int yo = 0; yo < (int)p.h_out; ++yo)
+                    for (int xo = 0; xo < (int)p.w_out; ++xo) {
+                        const double g = dy[((size_t)(b * cout + o) * p.h_out + yo) * p.w_out + xo];
+                        for (unsigned e = w.ptr[o]; e < w.ptr[o + 1]; ++e) {
+                            const long xi = at(b, w.idx[e], yo, xo);
+                            if (xi < 0) continue;
+                            wdx[xi] += g * w.val[e];
+                            wdv[e] += g * x[xi];
+                        }
+                    }
+        V dx(x.size(), -7.f);
+        emu_launch(g1(3), B256, [&] { spconv_bwd_input_f32(dy.data(), wt.ptr.data(), wt.idx.data(), wt.val.data(), p, dx.data()); });
+        check((std::string("spconv bwd input ") + name).c_str(), dx, wdx);
+        for (unsigned grid : {1u, 2u}) {
+            V dv(w.idx.size(), -7.f);
+            emu_launch(g1(grid), B256, [&] {
+                spconv_bwd_weight_f32(x.data(), dy.data(), w.ptr.data(), w.idx.data(), (i64)w.idx.size(), p, dv.data());
+            });
+            check((std::string("spconv bwd weight grid=") + std::to_string(grid) + " " + name).c_str(), dv, wdv);
+        }
+        V got(dense.size(), -7.f);
+        emu_launch(g1(2), B256, [&] { spconv_scatter_f32(w.ptr.data(), w.idx.data(), w.val.data(), cout, kk, got.data()); });
+        check((std::string("spconv scatter ") + name).c_str(), got, std::vector<double>(dense.begin(), dense.end()), 0.0);
+    }
+}
+
 int main() {
     test_gemm();
     test_conv();
@@ -450,6 +551,7 @@ int main() {
     test_pool();
     test_loss();
     test_sgd();
+    test_spconv();
     std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "all kernels match", failures);
     return failures ? 1 : 0;
 }

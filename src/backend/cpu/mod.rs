@@ -128,25 +128,6 @@ fn mask_of<'a>(mask: Option<&'a Tensor>, shape: &[usize], op: &str) -> Result<Op
     }
 }
 
-/// Errors unless a CSR weight is `rows`×`cols` with consistent arrays and in-range columns.
-fn check_sparse(w: &SparseWeight, rows: usize, cols: usize, op: &str, what: &str) -> Result<()> {
-    let ok_ptr = w.row_ptr.len() == rows + 1
-        && w.row_ptr.first() == Some(&0)
-        && w.row_ptr.windows(2).all(|p| p[0] <= p[1])
-        && *w.row_ptr.last().unwrap() as usize == w.col_idx.len()
-        && w.col_idx.len() == w.values.len();
-    if w.rows != rows || w.cols != cols || !ok_ptr || w.col_idx.iter().any(|&c| c as usize >= cols)
-    {
-        return Err(Error::Shape(format!(
-            "{op}: {what} is a {}x{} CSR with {} entries, expected a valid {rows}x{cols} one",
-            w.rows,
-            w.cols,
-            w.values.len()
-        )));
-    }
-    Ok(())
-}
-
 /// Multiplies `dw` by `mask` (same length) in place.
 fn apply_mask(dw: &mut [f32], mask: Option<&[f32]>) {
     if let Some(m) = mask {
@@ -252,7 +233,7 @@ impl Backend for CpuBackend {
         let op = "spconv_fwd";
         check_conv_params(p, op)?;
         check_shape(x, &p.x_shape(), op, "x")?;
-        check_sparse(w, p.c_out as usize, p.col_rows(), op, "weight")?;
+        w.check(p.c_out as usize, p.col_rows(), op, "weight")?;
         let bias = match bias {
             Some(b) => {
                 check_shape(b, &[p.c_out as usize], op, "bias")?;
@@ -273,7 +254,7 @@ impl Backend for CpuBackend {
         let op = "spconv_bwd_input";
         check_conv_params(p, op)?;
         check_shape(dy, &p.y_shape(), op, "dy")?;
-        check_sparse(wt, p.col_rows(), p.c_out as usize, op, "transposed weight")?;
+        wt.check(p.col_rows(), p.c_out as usize, op, "transposed weight")?;
         let dy = host(dy, op, "dy")?;
         let mut dx = vec![0.0; numel(&p.x_shape())];
         if spconv_direct::applies(p) {
@@ -294,7 +275,7 @@ impl Backend for CpuBackend {
         check_conv_params(p, op)?;
         check_shape(x, &p.x_shape(), op, "x")?;
         check_shape(dy, &p.y_shape(), op, "dy")?;
-        check_sparse(w, p.c_out as usize, p.col_rows(), op, "weight")?;
+        w.check(p.c_out as usize, p.col_rows(), op, "weight")?;
         let (x, dy) = (host(x, op, "x")?, host(dy, op, "dy")?);
         let dv = if spconv_direct::applies(p) {
             spconv_direct::backward_weight(x, dy, w, p)

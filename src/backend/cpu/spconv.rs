@@ -1,8 +1,10 @@
 //! The sparse convolution twins (family `spconv`): conv2d with a weight in CSR form
 //! ([`crate::backend::SparseWeight`], rows = output channels, columns = (c_in, k_h, k_w) in
 //! im2col order). These are the reference semantics the CUDA kernels of `kernels/spconv.cu`
-//! follow (same loops, same summation order per output); the backend runs the tiled fast path
-//! of [`super::spconv_tiled`]. A linear layer is the 1×1 case on a 1×1 map.
+//! follow (same loops, same summation order per output, except that the CUDA weight gradient
+//! adds 32 strided partial sums in a fixed tree); the CPU backend runs the fast paths of
+//! [`super::spconv_tiled`] and [`super::spconv_direct`]. A linear layer is the 1×1 case on a
+//! 1×1 map.
 
 use crate::backend::Conv2dParams;
 
@@ -139,6 +141,27 @@ pub fn spconv_bwd_weight_f32(
                 }
             }
             dvalues[e] = acc;
+        }
+    }
+}
+
+/// dense[r, c] = values[e] of the last entry e of row r at column c, 0 where row r has none:
+/// the dense row-major [rows, cols] matrix of a CSR given in parts (what
+/// [`SparseWeight::scatter_dense`](crate::backend::SparseWeight::scatter_dense) computes), e.g.
+/// the dense-shaped weight gradient from the entry gradients.
+pub fn spconv_scatter_f32(
+    row_ptr: &[u32],
+    col_idx: &[u32],
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+    dense: &mut [f32],
+) {
+    assert_eq!(dense.len(), rows * cols, "spconv_scatter_f32: dense length");
+    dense.fill(0.0);
+    for r in 0..rows {
+        for e in row_ptr[r] as usize..row_ptr[r + 1] as usize {
+            dense[r * cols + col_idx[e] as usize] = values[e];
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::tensor::Tensor;
 const COL_BUDGET: usize = 1 << 26;
 
 /// Errors unless `p` describes a well-formed convolution (the kernels divide by the stride).
-fn check_params(p: &Conv2dParams, what: &str) -> Result<()> {
+pub(super) fn check_params(p: &Conv2dParams, what: &str) -> Result<()> {
     let fits = |i: u32, k: u32, o: u32| {
         p.stride > 0 && k > 0 && i + 2 * p.pad >= k && (i + 2 * p.pad - k) / p.stride + 1 == o
     };

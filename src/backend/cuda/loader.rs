@@ -24,6 +24,7 @@ pub const COMMON_SOURCE: &str = include_str!("../../../kernels/common.cuh");
 /// The `.cu` source of each family, in registry order.
 pub const FAMILY_SOURCES: &[(&str, &str)] = &[
     ("conv", include_str!("../../../kernels/conv.cu")),
+    ("spconv", include_str!("../../../kernels/spconv.cu")),
     ("matmul", include_str!("../../../kernels/matmul.cu")),
     ("batchnorm", include_str!("../../../kernels/batchnorm.cu")),
     (

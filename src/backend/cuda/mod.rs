@@ -20,6 +20,7 @@ mod matmul;
 mod optim;
 mod pool;
 mod select;
+mod spconv;
 mod superpose;
 
 use std::collections::HashMap;
@@ -44,7 +45,8 @@ use crate::tensor::{numel, Storage, Tensor};
 
 // SAFETY: the three parameter structs are `#[repr(C)]`, `Copy`, made of 4-byte integers and
 // floats with no padding, and mirrored field for field by the structs of the same name in
-// kernels/*.cu, so passing a pointer to one as a kernel argument is what the kernel expects.
+// kernels/common.cuh (Conv2dParams) and kernels/*.cu, so passing a pointer to one as a kernel
+// argument is what the kernel expects.
 unsafe impl DeviceRepr for Conv2dParams {}
 // SAFETY: see above.
 unsafe impl DeviceRepr for Pool2dParams {}
@@ -340,6 +342,18 @@ impl CudaBackend {
         Ok(DevBuf { slice, len })
     }
 
+    /// Copies host data to a new device buffer (an empty one when `data` is empty).
+    pub(crate) fn upload_buf(&self, data: &[f32], what: &str) -> Result<DevBuf> {
+        if data.is_empty() {
+            return self.alloc(0, what);
+        }
+        let slice = self.stream.clone_htod(data).map_err(cuda_err(what))?;
+        Ok(DevBuf {
+            slice,
+            len: data.len(),
+        })
+    }
+
     /// Wraps a device buffer of `numel(shape)` elements as a tensor of this backend.
     pub(crate) fn wrap(&self, buf: DevBuf, shape: &[usize]) -> Tensor {
         debug_assert_eq!(buf.len(), numel(shape));
@@ -413,18 +427,7 @@ impl Backend for CudaBackend {
                 numel(shape)
             )));
         }
-        let buf = if data.is_empty() {
-            self.alloc(0, "upload")?
-        } else {
-            let slice = self
-                .stream
-                .clone_htod(data)
-                .map_err(cuda_err(format!("upload {shape:?} to {}", self.name())))?;
-            DevBuf {
-                slice,
-                len: data.len(),
-            }
-        };
+        let buf = self.upload_buf(data, &format!("upload {shape:?} to {}", self.name()))?;
         Ok(self.wrap(buf, shape))
     }
     fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
@@ -466,35 +469,24 @@ impl Backend for CudaBackend {
     }
     fn spconv_fwd(
         &self,
-        _x: &Tensor,
-        _w: &SparseWeight,
-        _bias: Option<&Tensor>,
-        _p: &Conv2dParams,
+        x: &Tensor,
+        w: &SparseWeight,
+        bias: Option<&Tensor>,
+        p: &Conv2dParams,
     ) -> Result<Tensor> {
-        Err(Error::Device(
-            "spconv_fwd: the CUDA sparse kernels are not built yet".into(),
-        ))
+        spconv::spconv_fwd(self, x, w, bias, p)
     }
-    fn spconv_bwd_input(
-        &self,
-        _dy: &Tensor,
-        _wt: &SparseWeight,
-        _p: &Conv2dParams,
-    ) -> Result<Tensor> {
-        Err(Error::Device(
-            "spconv_bwd_input: the CUDA sparse kernels are not built yet".into(),
-        ))
+    fn spconv_bwd_input(&self, dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<Tensor> {
+        spconv::spconv_bwd_input(self, dy, wt, p)
     }
     fn spconv_bwd_weight(
         &self,
-        _x: &Tensor,
-        _dy: &Tensor,
-        _w: &SparseWeight,
-        _p: &Conv2dParams,
+        x: &Tensor,
+        dy: &Tensor,
+        w: &SparseWeight,
+        p: &Conv2dParams,
     ) -> Result<Tensor> {
-        Err(Error::Device(
-            "spconv_bwd_weight: the CUDA sparse kernels are not built yet".into(),
-        ))
+        spconv::spconv_bwd_weight(self, x, dy, w, p)
     }
     fn linear_fwd(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         matmul::linear_fwd(self, x, w, bias)
