@@ -1,6 +1,7 @@
 //! suptickets: sparse neural-network training from scratch with Sup-tickets
 //! (Yin et al., UAI 2022), on a rayon CPU backend and a CUDA backend with hand-written kernels.
 
+pub mod alloc_tuning;
 pub mod autograd;
 pub mod backend;
 pub mod bench;

@@ -261,6 +261,7 @@ macro_rules! say {
 }
 
 fn main() -> ExitCode {
+    suptickets::alloc_tuning::keep_freed_buffers();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Train(a) => cmd_train(*a),
