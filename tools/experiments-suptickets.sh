@@ -27,9 +27,10 @@ update=0
 
 cargo build --release --quiet
 mkdir -p "$OUT"
-# A private copy, so rebuilding the crate while the runs go on cannot change them halfway.
+# A private copy, so rebuilding the crate while the runs go on cannot change them halfway; an
+# existing copy is kept (a continued study uses the binary it started with; delete it to renew).
 bin=$OUT/suptickets.bin
-cp target/release/suptickets "$bin"
+[ -x "$bin" ] || cp target/release/suptickets "$bin"
 common=(--config configs/default.toml --limit-train "$LIMIT" --quiet)
 
 finished() { # DIR...: every DIR holds a finished report.json
@@ -53,20 +54,7 @@ run() { # NAME SUBCOMMAND FLAGS...: run once into $OUT/NAME, log the command and
   echo "== $name: $(($(date +%s) - start)) s"
 }
 
-for seed in $SEEDS; do
-  for m in $METHODS; do
-    for s in $SPARSITIES; do
-      name=$m-$s-seed$seed
-      if finished "$OUT/$name/base" "$OUT/$name/suptickets"; then
-        echo "== $name: done already"
-        continue
-      fi
-      rm -rf "${OUT:?}/$name"
-      run "$name" compare --method "$m" --sparsity "$s" --seed "$seed"
-    done
-  done
-done
-
+# The ablation first (one setting, seed 0), then the seeds: a time-limited session gets both.
 ablation=(
   "caa|--average caa"
   "cima|--average cima"
@@ -82,6 +70,20 @@ for row in "${ablation[@]}"; do
   fi
   rm -rf "${OUT:?}/$name"
   run "$name" train --suptickets --method rigl --sparsity 0.9 --seed 0 "${flags[@]}"
+done
+
+for seed in $SEEDS; do
+  for m in $METHODS; do
+    for s in $SPARSITIES; do
+      name=$m-$s-seed$seed
+      if finished "$OUT/$name/base" "$OUT/$name/suptickets"; then
+        echo "== $name: done already"
+        continue
+      fi
+      rm -rf "${OUT:?}/$name"
+      run "$name" compare --method "$m" --sparsity "$s" --seed "$seed"
+    done
+  done
 done
 
 python3 tools/experiments_suptickets_table.py "$OUT" "$METHODS" "$SPARSITIES" "$SEEDS" >"$OUT/tables.md"
