@@ -105,7 +105,7 @@ fn col2im_row(vals: &[f32; T], k: usize, p: &Conv2dParams, tab: &[u32], dx_unit:
 /// maps the short row copies are 10-50% slower than the gather table, so those keep it.
 fn row_tiles(p: &Conv2dParams) -> bool {
     let hw = (p.h_out * p.w_out) as usize;
-    p.stride == 1 && p.w_out >= 8 && hw <= T && T % hw == 0 && p.pad < p.k_h
+    p.stride == 1 && p.w_out >= 8 && hw <= T && T.is_multiple_of(hw) && p.pad < p.k_h
 }
 
 /// Zero-pads the `imgs` images of `xu` ([imgs, c, h, w]) into `xp` ([imgs, c, h+2pad, w+2pad]).
