@@ -232,7 +232,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         trace
             .iter()
             .zip(&sparse_ws)
-            .map(|(l, (sw, d))| layer_bench(&net, l, sw, *d, cfg, prev.1))
+            .map(|(l, (sw, d))| layer_bench(&net, l, sw, *d, cfg))
             .collect::<Result<Vec<_>>>()?
     };
     Ok(BenchReport {
@@ -264,7 +264,6 @@ fn layer_bench(
     sw: &SparseWeight,
     density: f64,
     cfg: &BenchConfig,
-    crossover: f64,
 ) -> Result<LayerBench> {
     let p = net.store.param(l.param);
     let w = p.value.clone();
@@ -357,10 +356,8 @@ fn layer_bench(
         shape: w.shape().to_vec(),
         in_shape: l.in_shape.clone(),
         density,
-        auto_choice: if p.mask.is_some()
-            && density <= crossover
-            && matches!(cfg.device, Device::Cpu)
-        {
+        // The process runs `auto` here (restored after the whole-step rounds).
+        auto_choice: if p.mask.is_some() && sparse_policy::use_sparse(density, &cfg.device) {
             "sparse".into()
         } else {
             "dense".into()

@@ -2,9 +2,48 @@
 //! backward closure.
 
 use super::{Tape, Var};
-use crate::backend::{Conv2dParams, Pool2dParams};
+use crate::backend::{Backend, Conv2dParams, Pool2dParams};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+
+/// The geometry of conv2d(x, w) with this stride and padding, or an error naming both shapes.
+pub(super) fn conv_params(
+    xt: &Tensor,
+    wt: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Conv2dParams> {
+    let (n, c_in, h, wd) = xt.dims4("conv2d input")?;
+    let (c_out, wc_in, kh, kw) = wt.dims4("conv2d weight")?;
+    if wc_in != c_in || kh != kw {
+        return Err(Error::Shape(format!(
+            "conv2d: weight {:?} does not fit input {:?}",
+            wt.shape(),
+            xt.shape()
+        )));
+    }
+    Conv2dParams::new(n, c_in, h, wd, c_out, kh, stride, pad)
+}
+
+/// The backward outputs [dx, dw] of a conv or linear op, plus the bias gradient (the channel
+/// sum of dy) when the op has a bias input.
+pub(super) fn with_bias_grad(
+    be: &dyn Backend,
+    dy: &Tensor,
+    needs: &[bool],
+    dx: Option<Tensor>,
+    dw: Option<Tensor>,
+) -> Result<Vec<Option<Tensor>>> {
+    let mut out = vec![dx, dw];
+    if needs.len() > 2 {
+        out.push(if needs[2] {
+            Some(be.channel_sum(dy)?)
+        } else {
+            None
+        });
+    }
+    Ok(out)
+}
 
 impl Tape {
     /// 2-d convolution of x [n,c_in,h,w] with w [c_out,c_in,k,k] (+ bias [c_out]). With a mask,
@@ -19,16 +58,7 @@ impl Tape {
         mask: Option<&Tensor>,
     ) -> Result<Var> {
         let (xt, wt) = (self.value(x).clone(), self.value(w).clone());
-        let (n, c_in, h, wd) = xt.dims4("conv2d input")?;
-        let (c_out, wc_in, kh, kw) = wt.dims4("conv2d weight")?;
-        if wc_in != c_in || kh != kw {
-            return Err(Error::Shape(format!(
-                "conv2d: weight {:?} does not fit input {:?}",
-                wt.shape(),
-                xt.shape()
-            )));
-        }
-        let p = Conv2dParams::new(n, c_in, h, wd, c_out, kh, stride, pad)?;
+        let p = conv_params(&xt, &wt, stride, pad)?;
         let bt = bias.map(|b| self.value(b).clone());
         let y = xt.backend().conv2d_fwd(&xt, &wt, bt.as_ref(), &p)?;
         let mask = mask.cloned();
@@ -49,15 +79,7 @@ impl Tape {
                 } else {
                     None
                 };
-                let mut out = vec![dx, dw];
-                if needs.len() > 2 {
-                    out.push(if needs[2] {
-                        Some(be.channel_sum(dy)?)
-                    } else {
-                        None
-                    });
-                }
-                Ok(out)
+                with_bias_grad(be, dy, needs, dx, dw)
             }),
         ))
     }
@@ -91,15 +113,7 @@ impl Tape {
                 } else {
                     None
                 };
-                let mut out = vec![dx, dw];
-                if needs.len() > 2 {
-                    out.push(if needs[2] {
-                        Some(be.channel_sum(dy)?)
-                    } else {
-                        None
-                    });
-                }
-                Ok(out)
+                with_bias_grad(be, dy, needs, dx, dw)
             }),
         ))
     }

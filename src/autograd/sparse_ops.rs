@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::ops::{conv_params, with_bias_grad};
 use super::{Tape, Var};
 use crate::backend::{Conv2dParams, SparseWeight};
 use crate::error::{Error, Result};
@@ -12,6 +13,17 @@ use crate::tensor::Tensor;
 
 /// The CSR of `w` ([rows, ...]) restricted to the active positions of `mask`.
 pub fn sparse_weight_of(w: &Tensor, mask: &Tensor, rows: usize) -> Result<SparseWeight> {
+    Ok(sparse_weight_within(w, mask, rows, f64::INFINITY)?
+        .expect("every density is within an infinite bound"))
+}
+
+/// [`sparse_weight_of`] when the mask's density is at most `max_density`, else None.
+pub fn sparse_weight_within(
+    w: &Tensor,
+    mask: &Tensor,
+    rows: usize,
+    max_density: f64,
+) -> Result<Option<SparseWeight>> {
     if w.shape() != mask.shape() {
         return Err(Error::Shape(format!(
             "sparse weight: mask shape {:?} differs from weight shape {:?}",
@@ -21,16 +33,19 @@ pub fn sparse_weight_of(w: &Tensor, mask: &Tensor, rows: usize) -> Result<Sparse
     }
     let cols = w.numel() / rows.max(1);
     match (w.as_cpu(), mask.as_cpu()) {
-        (Ok(wv), Ok(mv)) => SparseWeight::from_masked(wv, mv, rows, cols),
+        (Ok(wv), Ok(mv)) => SparseWeight::from_masked_within(wv, mv, rows, cols, max_density),
         // Device tensors: the CSR is built on the host (see notes: a device-side build is
         // future work).
-        _ => SparseWeight::from_masked(&w.to_vec()?, &mask.to_vec()?, rows, cols),
+        _ => {
+            SparseWeight::from_masked_within(&w.to_vec()?, &mask.to_vec()?, rows, cols, max_density)
+        }
     }
 }
 
 impl Tape {
-    /// [`Tape::conv2d`] through the sparse kernels; `mask` gives the active weights, and
-    /// `dense_weight_grad` asks for the weight gradient at every position.
+    /// [`Tape::conv2d`] through the sparse kernels; `sw` is the weight's CSR (the values of
+    /// `w` at its mask, [`sparse_weight_of`]), and `dense_weight_grad` asks for the weight
+    /// gradient at every position.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_sparse(
         &mut self,
@@ -39,21 +54,11 @@ impl Tape {
         bias: Option<Var>,
         stride: usize,
         pad: usize,
-        mask: &Tensor,
+        sw: Arc<SparseWeight>,
         dense_weight_grad: bool,
     ) -> Result<Var> {
         let (xt, wt) = (self.value(x).clone(), self.value(w).clone());
-        let (n, c_in, h, wd) = xt.dims4("conv2d input")?;
-        let (c_out, wc_in, kh, kw) = wt.dims4("conv2d weight")?;
-        if wc_in != c_in || kh != kw {
-            return Err(Error::Shape(format!(
-                "conv2d: weight {:?} does not fit input {:?}",
-                wt.shape(),
-                xt.shape()
-            )));
-        }
-        let p = Conv2dParams::new(n, c_in, h, wd, c_out, kh, stride, pad)?;
-        let sw = Arc::new(sparse_weight_of(&wt, mask, c_out)?);
+        let p = conv_params(&xt, &wt, stride, pad)?;
         let bt = bias.map(|b| self.value(b).clone());
         let y = xt.backend().spconv_fwd(&xt, &sw, bt.as_ref(), &p)?;
         let mut inputs = vec![x, w];
@@ -73,26 +78,19 @@ impl Tape {
                     (true, true) => Some(be.conv2d_bwd_weight(&xt, dy, &p, None)?),
                     (true, false) => Some(be.spconv_bwd_weight(&xt, dy, &sw, &p)?),
                 };
-                let mut out = vec![dx, dw];
-                if needs.len() > 2 {
-                    out.push(if needs[2] {
-                        Some(be.channel_sum(dy)?)
-                    } else {
-                        None
-                    });
-                }
-                Ok(out)
+                with_bias_grad(be, dy, needs, dx, dw)
             }),
         ))
     }
 
-    /// [`Tape::linear`] through the sparse kernels (the 1×1 conv on [n, in, 1, 1]).
+    /// [`Tape::linear`] through the sparse kernels (the 1×1 conv on [n, in, 1, 1]); `sw` as in
+    /// [`Tape::conv2d_sparse`].
     pub fn linear_sparse(
         &mut self,
         x: Var,
         w: Var,
         bias: Option<Var>,
-        mask: &Tensor,
+        sw: Arc<SparseWeight>,
         dense_weight_grad: bool,
     ) -> Result<Var> {
         let (xt, wt) = (self.value(x).clone(), self.value(w).clone());
@@ -106,7 +104,6 @@ impl Tape {
             )));
         }
         let p = Conv2dParams::new(n, d_in, 1, 1, d_out, 1, 1, 0)?;
-        let sw = Arc::new(sparse_weight_of(&wt, mask, d_out)?);
         let bt = bias.map(|b| self.value(b).clone());
         let x4 = xt.reshape(&[n, d_in, 1, 1])?;
         let y = xt
@@ -137,15 +134,7 @@ impl Tape {
                             .reshape(&[d_out, d_in])?,
                     ),
                 };
-                let mut out = vec![dx, dw];
-                if needs.len() > 2 {
-                    out.push(if needs[2] {
-                        Some(be.channel_sum(dy)?)
-                    } else {
-                        None
-                    });
-                }
-                Ok(out)
+                with_bias_grad(be, dy, needs, dx, dw)
             }),
         ))
     }

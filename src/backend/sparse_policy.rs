@@ -92,13 +92,19 @@ pub fn crossover() -> f64 {
     }
 }
 
-/// Whether a masked layer of this density on this device runs the sparse kernels.
-pub fn use_sparse(density: f64, device: Device) -> bool {
+/// The highest density at which a masked layer on this device runs the sparse kernels (None:
+/// never).
+pub fn max_sparse_density(device: &Device) -> Option<f64> {
     match sparse_kernels() {
-        SparseKernels::Dense => false,
-        SparseKernels::Sparse => true,
-        SparseKernels::Auto => matches!(device, Device::Cpu) && density <= crossover(),
+        SparseKernels::Dense => None,
+        SparseKernels::Sparse => Some(f64::INFINITY),
+        SparseKernels::Auto => matches!(device, Device::Cpu).then(crossover),
     }
+}
+
+/// Whether a masked layer of this density on this device runs the sparse kernels.
+pub fn use_sparse(density: f64, device: &Device) -> bool {
+    max_sparse_density(device).is_some_and(|max| density <= max)
 }
 
 #[cfg(test)]

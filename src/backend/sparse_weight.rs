@@ -31,6 +31,22 @@ impl SparseWeight {
     /// The active positions of `mask` (nonzero entries; NaN counts as active) with the values of
     /// `w` there, both row-major [rows, cols].
     pub fn from_masked(w: &[f32], mask: &[f32], rows: usize, cols: usize) -> Result<Self> {
+        Ok(
+            Self::from_masked_within(w, mask, rows, cols, f64::INFINITY)?
+                .expect("every density is within an infinite bound"),
+        )
+    }
+
+    /// [`SparseWeight::from_masked`] when the mask's density is at most `max_density`, else
+    /// None; the density comes from the same row count that sizes the CSR, so a layer that
+    /// stays dense costs one pass over its mask.
+    pub fn from_masked_within(
+        w: &[f32],
+        mask: &[f32],
+        rows: usize,
+        cols: usize,
+        max_density: f64,
+    ) -> Result<Option<Self>> {
         if w.len() != rows * cols || mask.len() != rows * cols {
             return Err(Error::Shape(format!(
                 "SparseWeight::from_masked: weight has {} and mask {} elements, expected {rows}x{cols}",
@@ -54,6 +70,9 @@ impl SparseWeight {
             row_ptr.push(row_ptr.last().unwrap() + c);
         }
         let nnz = *row_ptr.last().unwrap() as usize;
+        if nnz as f64 > max_density * (rows * cols) as f64 {
+            return Ok(None);
+        }
         let mut col_idx = vec![0u32; nnz];
         let mut values = vec![0f32; nnz];
         // Split the entry arrays at the row boundaries and fill every row in parallel.
@@ -86,13 +105,13 @@ impl SparseWeight {
                     }
                 }
             });
-        Ok(SparseWeight {
+        Ok(Some(SparseWeight {
             rows,
             cols,
             row_ptr,
             col_idx,
             values,
-        })
+        }))
     }
 
     /// Errors unless this is a valid `rows`×`cols` CSR (see [`check_csr`]); `op` and `what` name

@@ -65,10 +65,10 @@ impl Layer for Conv2d {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let w = f.param(self.weight);
         let b = self.bias.map(|b| f.param(b));
-        let y = if let Some(m) = f.sparse_kernel_mask(self.weight) {
+        let y = if let Some(sw) = f.sparse_weight(self.weight)? {
             let dense_grad = f.dense_weight_grads();
             f.tape
-                .conv2d_sparse(x, w, b, self.stride, self.pad, &m, dense_grad)?
+                .conv2d_sparse(x, w, b, self.stride, self.pad, sw, dense_grad)?
         } else {
             let mask = f.grad_mask(self.weight).cloned();
             f.tape

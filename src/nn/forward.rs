@@ -2,8 +2,12 @@
 //! created on first use), training or evaluation mode, and an optional trace of the conv and
 //! linear layers run (shapes and multiply-adds, for FLOP accounting).
 
+use std::sync::Arc;
+
 use super::param::{BufferId, ParamId, ParamStore};
+use crate::autograd::sparse_ops::sparse_weight_within;
 use crate::autograd::{Tape, Var};
+use crate::backend::{sparse_policy, SparseWeight};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -113,21 +117,19 @@ impl<'a> Forward<'a> {
         self.dense_weight_grads
     }
 
-    /// The mask of parameter `id` when its layer should run the sparse kernels
-    /// ([`crate::backend::sparse_policy`]: by the mask's density and the device), else None.
-    pub fn sparse_kernel_mask(&self, id: ParamId) -> Option<Tensor> {
-        use crate::backend::sparse_policy::{sparse_kernels, use_sparse, SparseKernels};
-        use rayon::prelude::*;
-        let m = self.mask(id)?;
-        if sparse_kernels() == SparseKernels::Dense {
-            return None;
-        }
-        let active = match m.as_cpu() {
-            Ok(v) => v.par_iter().filter(|&&x| x != 0.0).count(),
-            Err(_) => m.backend().count_nonzero(&[m]).ok()?[0],
+    /// The CSR of parameter `id`'s weight at its mask when its layer should run the sparse
+    /// kernels ([`crate::backend::sparse_policy`]: by the mask's density and the device), else
+    /// None (no mask, or the dense kernels are chosen).
+    pub fn sparse_weight(&self, id: ParamId) -> Result<Option<Arc<SparseWeight>>> {
+        let p = &self.store.params[id.0];
+        let Some(mask) = &p.mask else {
+            return Ok(None);
         };
-        let density = active as f64 / m.numel().max(1) as f64;
-        use_sparse(density, m.device()).then(|| m.clone())
+        let Some(max) = sparse_policy::max_sparse_density(&mask.device()) else {
+            return Ok(None);
+        };
+        let rows = p.value.shape().first().copied().unwrap_or(1);
+        Ok(sparse_weight_within(&p.value, mask, rows, max)?.map(Arc::new))
     }
 
     /// The buffer `id`.

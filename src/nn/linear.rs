@@ -54,9 +54,9 @@ impl Layer for Linear {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let w = f.param(self.weight);
         let b = self.bias.map(|b| f.param(b));
-        let y = if let Some(m) = f.sparse_kernel_mask(self.weight) {
+        let y = if let Some(sw) = f.sparse_weight(self.weight)? {
             let dense_grad = f.dense_weight_grads();
-            f.tape.linear_sparse(x, w, b, &m, dense_grad)?
+            f.tape.linear_sparse(x, w, b, sw, dense_grad)?
         } else {
             let mask = f.grad_mask(self.weight).cloned();
             f.tape.linear(x, w, b, mask.as_ref())?

@@ -165,3 +165,70 @@ pub fn spconv_scatter_f32(
         }
     }
 }
+
+/// Test support: checks a fast path of the sparse convolution against these twins.
+#[cfg(test)]
+pub(crate) mod check {
+    use super::*;
+    use crate::backend::SparseWeight;
+    use crate::rng::Rng;
+
+    /// A fast path's forward pass.
+    pub(crate) type Fwd = fn(&[f32], &SparseWeight, Option<&[f32]>, &Conv2dParams, &mut [f32]);
+
+    /// The three passes of a fast path.
+    pub(crate) struct FastPath {
+        pub fwd: Fwd,
+        pub bwd_input: fn(&[f32], &SparseWeight, &Conv2dParams, &mut [f32]),
+        pub bwd_weight: fn(&[f32], &[f32], &SparseWeight, &Conv2dParams) -> Vec<f32>,
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-3 * (1.0 + x.abs()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// Random input, weight, mask of density `d`, bias and dy for `p`; the fast path's three
+    /// passes must equal the twins' (outputs start at a nonzero value, so every element must
+    /// be written).
+    pub(crate) fn against_twins(f: &FastPath, p: &Conv2dParams, d: f32, seed: u64) {
+        let mut r = Rng::new(seed);
+        let x: Vec<f32> = (0..p.x_shape().iter().product::<usize>())
+            .map(|_| r.normal())
+            .collect();
+        let (c_out, kk) = (p.c_out as usize, p.col_rows());
+        let w: Vec<f32> = (0..c_out * kk).map(|_| r.normal()).collect();
+        let m: Vec<f32> = (0..c_out * kk)
+            .map(|_| (r.uniform() < d) as u8 as f32)
+            .collect();
+        let bias: Vec<f32> = (0..c_out).map(|_| r.normal()).collect();
+        let sw = SparseWeight::from_masked(&w, &m, c_out, kk).unwrap();
+        let ys = p.y_shape().iter().product::<usize>();
+        let (mut y0, mut y1) = (vec![0f32; ys], vec![7f32; ys]);
+        spconv_fwd_f32(
+            &x,
+            &sw.row_ptr,
+            &sw.col_idx,
+            &sw.values,
+            Some(&bias),
+            p,
+            &mut y0,
+        );
+        (f.fwd)(&x, &sw, Some(&bias), p, &mut y1);
+        close(&y0, &y1, "forward");
+        let dy: Vec<f32> = (0..ys).map(|_| r.normal()).collect();
+        let swt = sw.transpose();
+        let (mut d0, mut d1) = (vec![0f32; x.len()], vec![7f32; x.len()]);
+        spconv_bwd_input_f32(&dy, &swt.row_ptr, &swt.col_idx, &swt.values, p, &mut d0);
+        (f.bwd_input)(&dy, &swt, p, &mut d1);
+        close(&d0, &d1, "backward_input");
+        let mut g0 = vec![0f32; sw.nnz()];
+        spconv_bwd_weight_f32(&x, &dy, &sw.row_ptr, &sw.col_idx, p, &mut g0);
+        close(&g0, &(f.bwd_weight)(&x, &dy, &sw, p), "backward_weight");
+    }
+}

@@ -29,8 +29,8 @@ fn slack(p: &Conv2dParams) -> usize {
 }
 
 /// Zero-pads `src` ([ch, h, w]) by `pad` on every side into `dst` ([ch, h+2pad, w+2pad] +
-/// slack, which stays zero).
-fn pad_image(src: &[f32], ch: usize, h: usize, w: usize, pad: usize, dst: &mut [f32]) {
+/// any slack, which stays zero).
+pub(crate) fn pad_image(src: &[f32], ch: usize, h: usize, w: usize, pad: usize, dst: &mut [f32]) {
     let (hp, wp) = (h + 2 * pad, w + 2 * pad);
     dst.fill(0.0);
     for c in 0..ch {
@@ -39,6 +39,19 @@ fn pad_image(src: &[f32], ch: usize, h: usize, w: usize, pad: usize, dst: &mut [
             d.copy_from_slice(&src[(c * h + y) * w..][..w]);
         }
     }
+}
+
+/// The offset of each CSR entry (c, r, s) inside a padded image with planes hp × wp:
+/// c·hp·wp + r·wp + s.
+fn input_offsets(sw: &SparseWeight, k: usize, hp: usize, wp: usize) -> Vec<u32> {
+    sw.col_idx
+        .iter()
+        .map(|&col| {
+            let col = col as usize;
+            let (c, r, s) = (col / (k * k), (col / k) % k, col % k);
+            ((c * hp + r) * wp + s) as u32
+        })
+        .collect()
 }
 
 /// Writes the valid part of a padded-width tile (positions q0..q0+T of rows Wp wide, valid
@@ -87,15 +100,7 @@ pub fn forward(
         sw.rows == c_out && sw.cols == p.col_rows(),
         "spconv_direct: weight shape"
     );
-    let offs: Vec<u32> = sw
-        .col_idx
-        .iter()
-        .map(|&col| {
-            let col = col as usize;
-            let (c, r, s) = (col / (k * k), (col / k) % k, col % k);
-            ((c * hp + r) * wp + s) as u32
-        })
-        .collect();
+    let offs = input_offsets(sw, k, hp, wp);
     assert!(
         x.len() == n * c_in * h * w && y.len() == n * c_out * ho * wo,
         "spconv_direct forward: lengths"
@@ -212,15 +217,7 @@ pub fn backward_weight(x: &[f32], dy: &[f32], sw: &SparseWeight, p: &Conv2dParam
         sw.rows == c_out && sw.cols == p.col_rows(),
         "spconv_direct: weight shape"
     );
-    let offs: Vec<u32> = sw
-        .col_idx
-        .iter()
-        .map(|&col| {
-            let col = col as usize;
-            let (c, r, s) = (col / (k * k), (col / k) % k, col % k);
-            ((c * hp + r) * wp + s) as u32
-        })
-        .collect();
+    let offs = input_offsets(sw, k, hp, wp);
     assert!(
         x.len() == n * c_in * h * w && dy.len() == n * c_out * ho * wo,
         "spconv_direct backward_weight: lengths"
@@ -270,9 +267,14 @@ pub fn backward_weight(x: &[f32], dy: &[f32], sw: &SparseWeight, p: &Conv2dParam
 
 #[cfg(test)]
 mod tests {
-    use super::super::spconv as twin;
+    use super::super::spconv::check::{against_twins, FastPath};
     use super::*;
-    use crate::rng::Rng;
+
+    const DIRECT: FastPath = FastPath {
+        fwd: forward,
+        bwd_input: backward_input,
+        bwd_weight: backward_weight,
+    };
 
     #[allow(clippy::too_many_arguments)]
     fn case(
@@ -287,47 +289,7 @@ mod tests {
     ) {
         let p = Conv2dParams::new(n, c_in, hw, hw, c_out, k, 1, pad).unwrap();
         assert!(applies(&p));
-        let mut r = Rng::new(seed);
-        let x: Vec<f32> = (0..n * c_in * hw * hw).map(|_| r.normal()).collect();
-        let kk = p.col_rows();
-        let w: Vec<f32> = (0..c_out * kk).map(|_| r.normal()).collect();
-        let m: Vec<f32> = (0..c_out * kk)
-            .map(|_| (r.uniform() < d) as u8 as f32)
-            .collect();
-        let bias: Vec<f32> = (0..c_out).map(|_| r.normal()).collect();
-        let sw = SparseWeight::from_masked(&w, &m, c_out, kk).unwrap();
-        let ys = p.y_shape().iter().product::<usize>();
-        let (mut y0, mut y1) = (vec![0f32; ys], vec![7f32; ys]);
-        twin::spconv_fwd_f32(
-            &x,
-            &sw.row_ptr,
-            &sw.col_idx,
-            &sw.values,
-            Some(&bias),
-            &p,
-            &mut y0,
-        );
-        forward(&x, &sw, Some(&bias), &p, &mut y1);
-        close(&y0, &y1, "forward");
-        let dy: Vec<f32> = (0..ys).map(|_| r.normal()).collect();
-        let swt = sw.transpose();
-        let (mut d0, mut d1) = (vec![0f32; x.len()], vec![7f32; x.len()]);
-        twin::spconv_bwd_input_f32(&dy, &swt.row_ptr, &swt.col_idx, &swt.values, &p, &mut d0);
-        backward_input(&dy, &swt, &p, &mut d1);
-        close(&d0, &d1, "backward_input");
-        let mut g0 = vec![0f32; sw.nnz()];
-        twin::spconv_bwd_weight_f32(&x, &dy, &sw.row_ptr, &sw.col_idx, &p, &mut g0);
-        close(&g0, &backward_weight(&x, &dy, &sw, &p), "backward_weight");
-    }
-
-    fn close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-3 * (1.0 + x.abs()),
-                "{what}[{i}]: {x} vs {y}"
-            );
-        }
+        against_twins(&DIRECT, &p, d, seed);
     }
 
     #[test]

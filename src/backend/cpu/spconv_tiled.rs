@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 
+use super::spconv_direct::pad_image;
 use super::spmm::{sddmm_row_unchecked, spmm_row_unchecked, T};
 use crate::backend::{Conv2dParams, SparseWeight};
 
@@ -110,15 +111,8 @@ fn row_tiles(p: &Conv2dParams) -> bool {
 
 /// Zero-pads the `imgs` images of `xu` ([imgs, c, h, w]) into `xp` ([imgs, c, h+2pad, w+2pad]).
 fn pad_unit(xu: &[f32], imgs: usize, c: usize, h: usize, w: usize, pad: usize, xp: &mut Vec<f32>) {
-    let (hp, wp) = (h + 2 * pad, w + 2 * pad);
-    xp.clear();
-    xp.resize(imgs * c * hp * wp, 0.0);
-    for plane in 0..imgs * c {
-        for y in 0..h {
-            xp[(plane * hp + y + pad) * wp + pad..][..w]
-                .copy_from_slice(&xu[(plane * h + y) * w..][..w]);
-        }
-    }
+    xp.resize(imgs * c * (h + 2 * pad) * (w + 2 * pad), 0.0);
+    pad_image(xu, imgs * c, h, w, pad, xp);
 }
 
 /// The im2col tile of `imgs` whole images from their padded copy `xp` (stride 1): row
@@ -434,9 +428,14 @@ pub(crate) fn fixed_partition_sum(
 
 #[cfg(test)]
 mod tests {
-    use super::super::spconv as twin;
+    use super::super::spconv::check::{against_twins, FastPath};
     use super::*;
-    use crate::rng::Rng;
+
+    const TILED: FastPath = FastPath {
+        fwd: forward,
+        bwd_input: backward_input,
+        bwd_weight: backward_weight,
+    };
 
     #[allow(clippy::too_many_arguments)]
     fn case(
@@ -451,48 +450,7 @@ mod tests {
         seed: u64,
     ) {
         let p = Conv2dParams::new(n, c_in, hw, hw, c_out, k, st, pad).unwrap();
-        let mut r = Rng::new(seed);
-        let x: Vec<f32> = (0..n * c_in * hw * hw).map(|_| r.normal()).collect();
-        let kk = p.col_rows();
-        let w: Vec<f32> = (0..c_out * kk).map(|_| r.normal()).collect();
-        let m: Vec<f32> = (0..c_out * kk)
-            .map(|_| (r.uniform() < d) as u8 as f32)
-            .collect();
-        let bias: Vec<f32> = (0..c_out).map(|_| r.normal()).collect();
-        let sw = SparseWeight::from_masked(&w, &m, c_out, kk).unwrap();
-        let ys = p.y_shape().iter().product::<usize>();
-        let (mut y0, mut y1) = (vec![0f32; ys], vec![0f32; ys]);
-        twin::spconv_fwd_f32(
-            &x,
-            &sw.row_ptr,
-            &sw.col_idx,
-            &sw.values,
-            Some(&bias),
-            &p,
-            &mut y0,
-        );
-        forward(&x, &sw, Some(&bias), &p, &mut y1);
-        close(&y0, &y1, "forward");
-        let dy: Vec<f32> = (0..ys).map(|_| r.normal()).collect();
-        let swt = sw.transpose();
-        let (mut d0, mut d1) = (vec![0f32; x.len()], vec![1f32; x.len()]);
-        twin::spconv_bwd_input_f32(&dy, &swt.row_ptr, &swt.col_idx, &swt.values, &p, &mut d0);
-        backward_input(&dy, &swt, &p, &mut d1);
-        close(&d0, &d1, "backward_input");
-        let mut g0 = vec![0f32; sw.nnz()];
-        twin::spconv_bwd_weight_f32(&x, &dy, &sw.row_ptr, &sw.col_idx, &p, &mut g0);
-        let g1 = backward_weight(&x, &dy, &sw, &p);
-        close(&g0, &g1, "backward_weight");
-    }
-
-    fn close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!(
-                (x - y).abs() <= 1e-3 * (1.0 + x.abs()),
-                "{what}[{i}]: {x} vs {y}"
-            );
-        }
+        against_twins(&TILED, &p, d, seed);
     }
 
     #[test]
