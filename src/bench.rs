@@ -135,8 +135,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
+/// Milliseconds since `t` once `dev` has finished its queued work (kernels are asynchronous on
+/// CUDA: without the wait a timer measures only the launches).
+fn ms_synced(t: Instant, dev: &Device) -> Result<f64> {
+    dev.synchronize()?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
 fn random(r: &mut Rng, shape: &[usize], device: &Device) -> Result<Tensor> {
@@ -203,14 +206,16 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             } else {
                 SparseKernels::Auto
             });
+            let dev = &cfg.device;
+            dev.synchronize()?;
             let t0 = Instant::now();
             net.logits(&x)?;
-            let inf = ms(t0);
+            let inf = ms_synced(t0, dev)?;
             let t1 = Instant::now();
             let out = net.forward_backward(&x, &y)?;
-            let fb = ms(t1);
+            let fb = ms_synced(t1, dev)?;
             opt.step(&mut net.store, &out.grads, 1e-3)?;
-            let st = ms(t1);
+            let st = ms_synced(t1, dev)?;
             if round >= cfg.warmup {
                 t[0].push(inf);
                 t[1].push(fb);
@@ -300,31 +305,32 @@ fn layer_bench(
     let mut bt = Vec::new();
     for round in 0..cfg.warmup + cfg.steps {
         let keep = round >= cfg.warmup;
+        dev.synchronize()?;
         let t = Instant::now();
         be.conv2d_fwd(&x, &w4, None, &geom)?;
-        let a = ms(t);
+        let a = ms_synced(t, dev)?;
         let t = Instant::now();
         be.conv2d_bwd_input(&dy, &w4, &geom)?;
-        let b = ms(t);
+        let b = ms_synced(t, dev)?;
         let t = Instant::now();
         be.conv2d_bwd_weight(&x, &dy, &geom, mask4.as_ref())?;
-        let c = ms(t);
+        let c = ms_synced(t, dev)?;
         let t = Instant::now();
         let built = match &p.mask {
             Some(m) => sparse_weight_of(&p.value, m, rows)?,
             None => sw.clone(),
         };
         let _ = built.transpose();
-        let bd = ms(t);
+        let bd = ms_synced(t, dev)?;
         let t = Instant::now();
         be.spconv_fwd(&x, sw, None, &geom)?;
-        let e = ms(t);
+        let e = ms_synced(t, dev)?;
         let t = Instant::now();
         be.spconv_bwd_input(&dy, &swt, &geom)?;
-        let f = ms(t);
+        let f = ms_synced(t, dev)?;
         let t = Instant::now();
         be.spconv_bwd_weight(&x, &dy, sw, &geom)?;
-        let g = ms(t);
+        let g = ms_synced(t, dev)?;
         if keep {
             for (v, x) in dt.iter_mut().zip([a, b, c]) {
                 v.push(x);

@@ -85,4 +85,14 @@ impl Device {
     pub fn is_cpu(&self) -> bool {
         matches!(self, Device::Cpu)
     }
+
+    /// Waits until every queued kernel and copy has finished (a no-op on the CPU, whose kernels
+    /// return when done). Timers must call this before they stop on an asynchronous device.
+    pub fn synchronize(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(b) => b.synchronize(),
+        }
+    }
 }

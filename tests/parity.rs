@@ -95,6 +95,18 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     assert_close_tol(what, got, want, 1e-4);
 }
 
+/// Like [`assert_close_tol`] but measures each error against max(|want_i|, rms(want), 1): the
+/// rounding error of a long reduction (a weight gradient summed over N·H·W terms) scales with the
+/// typical size of its sums, so a result that cancels to near zero is not held to 1e-4 of itself.
+fn assert_close_scaled(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
+    let (got, want) = (down(got), down(want));
+    let rms = (want.iter().map(|v| v * v).sum::<f32>() / want.len().max(1) as f32).sqrt();
+    let scale = rms.max(1.0);
+    let scaled = |v: &[f32]| v.iter().map(|x| x / scale).collect::<Vec<f32>>();
+    assert_close_tol(what, &scaled(&got), &scaled(&want), tol);
+}
+
 fn assert_tensor_close(what: &str, got: &Tensor, want: &Tensor) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
     assert_close(what, &down(got), &down(want));
@@ -775,10 +787,14 @@ fn backend_conv2d_chunked_over_the_im2col_budget() {
         &g.conv2d_bwd_input(&gdy, &gw, &p).unwrap(),
         &cpu_be().conv2d_bwd_input(&cdy, &cw, &p).unwrap(),
     );
-    assert_tensor_close(
+    // 130·32·32 = 133,120 products per weight: sums of size ~365 that cancel to ~0.4 for some
+    // entries, so each error is measured against the gradient's RMS (seen on an H200: 8.8e-4
+    // absolute at an entry of 0.42, i.e. 2.4e-6 of the RMS).
+    assert_close_scaled(
         "chunked conv bwd weight",
         &g.conv2d_bwd_weight(&gx, &gdy, &p, None).unwrap(),
         &cpu_be().conv2d_bwd_weight(&cx, &cdy, &p, None).unwrap(),
+        1e-4,
     );
 }
 
