@@ -160,6 +160,10 @@ struct TrainArgs {
     /// SNIP: global (default) or layer top-K.
     #[arg(long)]
     snip_scope: Option<String>,
+    /// A connection pruned and regrown by the same exploration step: keep (default: its weight
+    /// and momentum survive, as in the reference code) or zero (restarts at 0).
+    #[arg(long, value_name = "keep|zero")]
+    regrown: Option<String>,
     /// Sup-tickets (SPEC §5): finish with cycles of cyclic-LR training and superpose the
     /// tickets into the ultimate ticket (sparse methods only).
     #[arg(long)]
@@ -349,6 +353,9 @@ fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
     }
     if let Some(d) = &a.snip_scope {
         cfg.snip_scope = Some(SnipScope::parse(d)?);
+    }
+    if let Some(r) = &a.regrown {
+        cfg.regrown = suptickets::sparse::Regrown::parse(r)?;
     }
     if a.dense_first_layer {
         cfg.dense_first_layer = true;

@@ -499,9 +499,11 @@ fn granet_exploration_step_is_a_rigl_step_on_the_pruned_masks() {
     };
     let (_, updates, method) = run(c, 4, 8, &mut n);
     assert_eq!(method.prune_window(), (0, 0));
-    // i_f = 0: no pruning step at s >= dT, so the density stays d_i = 0.5
-    assert_eq!(method.state().prune_steps, 0);
-    for u in &updates {
+    // i_f = 0: the first update (s = ΔT) prunes straight to d_f = 0.2; later updates only
+    // explore (before this was fixed, a zero window silently never pruned).
+    assert_eq!(method.state().prune_steps, 1);
+    assert_eq!(updates[0].rep.target_density, Some(0.2));
+    for u in &updates[1..] {
         assert_eq!(u.rep.target_density, None);
         check_exploration(u, true, false);
     }

@@ -1,8 +1,10 @@
 //! Regrowth (SPEC §3 Φ): activate, per maskable layer, a given number of positions among the
-//! inactive ones (so the count is always exact), by |dense gradient| (RigL), uniformly at random
-//! (SET) or by |momentum| (SNFS). New weights and their momentum start at 0. Ties go to the
-//! lower flat index; the random scores are a counter-based hash, so every backend grows the
-//! same positions for a seed.
+//! inactive ones (so the count is always exact), by |dense gradient| (RigL) or uniformly at random
+//! (SET). Grown positions start at weight and momentum 0 ([`super::explore`] restores the values
+//! of connections pruned and regrown in one step). SNFS's momentum growth is not offered: the
+//! masked SGD keeps the momentum at 0 off the mask, so it would score every candidate 0.
+//! Ties go to the lower flat index; the random scores are a counter-based hash, so every
+//! backend grows the same positions for a seed.
 
 use super::topk::{select_layers, Plan, Scores};
 use crate::backend::SelectAction;
@@ -33,32 +35,6 @@ pub fn grow_random(store: &mut ParamStore, counts: &[usize], seed: u64) -> Resul
     select_layers(
         store,
         Scores::Random(seed),
-        Plan::PerLayer(counts),
-        SelectAction::Grow,
-    )
-}
-
-/// Momentum grow (SNFS): layer l activates the `counts[l]` inactive positions of largest
-/// |momentum|. The momentum buffers are masked after every SGD step, so inactive positions
-/// hold the momentum only where it was not yet zeroed; a layer without a momentum buffer
-/// scores every position 0 (the lowest inactive indices win).
-pub fn grow_momentum(store: &mut ParamStore, counts: &[usize]) -> Result<Vec<usize>> {
-    let scores = store
-        .params
-        .iter()
-        .map(|p| {
-            if !p.is_maskable() {
-                return Ok(None);
-            }
-            match &p.momentum {
-                Some(m) => Ok(Some(m.clone())),
-                None => Tensor::zeros(p.value.shape(), &p.value.device()).map(Some),
-            }
-        })
-        .collect::<Result<Vec<_>>>()?;
-    select_layers(
-        store,
-        Scores::Tensors(&scores),
         Plan::PerLayer(counts),
         SelectAction::Grow,
     )

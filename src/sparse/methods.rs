@@ -15,7 +15,10 @@
 //! - **SET / RigL / GraNet exploration**, at every s with s % ΔT = 0 and s < H: per-layer
 //!   magnitude prune of k_l = ⌈p(s)·active_l⌉ weights, then per-layer growth of exactly k_l
 //!   inactive positions, at random (SET) or by |dense gradient of step s's mini-batch| (RigL,
-//!   GraNet). New weights and their momentum are 0 (SPEC §3), so every layer keeps its count.
+//!   GraNet), among every position inactive after the prune ([`super::explore`], the one step
+//!   the Sup-tickets cycles use too). Connections inactive before the step start at weight and
+//!   momentum 0 (SPEC §3); one pruned and regrown in the same step keeps its values unless
+//!   `--regrown zero`. Every layer keeps its count.
 //!   The SGD step of s is taken first (with the dense gradient, which the fused masked SGD
 //!   restricts to the old mask), then the mask changes: the PyTorch reference order.
 //! - **GraNet gradual pruning**, at every s = i·ΔT with i0 ≤ i ≤ i_f (i0 = ⌊t0·I/ΔT⌋,
@@ -27,8 +30,7 @@
 //! Layers that are dense — the first conv under `--dense-first-layer`, and any layer with no
 //! inactive position (e.g. an ERK-saturated layer) — are skipped by exploration: growth could
 //! only re-activate what was just pruned, so the mask would not change, and skipping keeps their
-//! weights (both reference codes keep the values of connections dropped and regrown in the same
-//! step). The `--dense-first-layer` layer also takes no part in SNIP's or GraNet's global
+//! weights under either `--regrown` setting. The `--dense-first-layer` layer also takes no part in SNIP's or GraNet's global
 //! selections, and is counted as dense in their budget K = round(d · Σ_l N_l).
 //!
 //! Everything is a function of (configuration, seed, step): SET's random scores come from
@@ -40,9 +42,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::density::{layer_counts, layer_densities, DensityInit};
 use super::mask::{init_random_masks, MaskInit};
-use super::prune::prune_count;
+use super::explore::{explore, Explored, GrowBy, Regrown};
 use super::topk::{active_counts, select_layers, Plan, Scores};
-use super::{grow_gradient, grow_random};
 use crate::backend::SelectAction;
 use crate::error::{Error, Result};
 use crate::nn::{Network, ParamId, ParamRole, ParamStore};
@@ -240,12 +241,35 @@ impl<'de> Deserialize<'de> for DensityInit {
     }
 }
 
-/// The default mask-update interval for `iterations_per_epoch` steps per epoch:
-/// ΔT = min(1000, max(1, ⌊I/4⌋)). The reference's ΔT = 1000 on CIFAR (I = 391) updates every
-/// 2.6 epochs over 250 epochs; a run of a few epochs needs several updates per epoch instead,
-/// and the cap keeps the reference value for large data sets.
-pub fn default_update_interval(iterations_per_epoch: usize) -> usize {
-    (iterations_per_epoch / 4).clamp(1, 1000)
+/// The reference mask-update interval ΔT (RigL, GraNet and Sup-tickets code on CIFAR).
+pub const REFERENCE_UPDATE_INTERVAL: usize = 1000;
+
+/// Runs of at least this many steps use [`REFERENCE_UPDATE_INTERVAL`] by default (50 intervals;
+/// the reference 250-epoch CIFAR run has 97,750 steps).
+pub const REFERENCE_INTERVAL_MIN_STEPS: usize = 50 * REFERENCE_UPDATE_INTERVAL;
+
+/// The default mask-update interval of a run of `total_steps` steps with `iterations_per_epoch`
+/// per epoch, and the rule that gave it (for the report): the reference ΔT = 1000 when the run
+/// has at least [`REFERENCE_INTERVAL_MIN_STEPS`] steps (CIFAR at batch 128 from 128 epochs on);
+/// a shorter run, which would see too few updates at 1000, updates four times an epoch,
+/// ΔT = max(1, ⌊I/4⌋) (at most 1000).
+pub fn default_update_interval(iterations_per_epoch: usize, total_steps: usize) -> (usize, String) {
+    if total_steps >= REFERENCE_INTERVAL_MIN_STEPS {
+        (
+            REFERENCE_UPDATE_INTERVAL,
+            format!(
+                "reference: ΔT = {REFERENCE_UPDATE_INTERVAL} (the run has {total_steps} >= {REFERENCE_INTERVAL_MIN_STEPS} steps)"
+            ),
+        )
+    } else {
+        let dt = (iterations_per_epoch / 4).clamp(1, REFERENCE_UPDATE_INTERVAL);
+        (
+            dt,
+            format!(
+                "short run ({total_steps} < {REFERENCE_INTERVAL_MIN_STEPS} steps): ΔT = max(1, floor(I/4)) = {dt} for I = {iterations_per_epoch}"
+            ),
+        )
+    }
 }
 
 /// The drop fraction at step `t` of an exploration horizon of `horizon` steps:
@@ -307,6 +331,8 @@ pub struct SparseConfig {
     pub snip_scope: SnipScope,
     /// Seed of the random masks and of SET's random growth.
     pub seed: u64,
+    /// What a connection pruned and regrown by the same exploration step restarts from.
+    pub regrown: Regrown,
 }
 
 impl SparseConfig {
@@ -326,6 +352,7 @@ impl SparseConfig {
             prune_end_epoch: 0.0,
             snip_scope: SnipScope::Global,
             seed: 0,
+            regrown: Regrown::Keep,
         }
     }
 
@@ -340,7 +367,11 @@ impl SparseConfig {
         SparseConfig {
             method,
             sparsity: if method.is_sparse() { sparsity } else { 0.0 },
-            update_interval: default_update_interval(iterations_per_epoch),
+            update_interval: default_update_interval(
+                iterations_per_epoch,
+                epochs * iterations_per_epoch,
+            )
+            .0,
             initial_density: if method == MethodKind::Granet {
                 DEFAULT_INITIAL_DENSITY.max(1.0 - sparsity)
             } else {
@@ -468,7 +499,7 @@ pub struct SparseMethod {
 impl SparseMethod {
     /// The scheduler of `cfg` for `net`, trained for `total_steps` steps of
     /// `iterations_per_epoch` per epoch (the exploration horizon is `explore_until · total_steps`;
-    /// a later phase, such as Sup-tickets cycles, passes the steps of the base method only).
+    /// a run that ends with Sup-tickets cycles caps it with [`SparseMethod::end_exploration_by`]).
     /// Traces `net` once for the per-layer FLOPs.
     pub fn new(
         cfg: SparseConfig,
@@ -599,7 +630,17 @@ impl SparseMethod {
         }
         let i = step / self.cfg.update_interval as u64;
         let (i0, i_f) = self.prune_window;
-        (i >= i0 && i <= i_f).then_some(i)
+        // A window that ends before the first update (t_f = 0, or below one ΔT) prunes straight
+        // to the final density at the first update at or after i0.
+        let last = i_f.max(i0.max(1));
+        (i >= i0 && i <= last).then_some(i)
+    }
+
+    /// Ends exploration no later than step `step` (the start of the Sup-tickets cycles): the
+    /// horizon becomes min(⌊explore_until · total steps⌋, `step`), so a run with and without
+    /// Sup-tickets explores on the same schedule up to the cycles.
+    pub fn end_exploration_by(&mut self, step: u64) {
+        self.horizon = self.horizon.min(step);
     }
 
     /// GraNet's target density at pruning step `i`.
@@ -799,6 +840,44 @@ impl SparseMethod {
         }
     }
 
+    /// Whether the exploration at the start of a Sup-tickets cycle needs the dense gradient:
+    /// it grows with the base method's criterion, by gradient for every method but SET.
+    pub fn cycle_needs_dense_grad(&self) -> bool {
+        self.cfg.method != MethodKind::Set
+    }
+
+    /// Training FLOPs of one example in a Sup-tickets cycle step (SPEC §8): 3f_S, except at a
+    /// cycle start whose regrowth needs the dense gradient: 2f_S + f_D.
+    pub fn cycle_step_flops(&self, cycle_start: bool) -> f64 {
+        let (f_s, f_d) = (self.flops_sparse(), self.flops_dense());
+        if cycle_start && self.cycle_needs_dense_grad() {
+            2.0 * f_s + f_d
+        } else {
+            3.0 * f_s
+        }
+    }
+
+    /// The exploration at the start of Sup-tickets cycle `cycle` (1-based), after that step's SGD
+    /// update: the same step as during training ([`explore`]) with drop fraction `q`, growing
+    /// with the base method's criterion (random for SET, |dense gradient| otherwise; `grads`
+    /// must then be dense), frozen and fully dense layers untouched.
+    pub fn explore_cycle(
+        &mut self,
+        net: &mut Network,
+        q: f64,
+        cycle: usize,
+        grads: &[Option<Tensor>],
+    ) -> Result<Explored> {
+        let grow = if self.cycle_needs_dense_grad() {
+            GrowBy::Gradient(grads)
+        } else {
+            GrowBy::Random(Rng::derive(self.cfg.seed, 0xC7C1_E000_0000 ^ cycle as u64).next_u64())
+        };
+        let done = explore(&mut net.store, q, grow, &self.frozen, self.cfg.regrown)?;
+        self.sync(&net.store)?;
+        Ok(done)
+    }
+
     /// After the SGD step that made the step counter `step`: counts the step's FLOPs, then runs
     /// GraNet's gradual pruning and the exploration update when they are due. `grads` are that
     /// step's gradients (dense where [`SparseMethod::needs_dense_grad`] said so). Returns what
@@ -812,8 +891,8 @@ impl SparseMethod {
         self.state.flops_sum += self.step_flops(step);
         self.state.flops_steps += 1;
         let prune_i = self.pruning_index(step);
-        let explore = self.is_exploration_step(step);
-        if prune_i.is_none() && !explore {
+        let explores = self.is_exploration_step(step);
+        if prune_i.is_none() && !explores {
             return Ok(None);
         }
         let nl = self.numel.len();
@@ -851,33 +930,17 @@ impl SparseMethod {
             self.state.prune_steps += 1;
             self.sync(&net.store)?;
         }
-        if explore {
+        if explores {
             let p = self.drop_fraction(step);
-            let keep: Vec<usize> = (0..nl)
-                .map(|l| {
-                    let a = self.active[l];
-                    if self.frozen[l] || a == self.numel[l] {
-                        a
-                    } else {
-                        a - prune_count(p, a)
-                    }
-                })
-                .collect();
-            let pruned = select_layers(
-                &mut net.store,
-                Scores::Weights,
-                Plan::PerLayer(&keep),
-                SelectAction::Keep,
-            )?;
-            let grown = if self.cfg.method.grows_by_gradient() {
-                grow_gradient(&mut net.store, grads, &pruned)?
+            let grow = if self.cfg.method.grows_by_gradient() {
+                GrowBy::Gradient(grads)
             } else {
-                let seed = Rng::derive(self.cfg.seed, 0x5E7_6000_0000 ^ step).next_u64();
-                grow_random(&mut net.store, &pruned, seed)?
+                GrowBy::Random(Rng::derive(self.cfg.seed, 0x5E7_6000_0000 ^ step).next_u64())
             };
+            let done = explore(&mut net.store, p, grow, &self.frozen, self.cfg.regrown)?;
             rep.drop_fraction = Some(p);
-            rep.pruned = pruned;
-            rep.grown = grown;
+            rep.pruned = done.pruned;
+            rep.grown = done.grown;
             self.state.updates += 1;
             self.sync(&net.store)?;
         }
@@ -947,10 +1010,18 @@ mod tests {
 
     #[test]
     fn default_update_interval_rule() {
-        assert_eq!(default_update_interval(1), 1);
-        assert_eq!(default_update_interval(157), 39);
-        assert_eq!(default_update_interval(469), 117);
-        assert_eq!(default_update_interval(100_000), 1000);
+        assert_eq!(default_update_interval(1, 10).0, 1);
+        assert_eq!(default_update_interval(157, 157 * 5).0, 39);
+        assert_eq!(default_update_interval(469, 469 * 5).0, 117);
+        assert_eq!(default_update_interval(100_000, 100_000).0, 1000);
+        // CIFAR at batch 128 (I = 391): the reference's ΔT = 1000 over 250 epochs (73
+        // updates in the 75% horizon, not 755 at ⌊I/4⌋ = 97), a quarter epoch over 20.
+        let (dt, rule) = default_update_interval(391, 391 * 250);
+        assert_eq!(dt, 1000);
+        assert!(rule.starts_with("reference"), "{rule}");
+        let (dt, rule) = default_update_interval(391, 391 * 20);
+        assert_eq!(dt, 97);
+        assert!(rule.starts_with("short run"), "{rule}");
     }
 
     #[test]

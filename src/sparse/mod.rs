@@ -3,6 +3,7 @@
 //! methods of SPEC §4 built from them ([`methods`]).
 
 pub mod density;
+pub mod explore;
 pub mod grow;
 pub mod mask;
 pub mod methods;
@@ -10,7 +11,8 @@ pub mod prune;
 pub mod topk;
 
 pub use density::{layer_counts, layer_densities, DensityInit};
-pub use grow::{grow_gradient, grow_momentum, grow_random};
+pub use explore::{explore, Explored, GrowBy, Regrown};
+pub use grow::{grow_gradient, grow_random};
 pub use mask::{init_random_masks, layer_densities_of, LayerDensity, MaskInit};
 pub use methods::{
     DropSchedule, MethodKind, SnipScope, SparseConfig, SparseMethod, SparseState, UpdateReport,

@@ -193,6 +193,21 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Fault injection for crash-safety tests: with `SUPTICKETS_ABORT_AFTER_WRITE=N` set, the
+/// process aborts (as `kill -9` would stop it) right after its N-th completed file write
+/// (atomic writes and log appends, counted from 1). Unset, it costs one relaxed atomic add.
+pub fn write_done(path: &Path) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Ok(v) = std::env::var("SUPTICKETS_ABORT_AFTER_WRITE") {
+        if v.parse::<usize>().ok() == Some(n) {
+            eprintln!("SUPTICKETS_ABORT_AFTER_WRITE: aborting after write {n} ({})", path.display());
+            std::process::abort();
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: `<path>.tmp`, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
@@ -207,6 +222,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             let _ = d.sync_all();
         }
     }
+    write_done(path);
     Ok(())
 }
 

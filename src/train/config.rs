@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::schedule::{default_milestones, LrSchedule, ScheduleKind};
 use crate::error::{Error, Result};
 use crate::sparse::density::DensityInit;
+use crate::sparse::explore::Regrown;
 use crate::sparse::methods::{
     default_update_interval, DropSchedule, MethodKind, SnipScope, SparseConfig,
     DEFAULT_DROP_FRACTION, DEFAULT_EXPLORE_UNTIL, DEFAULT_INITIAL_DENSITY, DEFAULT_SPARSITY,
@@ -100,6 +101,10 @@ pub struct TrainConfig {
     pub prune_end_epoch: Option<f64>,
     /// SNIP's top-K: `global` (default) or `layer` (per layer, with the `init` allocation).
     pub snip_scope: Option<SnipScope>,
+    /// What a connection pruned and regrown by the same exploration step (SET, RigL, GraNet and
+    /// the Sup-tickets cycles) restarts from: `keep` its weight and momentum (default, as the
+    /// reference code bases) or `zero`.
+    pub regrown: Regrown,
     /// Sup-tickets (SPEC §5): end the run with cycles of cyclic-LR training whose tickets are
     /// superposed into the ultimate ticket (sparse methods only).
     pub suptickets: bool,
@@ -171,6 +176,7 @@ impl Default for TrainConfig {
             prune_start_epoch: None,
             prune_end_epoch: None,
             snip_scope: None,
+            regrown: Regrown::Keep,
             suptickets: false,
             cycle_epochs: 8,
             cycle_fraction: 0.1,
@@ -383,7 +389,7 @@ impl TrainConfig {
         let m = self.method;
         let snip_global =
             m == MethodKind::Snip && self.snip_scope.unwrap_or_default() == SnipScope::Global;
-        let given: [(&str, bool, bool); 11] = [
+        let given: [(&str, bool, bool); 12] = [
             ("--sparsity", self.sparsity.is_some(), m.is_sparse()),
             ("--init", self.init.is_some(), m.is_sparse() && !snip_global),
             ("--dense-first-layer", self.dense_first_layer, m.is_sparse()),
@@ -427,6 +433,11 @@ impl TrainConfig {
                 self.snip_scope.is_some(),
                 m == MethodKind::Snip,
             ),
+            (
+                "--regrown",
+                self.regrown != Regrown::Keep,
+                m.explores() || (self.suptickets && m.is_sparse()),
+            ),
         ];
         for (flag, set, used) in given {
             if set && !used {
@@ -450,9 +461,11 @@ impl TrainConfig {
                 "--sparsity must be in [0, 1), got {sparsity}"
             )));
         }
-        let prune_end = self
-            .prune_end_epoch
-            .unwrap_or(GRANET_PRUNE_END_FRACTION * self.base_epochs() as f64);
+        // t_f defaults to 0.44·E of the WHOLE run (the reference's 110 of 250), so a run with
+        // and without Sup-tickets prunes on the same schedule; never after the normal phase.
+        let prune_end = self.prune_end_epoch.unwrap_or(
+            (GRANET_PRUNE_END_FRACTION * self.epochs as f64).min(self.base_epochs() as f64),
+        );
         if m == MethodKind::Granet && prune_end > self.base_epochs() as f64 {
             return Err(Error::Config(format!(
                 "--prune-end-epoch {prune_end} is after the last epoch of the base method ({}); the final density would never be reached",
@@ -464,20 +477,23 @@ impl TrainConfig {
             sparsity,
             init: self.init.unwrap_or(DensityInit::Erk),
             dense_first_layer: self.dense_first_layer,
-            update_interval: self
-                .update_interval
-                .unwrap_or_else(|| default_update_interval(iterations_per_epoch)),
+            update_interval: self.update_interval.unwrap_or_else(|| {
+                default_update_interval(iterations_per_epoch, self.epochs * iterations_per_epoch).0
+            }),
             drop_fraction: self.drop_fraction.unwrap_or(DEFAULT_DROP_FRACTION),
             drop_schedule: self.drop_schedule.unwrap_or_default(),
             explore_until: self.explore_until.unwrap_or(DEFAULT_EXPLORE_UNTIL),
             initial_density: match m {
-                MethodKind::Granet => self.initial_density.unwrap_or(DEFAULT_INITIAL_DENSITY),
+                MethodKind::Granet => self
+                    .initial_density
+                    .unwrap_or(DEFAULT_INITIAL_DENSITY.max(1.0 - sparsity)),
                 _ => 1.0 - sparsity,
             },
             prune_start_epoch: self.prune_start_epoch.unwrap_or(0.0),
             prune_end_epoch: prune_end,
             snip_scope: self.snip_scope.unwrap_or_default(),
             seed: self.seed,
+            regrown: self.regrown,
         };
         c.validate()?;
         Ok(c)

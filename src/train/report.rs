@@ -76,7 +76,9 @@ pub fn append_log(path: &Path, entry: &EpochLog) -> Result<()> {
         .map_err(|e| Error::io(path, e))?;
     let line = serde_json::to_string(entry).expect("log entry serialises");
     writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
-    f.flush().map_err(|e| Error::io(path, e))
+    f.flush().map_err(|e| Error::io(path, e))?;
+    super::checkpoint::write_done(path);
+    Ok(())
 }
 
 /// The final report of a run (`report.json`).

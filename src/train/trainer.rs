@@ -16,17 +16,14 @@ use super::config::TrainConfig;
 use super::flops::FlopsTable;
 use super::metrics::{Metrics, MetricsAccumulator};
 use super::report::{self, EnsembleMetrics, EpochLog, Report, TicketMetrics, UltimateMetrics};
-use crate::backend::SelectAction;
 use crate::data::{self, Dataset, DatasetKind, Loader, LoaderConfig, Split};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::models::{build, ModelConfig};
 use crate::nn::Network;
-use crate::nn::ParamStore;
 use crate::optim::Sgd;
 use crate::rng::Rng;
 use crate::sparse::methods::{MethodKind, SparseMethod};
-use crate::sparse::{active_counts, grow_gradient, prune_count, select_layers, Plan, Scores};
 use crate::suptickets::{
     bn_update_loader, BnAverager, BnStrategy, Ensemble, SupSchedule, Superposer,
 };
@@ -39,6 +36,16 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const LAST_FILE: &str = "last.safetensors";
 /// File name of the per-epoch log inside a run directory.
 pub const LOG_FILE: &str = "log.jsonl";
+
+/// The folder of a Sup-tickets run's tickets: `W_<k>.safetensors`, each a checkpoint of the
+/// weights captured at the end of cycle k (k = 0: the end of the normal phase), with the same
+/// tensor names as `checkpoint.safetensors` (so `eval` evaluates any of them).
+pub const TICKETS_DIR: &str = "tickets";
+
+/// The file of ticket W_k in run directory `out`.
+pub fn ticket_path(out: &Path, k: usize) -> PathBuf {
+    out.join(TICKETS_DIR).join(format!("W_{k}.safetensors"))
+}
 
 /// RNG stream of the trainer's own generator (saved in checkpoints; for methods that draw
 /// random numbers during training).
@@ -227,45 +234,6 @@ pub fn timestamp() -> String {
     )
 }
 
-/// The exploration at the start of a Sup-tickets cycle: each masked layer loses the fraction
-/// `q` of its active weights of smallest magnitude and regrows as many by |dense gradient|
-/// (new weights and momentum 0); a maskable layer without a mask (`--dense-first-layer`) is
-/// left alone. Returns the count pruned (= grown) per maskable layer.
-pub fn explore_cycle(
-    store: &mut ParamStore,
-    q: f64,
-    grads: &[Option<Tensor>],
-) -> Result<Vec<usize>> {
-    let ids = store.maskable_ids();
-    let dense: Vec<usize> = ids
-        .iter()
-        .filter(|id| store.param(**id).mask.is_none())
-        .map(|id| id.0)
-        .collect();
-    let active = active_counts(store)?;
-    let keep: Vec<usize> = ids
-        .iter()
-        .zip(&active)
-        .map(|(id, &a)| {
-            if store.param(*id).mask.is_none() {
-                a
-            } else {
-                a - prune_count(q, a)
-            }
-        })
-        .collect();
-    let counts = select_layers(
-        store,
-        Scores::Weights,
-        Plan::PerLayer(&keep),
-        SelectAction::Keep,
-    )?;
-    for i in dense {
-        store.params[i].mask = None;
-    }
-    grow_gradient(store, grads, &counts)
-}
-
 /// The learning rate of iteration `it` (0-based): the triangle rate of Eq. 3 inside a
 /// Sup-tickets cycle, the base schedule (over the normal phase) otherwise.
 pub fn iteration_lr(
@@ -373,10 +341,8 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     };
     if let (Some(ss), Some((ck, _))) = (&sup_sched, &from) {
         if ck.meta.epoch >= ss.budget.normal_epochs {
-            let why = if ck.meta.epoch >= cfg.epochs {
+            let why = if ck.meta.sup_tickets.is_none() && ck.meta.epoch >= cfg.epochs {
                 Some("the run is finished (its checkpoint holds the ultimate ticket)")
-            } else if cfg.ensemble {
-                Some("--ensemble keeps every ticket in memory only")
             } else if ck.meta.sup_tickets.is_none() {
                 Some("the checkpoint has no superposition state")
             } else {
@@ -395,8 +361,9 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     }
     // The sparse method: masks drawn now for a fresh run, or taken from the checkpoint. With
     // Sup-tickets its horizon is the normal phase only (exploration stops before the cycles).
-    let total_steps = (cfg.base_epochs() * ipe) as u64;
+    let total_steps = (cfg.epochs * ipe) as u64;
     let mut method = SparseMethod::new(cfg.sparse_config(ipe)?, &mut net, ipe, total_steps)?;
+    method.end_exploration_by((cfg.base_epochs() * ipe) as u64);
     if from.is_none() {
         if method.kind() == MethodKind::Snip {
             // SNIP scores connections on the first training batch of the run.
@@ -436,7 +403,6 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     // Sup-tickets state.
     let mut superposer: Option<Superposer> = None;
     let mut bn_avg: Option<BnAverager> = None;
-    let mut ensemble: Option<Ensemble> = None;
     let mut tickets: Vec<TicketMetrics> = Vec::new();
     let sup_cfg = cfg.superpose_config()?;
     let bn_strategy = BnStrategy::parse(&cfg.bn)?;
@@ -471,11 +437,11 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
                 }
             }
             // The cyclic steps already taken, for the FLOPs count.
-            let (f_s, f_d) = (method.flops_sparse(), method.flops_dense());
             let done = meta.epoch - ss.budget.normal_epochs;
             cyc_steps = (done * ipe) as u64;
-            let starts = done.div_ceil(ss.budget.cycle) as f64;
-            cyc_flops = cyc_steps as f64 * 3.0 * f_s + starts * (f_d - f_s);
+            let starts = done.div_ceil(ss.budget.cycle) as u64;
+            cyc_flops = (cyc_steps - starts) as f64 * method.cycle_step_flops(false)
+                + starts as f64 * method.cycle_step_flops(true);
         }
     }
     let run_start = Instant::now();
@@ -511,7 +477,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
             lr = iteration_lr(&schedule, sup_sched.as_ref(), it, ipe);
             let step = meta.step + 1;
             let dense_grad = match cyclic_lr {
-                Some(_) => cycle_start.is_some(),
+                Some(_) => cycle_start.is_some() && method.cycle_needs_dense_grad(),
                 None => method.needs_dense_grad(step),
             };
             let outp = net.forward_backward_with(&x, &y, dense_grad)?;
@@ -529,14 +495,10 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
                 method.after_step(step, &mut net, &outp.grads)?;
             } else {
                 // The cyclic phase: no mask update of the base method; one exploration step
-                // (per-layer magnitude prune of q, gradient regrowth) at each cycle start.
-                let (f_s, f_d) = (method.flops_sparse(), method.flops_dense());
-                if cycle_start.is_some() {
-                    explore_cycle(&mut net.store, cfg.cycle_drop_fraction, &outp.grads)?;
-                    method.sync(&net.store)?;
-                    cyc_flops += 2.0 * f_s + f_d;
-                } else {
-                    cyc_flops += 3.0 * f_s;
+                // (the base method's, with drop fraction q) at each cycle start.
+                cyc_flops += method.cycle_step_flops(cycle_start.is_some());
+                if let Some(cycle) = cycle_start {
+                    method.explore_cycle(&mut net, cfg.cycle_drop_fraction, cycle, &outp.grads)?;
                 }
                 cyc_steps += 1;
             }
@@ -546,17 +508,11 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
                     if bn_strategy == BnStrategy::Average {
                         bn_avg = Some(BnAverager::new(sup_cfg.averaging, &net.store)?);
                     }
-                    if cfg.ensemble {
-                        ensemble = Some(Ensemble::new());
-                    }
                 } else if let Some(sp) = superposer.as_mut() {
                     sp.add_ticket(k, &net.store)?;
                     if let Some(b) = bn_avg.as_mut() {
                         b.add_ticket(k, &net.store)?;
                     }
-                }
-                if let Some(e) = ensemble.as_mut() {
-                    e.add_ticket(&net.store)?;
                 }
             }
             let lp = outp.logprobs.to_vec()?;
@@ -603,6 +559,16 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         } else {
             None
         };
+        if let Some(k) = captured {
+            // The ticket goes to disk before the epoch's checkpoint: a run killed in between
+            // redoes the epoch and writes it again.
+            let mut ticket_meta = meta.clone();
+            ticket_meta.epoch = done;
+            ticket_meta.sup_tickets = None;
+            let dir = out.join(TICKETS_DIR);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            checkpoint::save(&ticket_path(&out, k), &net, &ticket_meta)?;
+        }
         if let (Some(k), Some(m)) = (captured, m) {
             tickets.push(TicketMetrics {
                 ticket: k,
@@ -680,49 +646,38 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     let _ = &mut rng;
 
     // Sup-tickets, finished: the last trained weights go to last.safetensors; the ultimate
-    // ticket S_K (with its batch-norm statistics) replaces them in the network and the
-    // checkpoint.
+    // ticket S_K (with its batch-norm statistics) replaces them in the network. The checkpoint
+    // keeps W_K and the superposition state until the very last write, after the report: a run
+    // killed anywhere before it resumes into this finalisation, one killed after it is complete.
     let mut ultimate_info: Option<(usize, usize, Option<EnsembleMetrics>)> = None;
     let mut bu_flops = 0.0f64;
-    if let (Some(sp), true) = (&superposer, meta.epoch >= cfg.epochs) {
-        let bu_examples = if meta.epoch > first_epoch {
-            checkpoint::save(&out.join(LAST_FILE), &net, &meta)?;
-            let ens = match ensemble.as_mut() {
-                Some(e) => {
-                    let r = e.evaluate_loader(&mut net, &eval_loader)?;
-                    Some(EnsembleMetrics {
-                        members: e.len(),
-                        accuracy: r.ensemble.accuracy,
-                        nll: r.ensemble.nll,
-                        ece: r.ensemble.ece,
-                    })
-                }
-                None => None,
-            };
-            sp.apply_to(&mut net.store)?;
-            let mut bu = 0usize;
-            match &bn_avg {
-                Some(b) => b.apply_to(&mut net.store)?,
-                None => {
-                    bn_update_loader(&mut net, &train_loader, cfg.epochs)?;
-                    bu = n_train;
-                }
-            }
-            ultimate_info = Some((sp.tickets(), bu, ens));
-            last_metrics = Some(evaluate(&mut net, &eval_loader)?);
-            meta.sup_tickets = None;
-            checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
-            bu
+    let finalise = superposer.is_some() && meta.epoch >= cfg.epochs && meta.sup_tickets.is_some();
+    if let (Some(sp), true) = (&superposer, finalise) {
+        checkpoint::save(&out.join(LAST_FILE), &net, &meta)?;
+        let ens = if cfg.ensemble {
+            Some(ensemble_of_tickets(&out, sp.tickets(), &device, &eval_loader)?)
         } else {
-            0
+            None
         };
-        bu_flops = bu_examples as f64 * method.flops_sparse();
+        sp.apply_to(&mut net.store)?;
+        let mut bu = 0usize;
+        match &bn_avg {
+            Some(b) => b.apply_to(&mut net.store)?,
+            None => {
+                bn_update_loader(&mut net, &train_loader, cfg.epochs)?;
+                bu = n_train;
+            }
+        }
+        ultimate_info = Some((sp.tickets(), bu, ens));
+        last_metrics = Some(evaluate(&mut net, &eval_loader)?);
+        meta.sup_tickets = None;
+        bu_flops = bu as f64 * method.flops_sparse();
     }
     let metrics = match last_metrics {
         Some(m) => m,
         None => evaluate(&mut net, &eval_loader)?,
     };
-    if meta.epoch == first_epoch {
+    if meta.epoch == first_epoch && !finalise {
         // Nothing trained in this invocation: still leave a checkpoint behind.
         checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
     }
@@ -838,7 +793,38 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         &out.join("curves.svg"),
         report::curves_svg(&log, eval_split).as_bytes(),
     )?;
+    if finalise {
+        // The last write of a Sup-tickets run: the ultimate ticket replaces W_K.
+        checkpoint::save(&out.join(CHECKPOINT_FILE), &net, &meta)?;
+    }
     Ok(report)
+}
+
+/// The deep ensemble of the `count` tickets W_0..W_{count-1} read back from the run's
+/// `tickets/` folder, evaluated on `loader` (SPEC §5, paper appendix E).
+fn ensemble_of_tickets(
+    out: &Path,
+    count: usize,
+    device: &Device,
+    loader: &Loader,
+) -> Result<EnsembleMetrics> {
+    let mut e = Ensemble::new();
+    let mut net = None;
+    for k in 0..count {
+        let ck = Checkpoint::read(&ticket_path(out, k))?;
+        let mut n = ck.build_network()?;
+        n.to_device(device)?;
+        e.add_ticket(&n.store)?;
+        net = Some(n);
+    }
+    let mut net = net.expect("at least ticket W_0");
+    let r = e.evaluate_loader(&mut net, loader)?;
+    Ok(EnsembleMetrics {
+        members: e.len(),
+        accuracy: r.ensemble.accuracy,
+        nll: r.ensemble.nll,
+        ece: r.ensemble.ece,
+    })
 }
 
 /// What `suptickets eval` prints.
@@ -887,6 +873,14 @@ pub fn eval_checkpoint(
     }
     if let Some(d) = device {
         cfg.device = d.to_string();
+    }
+    if ck.meta.sup_tickets.is_some() && ck.meta.epoch >= cfg.epochs {
+        return Err(Error::data(
+            &file,
+            "this Sup-tickets run was trained to its last epoch but its finalisation (superposing \
+             the tickets into the ultimate ticket) did not complete; finish it with \
+             `suptickets train --resume <run directory>`",
+        ));
     }
     let device = Device::parse(&cfg.device)?;
     let (_, set, split) = datasets(&cfg, false)?;
