@@ -14,7 +14,7 @@ use suptickets::sparse::density::{layer_counts, layer_densities, DensityInit};
 use suptickets::sparse::methods::{DropSchedule, MethodKind, SnipScope};
 use suptickets::train::checkpoint::Checkpoint;
 use suptickets::train::trainer::{checkpoint_path, eval_checkpoint, output_dir, resume, train};
-use suptickets::train::{FlopsTable, ScheduleKind, TrainConfig};
+use suptickets::train::{FlopsTable, Report, ScheduleKind, TrainConfig};
 
 /// Sparse neural-network training from scratch with Sup-tickets (Yin et al., UAI 2022).
 #[derive(Parser, Debug)]
@@ -372,6 +372,45 @@ fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// What differs between `compare`'s two arms besides the Sup-tickets settings: the schedule
+/// quantities each arm resolved (both are printed when they differ), and the one difference
+/// that is Sup-tickets by design (the base LR schedule spans the normal phase only).
+fn arm_differences(base: &Report, sup: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut diff = |what: &str, b: String, s: String| {
+        if b != s {
+            out.push(format!("differs: {what}: base {b}, suptickets {s}"));
+        }
+    };
+    diff(
+        "ΔT",
+        format!("{:?}", base.update_interval),
+        format!("{:?}", sup.update_interval),
+    );
+    diff(
+        "exploration horizon (steps)",
+        format!("{:?}", base.exploration_horizon),
+        format!("{:?}", sup.exploration_horizon),
+    );
+    diff(
+        "GraNet pruning window (updates)",
+        format!("{:?}", base.prune_window),
+        format!("{:?}", sup.prune_window),
+    );
+    diff("steps", base.steps.to_string(), sup.steps.to_string());
+    if let Some(b) = sup.config.sup_budget().ok().flatten() {
+        out.push(format!(
+            "by design: the suptickets arm runs its {} schedule over the {} normal epochs, then {} cycle(s) of {} epoch(s) (the base arm: over all {} epochs)",
+            sup.config.schedule.name(),
+            b.normal_epochs,
+            b.tickets,
+            b.cycle,
+            base.config.epochs
+        ));
+    }
+    out
+}
+
 fn cmd_train(a: TrainArgs) -> Result<()> {
     let resumed = match &a.resume {
         Some(dir) => {
@@ -639,6 +678,9 @@ fn cmd_compare(a: TrainArgs) -> Result<()> {
                 k.ece
             );
         }
+    }
+    for line in arm_differences(&rb, &rs) {
+        say!("{line}");
     }
     say!(
         "runs in {} and {}",

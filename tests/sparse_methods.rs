@@ -244,16 +244,23 @@ fn check_exploration(u: &Update, by_gradient: bool, frozen_first: bool) {
                 );
             }
         }
-        // Everything active now and not kept is new: weight and momentum 0.
+        // Everything active now and not kept was grown: a connection inactive before the step
+        // starts at weight and momentum 0; one pruned and regrown in this step keeps both
+        // (`--regrown keep`, the default).
         let grown: Vec<bool> = (0..keep.len())
             .map(|i| a.mask[i] == 1.0 && !keep[i])
             .collect();
         assert_eq!(grown.iter().filter(|&&g| g).count(), k, "{}", a.name);
         for (i, &g) in grown.iter().enumerate() {
             if g {
+                let (w, m) = if b.mask[i] != 0.0 {
+                    (b.w[i], b.mom[i])
+                } else {
+                    (0.0, 0.0)
+                };
                 assert!(
-                    a.w[i] == 0.0 && a.mom[i] == 0.0,
-                    "{} at {i}: regrown weight {} momentum {}",
+                    a.w[i] == w && a.mom[i] == m,
+                    "{} at {i}: grown weight {} momentum {}, want {w} {m}",
                     a.name,
                     a.w[i],
                     a.mom[i]
@@ -502,7 +509,8 @@ fn granet_exploration_step_is_a_rigl_step_on_the_pruned_masks() {
     // i_f = 0: the first update (s = ΔT) prunes straight to d_f = 0.2; later updates only
     // explore (before this was fixed, a zero window silently never pruned).
     assert_eq!(method.state().prune_steps, 1);
-    assert_eq!(updates[0].rep.target_density, Some(0.2));
+    let d = updates[0].rep.target_density.expect("a pruning step");
+    assert!((d - 0.2).abs() < 1e-12, "{d}");
     for u in &updates[1..] {
         assert_eq!(u.rep.target_density, None);
         check_exploration(u, true, false);
@@ -518,4 +526,44 @@ fn dense_method_has_no_masks_and_dense_flops() {
     assert!(init.iter().all(|l| count(&l.mask) == l.mask.len()));
     assert!(n.store.params.iter().all(|p| p.mask.is_none()));
     assert_eq!(method.train_flops_multiple(), 1.0);
+}
+
+/// `--snip-scope layer --dense-first-layer`: the frozen conv keeps its all-ones mask and the
+/// other layers get their allocated counts (this errored with "no score tensor for
+/// conv1.weight" before the fix).
+#[test]
+fn snip_layer_scope_with_a_dense_first_layer() {
+    let mut n = net();
+    let c = SparseConfig {
+        snip_scope: SnipScope::Layer,
+        dense_first_layer: true,
+        ..cfg(MethodKind::Snip, 0.9, 2, 2, 4)
+    };
+    let want = allocation(&n, &c, 0.1);
+    let (init, _, method) = run(c, 4, 2, &mut n);
+    assert_eq!(count(&init[0].mask), init[0].mask.len(), "first conv dense");
+    assert_eq!(method.active(), &want[..]);
+}
+
+/// The cycles of a SET run grow at random (the base method's criterion), so they need no
+/// gradient at all; RigL's need the dense gradient.
+#[test]
+fn cycle_exploration_grows_with_the_base_methods_criterion() {
+    for (method, needs_grad) in [(MethodKind::Set, false), (MethodKind::Rigl, true)] {
+        let mut n = net();
+        let mut m = SparseMethod::new(cfg(method, 0.9, 2, 2, 4), &mut n, 4, 8).unwrap();
+        m.init_masks(&mut n, None).unwrap();
+        assert_eq!(m.cycle_needs_dense_grad(), needs_grad, "{method}");
+        let before = m.active().to_vec();
+        let no_grads: Vec<Option<Tensor>> = vec![None; n.store.params.len()];
+        let r = m.explore_cycle(&mut n, 0.5, 1, &no_grads);
+        if needs_grad {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("gradient"), "{e}");
+        } else {
+            let done = r.unwrap();
+            assert_eq!(m.active(), &before[..], "SET cycle keeps every count");
+            assert!(done.grown.iter().sum::<usize>() > 0);
+        }
+    }
 }

@@ -11,8 +11,9 @@ use suptickets::models::{build, ModelConfig};
 use suptickets::nn::{ParamRole, ParamStore};
 use suptickets::rng::Rng;
 use suptickets::sparse::{
-    active_counts, grow_gradient, grow_random, init_random_masks, prune_count,
-    prune_magnitude_global, prune_magnitude_layerwise, topk_reference, DensityInit, MaskInit,
+    active_counts, explore, grow_gradient, grow_random, init_random_masks, prune_count,
+    prune_magnitude_global, prune_magnitude_layerwise, topk_reference, DensityInit, GrowBy,
+    MaskInit, Regrown,
 };
 use suptickets::{Device, Tensor};
 
@@ -546,6 +547,66 @@ fn exploration_step_keeps_every_layer_count_on_resnet18() {
                     assert!(k[i] == 1.0 || (w[i] == 0.0 && m[i] == 0.0), "{}", p.name);
                 }
             }
+        }
+    }
+}
+
+/// The one exploration step by hand: a connection pruned and regrown in the same step keeps its
+/// weight and momentum under `Regrown::Keep` (the references) and restarts at 0 under
+/// `Regrown::Zero`; a fully dense layer is untouched either way; new connections start at 0.
+#[test]
+fn explore_step_regrown_keep_and_zero_by_hand() {
+    for dev in devices() {
+        for regrown in [Regrown::Keep, Regrown::Zero] {
+            let what = format!("{} {regrown:?}", dev.name());
+            let mut s = store(
+                &dev,
+                &[
+                    // p = 0.5 of 2 active prunes index 1 (|0.5|); the gradient regrows it
+                    // (|9|) — ties none — and nothing else.
+                    layer(
+                        &[3.0, 0.5, 0.0, 0.0],
+                        &[1.0, 1.0, 0.0, 0.0],
+                        Some(&[1.0, 2.0, 0.0, 0.0]),
+                    ),
+                    // p = 0.5 of 2 prunes index 0 (|0.2|); the gradient grows index 3, new.
+                    layer(
+                        &[0.2, 0.7, 0.0, 0.0],
+                        &[1.0, 1.0, 0.0, 0.0],
+                        Some(&[4.0, 5.0, 0.0, 0.0]),
+                    ),
+                    // dense: untouched.
+                    layer(&[0.1, -0.2, 0.3], &[1.0, 1.0, 1.0], Some(&[7.0, 8.0, 9.0])),
+                ],
+            );
+            let g = grads(
+                &dev,
+                &s,
+                &[
+                    vec![0.0, 9.0, 1.0, 2.0],
+                    vec![0.0, 0.0, 1.0, 6.0],
+                    vec![5.0, 5.0, 5.0],
+                ],
+            );
+            let done = explore(&mut s, 0.5, GrowBy::Gradient(&g), &[], regrown).unwrap();
+            assert_eq!(done.pruned, vec![1, 1, 0], "{what}");
+            assert_eq!(done.grown, vec![1, 1, 0], "{what}");
+            let (w, k, m) = host(&s);
+            let kept = if regrown == Regrown::Keep { 0.5 } else { 0.0 };
+            let kept_m = if regrown == Regrown::Keep { 2.0 } else { 0.0 };
+            assert_eq!(k[0], vec![1.0, 1.0, 0.0, 0.0], "{what}");
+            assert_eq!(w[0], vec![3.0, kept, 0.0, 0.0], "{what}");
+            assert_eq!(
+                m[0].as_ref().unwrap(),
+                &vec![1.0, kept_m, 0.0, 0.0],
+                "{what}"
+            );
+            assert_eq!(k[1], vec![0.0, 1.0, 0.0, 1.0], "{what}");
+            assert_eq!(w[1], vec![0.0, 0.7, 0.0, 0.0], "{what}");
+            assert_eq!(m[1].as_ref().unwrap(), &vec![0.0, 5.0, 0.0, 0.0], "{what}");
+            assert_eq!(w[2], vec![0.1, -0.2, 0.3], "{what}");
+            assert_eq!(k[2], vec![1.0, 1.0, 1.0], "{what}");
+            assert_eq!(m[2].as_ref().unwrap(), &vec![7.0, 8.0, 9.0], "{what}");
         }
     }
 }

@@ -161,6 +161,7 @@ fn run_hand(
         averaging,
         reprune,
         density: None,
+        frozen_first: false,
     };
     let mut sup = Superposer::new(&cfg, &s).unwrap();
     for k in 1..3 {
@@ -301,6 +302,7 @@ fn cima_by_hand() {
         averaging: Averaging::parse("cima", 0.8).unwrap(),
         reprune: Reprune::Layerwise,
         density: None,
+        frozen_first: false,
     };
     let mut sup = Superposer::new(&cfg, &s).unwrap();
     set_ticket(&mut s, 1);
@@ -424,6 +426,7 @@ fn repruned_density_is_exact_on_resnet18() {
             averaging: Averaging::Cia,
             reprune,
             density,
+            frozen_first: false,
         };
         let mut sup = Superposer::new(&cfg, &net.store).unwrap();
         // Host reference of S (flat over the maskable tensors), CIA and the same re-pruning.
@@ -757,6 +760,7 @@ fn memory_child() {
             averaging,
             reprune: Reprune::Global,
             density: None,
+            frozen_first: false,
         };
         let base = live();
         let mut sup = Superposer::new(&cfg, &net.store).unwrap();
@@ -837,6 +841,7 @@ fn superposer_on_cuda_matches_cpu() {
                 averaging,
                 reprune,
                 density: None,
+                frozen_first: false,
             };
             let mut net = resnet_quarter();
             init_random_masks(&mut net.store, &mask_init(9)).unwrap();
@@ -878,6 +883,65 @@ fn superposer_on_cuda_matches_cpu() {
             for ((_, _, c), (_, _, g)) in bn_c.buffers().iter().zip(bn_g.buffers()) {
                 assert_close("bn statistics", &v(g), &v(c), 1e-5);
             }
+        }
+    }
+}
+
+/// `--dense-first-layer`: the frozen first conv carries an all-ones mask, but the global
+/// re-pruning must leave it whole. Here its weights are the smallest of the model, so a
+/// re-pruning that treated it as maskable would strip it (it did before the fix).
+#[test]
+fn global_reprune_keeps_the_frozen_first_layer_whole() {
+    let mut s = ParamStore::default();
+    s.add_param("first.weight", t(&[0.01; 4]), ParamRole::Weight);
+    s.add_param("b.weight", t(&[0.0; 6]), ParamRole::Weight);
+    let b_ticket = |k: usize| -> ([f32; 6], [f32; 6]) {
+        let mut w = [0.0; 6];
+        let mut m = [0.0; 6];
+        // Two active weights of size ~1, at positions that move with k.
+        for j in [k % 6, (k + 3) % 6] {
+            w[j] = 1.0 + j as f32;
+            m[j] = 1.0;
+        }
+        (w, m)
+    };
+    let set = |s: &mut ParamStore, k: usize| {
+        s.params[0].value = t(&[0.01 * (k + 1) as f32; 4]);
+        s.params[0].mask = Some(t(&[1.0; 4]));
+        let (w, m) = b_ticket(k);
+        s.params[1].value = t(&w);
+        s.params[1].mask = Some(t(&m));
+    };
+    for frozen_first in [false, true] {
+        set(&mut s, 0);
+        let cfg = SuperposeConfig {
+            averaging: Averaging::Cia,
+            reprune: Reprune::Global,
+            density: None,
+            frozen_first,
+        };
+        let mut sup = Superposer::new(&cfg, &s).unwrap();
+        for k in 1..3 {
+            set(&mut s, k);
+            sup.add_ticket(k, &s).unwrap();
+        }
+        let mut out = s.clone();
+        sup.apply_to(&mut out).unwrap();
+        let first_mask = out.params[0].mask.as_ref().unwrap().to_vec().unwrap();
+        let b_mask = out.params[1].mask.as_ref().unwrap().to_vec().unwrap();
+        let active = |m: &[f32]| m.iter().filter(|&&v| v != 0.0).count();
+        if frozen_first {
+            assert_eq!(first_mask, vec![1.0; 4], "the frozen layer stays whole");
+            let w = out.params[0].value.to_vec().unwrap();
+            assert!(
+                w.iter().all(|&v| (v - 0.02).abs() < 1e-7),
+                "CIA mean: {w:?}"
+            );
+            assert_eq!(active(&b_mask), 2, "b keeps its ticket's count");
+        } else {
+            // Treated as maskable, the small first layer loses to b's averaged weights.
+            assert!(active(&first_mask) < 4, "{first_mask:?}");
+            assert_eq!(active(&first_mask) + active(&b_mask), 6);
         }
     }
 }

@@ -119,7 +119,10 @@ fn check_cycles_leave_dense_layers_untouched(device: &str) {
             }
         }
     }
-    assert!(dense_layers >= 2, "ERK leaves dense layers here: {dense_layers}");
+    assert!(
+        dense_layers >= 2,
+        "ERK leaves dense layers here: {dense_layers}"
+    );
     assert!(sparse_layers >= 10 && survivors > 0);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -193,14 +196,25 @@ fn a_kill_after_any_write_resumes_or_is_complete() {
             .map(|c| c.meta.sup_tickets.is_none() && c.meta.epoch >= 3)
             .unwrap_or(false);
         if finished {
-            assert_eq!(report(&dir)["test_accuracy"], want["test_accuracy"], "kill {n}");
+            assert_eq!(
+                report(&dir)["test_accuracy"],
+                want["test_accuracy"],
+                "kill {n}"
+            );
         } else {
             if dir.join(CHECKPOINT_FILE).exists() {
                 let e = run_bin(
-                    &["eval".into(), "--checkpoint".into(), dir.display().to_string()],
+                    &[
+                        "eval".into(),
+                        "--checkpoint".into(),
+                        dir.display().to_string(),
+                    ],
                     None,
                 );
-                let trained = Checkpoint::read(&dir.join(CHECKPOINT_FILE)).unwrap().meta.epoch;
+                let trained = Checkpoint::read(&dir.join(CHECKPOINT_FILE))
+                    .unwrap()
+                    .meta
+                    .epoch;
                 if trained >= 3 {
                     assert!(!e.status.success(), "kill {n}: eval took an unfinished run");
                 }

@@ -41,8 +41,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::density::{layer_counts, layer_densities, DensityInit};
-use super::mask::{init_random_masks, MaskInit};
 use super::explore::{explore, Explored, GrowBy, Regrown};
+use super::mask::{init_random_masks, MaskInit};
 use super::topk::{active_counts, select_layers, Plan, Scores};
 use crate::backend::SelectAction;
 use crate::error::{Error, Result};
@@ -737,13 +737,22 @@ impl SparseMethod {
             }
             SnipScope::Layer => {
                 let dens = layer_densities(&shapes, d, self.cfg.init, self.cfg.dense_first_layer)?;
-                let counts = layer_counts(&shapes, &dens);
-                select_layers(
-                    &mut net.store,
-                    Scores::Tensors(&scores),
-                    Plan::PerLayer(&counts),
-                    SelectAction::Keep,
-                )?;
+                // The frozen layer keeps its all-ones mask: it takes no part in the selection.
+                let counts: Vec<usize> = layer_counts(&shapes, &dens)
+                    .into_iter()
+                    .zip(&self.frozen)
+                    .filter(|(_, &f)| !f)
+                    .map(|(c, _)| c)
+                    .collect();
+                let frozen = self.frozen_ids(&net.store);
+                with_frozen(&mut net.store, &frozen, |s| {
+                    select_layers(
+                        s,
+                        Scores::Tensors(&scores),
+                        Plan::PerLayer(&counts),
+                        SelectAction::Keep,
+                    )
+                })?;
             }
         }
         Ok(())

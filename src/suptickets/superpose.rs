@@ -149,6 +149,9 @@ pub struct SuperposeConfig {
     /// positions. `None`: as many as the ticket's masks have active positions. Not used by
     /// the layerwise mode.
     pub density: Option<f64>,
+    /// The first maskable tensor is frozen dense (`--dense-first-layer`): averaged and kept
+    /// whole, outside every re-pruning, although it carries an all-ones mask.
+    pub frozen_first: bool,
 }
 
 impl SuperposeConfig {
@@ -158,6 +161,7 @@ impl SuperposeConfig {
             averaging: Averaging::Cia,
             reprune: Reprune::Global,
             density: None,
+            frozen_first: false,
         }
     }
 }
@@ -171,9 +175,11 @@ struct Slot {
     s: Tensor,
     /// CAA's per-connection activation counts.
     count: Option<Tensor>,
-    /// True when the tensor has a mask (takes part in the re-pruning); a maskable tensor
-    /// without one (`--dense-first-layer`) is averaged and stays dense.
+    /// True when the tensor takes part in the re-pruning (it has a mask and is not frozen); the
+    /// others are averaged and stay dense.
     masked: bool,
+    /// The frozen first layer: dense, but its all-ones mask is kept in the ultimate ticket.
+    frozen: bool,
 }
 
 /// What one [`Superposer::add_ticket`] did.
@@ -251,8 +257,9 @@ impl Superposer {
         }
         let device = store.param(ids[0]).value.device();
         let mut slots = Vec::with_capacity(ids.len());
-        for &id in &ids {
+        for (l, &id) in ids.iter().enumerate() {
             let p = store.param(id);
+            let frozen = cfg.frozen_first && l == 0;
             let count = match (cfg.averaging, &p.mask) {
                 (Averaging::Caa, Some(m)) => Some(deep_copy(m)),
                 (Averaging::Caa, None) => Some(Tensor::full(p.value.shape(), 1.0, &device)?),
@@ -263,7 +270,8 @@ impl Superposer {
                 name: p.name.clone(),
                 s: deep_copy(&p.value),
                 count,
-                masked: p.mask.is_some(),
+                masked: p.mask.is_some() && !frozen,
+                frozen: frozen && p.mask.is_some(),
             });
         }
         let dense = store
@@ -453,7 +461,7 @@ impl Superposer {
         let mut weights: Vec<Tensor> = self.slots.iter().map(|s| s.s.clone()).collect();
         let mut masks: Vec<Option<Tensor>> = Vec::with_capacity(self.slots.len());
         for s in &self.slots {
-            masks.push(if s.masked {
+            masks.push(if s.masked || s.frozen {
                 Some(Tensor::full(s.s.shape(), 1.0, &self.device)?)
             } else {
                 None
@@ -462,6 +470,9 @@ impl Superposer {
         {
             let mut targets: Vec<(usize, SelectTarget<'_>)> = Vec::new();
             for (l, (w, m)) in weights.iter_mut().zip(masks.iter_mut()).enumerate() {
+                if !self.slots[l].masked {
+                    continue;
+                }
                 if let Some(m) = m.as_mut() {
                     targets.push((
                         l,

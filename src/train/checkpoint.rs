@@ -202,7 +202,10 @@ pub fn write_done(path: &Path) {
     let n = WRITES.fetch_add(1, Ordering::Relaxed) + 1;
     if let Ok(v) = std::env::var("SUPTICKETS_ABORT_AFTER_WRITE") {
         if v.parse::<usize>().ok() == Some(n) {
-            eprintln!("SUPTICKETS_ABORT_AFTER_WRITE: aborting after write {n} ({})", path.display());
+            eprintln!(
+                "SUPTICKETS_ABORT_AFTER_WRITE: aborting after write {n} ({})",
+                path.display()
+            );
             std::process::abort();
         }
     }

@@ -240,6 +240,7 @@ impl TrainConfig {
             averaging: Averaging::parse(&self.average, self.cima_beta)?,
             reprune: Reprune::parse(&self.reprune)?,
             density: None,
+            frozen_first: self.dense_first_layer,
         })
     }
 
@@ -320,10 +321,10 @@ impl TrainConfig {
             kind: self.schedule,
             base_lr: self.lr,
             epochs,
-            milestones: self
-                .milestones
-                .clone()
-                .unwrap_or_else(|| default_milestones(epochs)),
+            milestones: match &self.milestones {
+                Some(m) => m.iter().map(|&e| e as f64).collect(),
+                None => default_milestones(epochs),
+            },
             gamma: self.gamma,
             warmup_epochs: self.warmup,
         }
@@ -619,6 +620,71 @@ mod tests {
             epochs: 8,
             ..TrainConfig::default()
         };
-        assert_eq!(c.lr_schedule().milestones, vec![4, 6]);
+        assert_eq!(c.lr_schedule().milestones, vec![4.0, 6.0]);
+        // A 1-epoch run decays inside its epoch (it trained at 0.01·lr throughout before).
+        let one = TrainConfig {
+            epochs: 1,
+            ..TrainConfig::default()
+        };
+        let s = one.lr_schedule();
+        assert_eq!(s.milestones, vec![0.5, 0.75]);
+        assert_eq!(s.lr_at(0, 100), 0.1);
+        assert_eq!(s.lr_at(49, 100), 0.1);
+        assert!((s.lr_at(50, 100) - 0.01).abs() < 1e-9);
+        assert!((s.lr_at(75, 100) - 0.001).abs() < 1e-9);
+    }
+
+    #[test]
+    fn both_compare_arms_resolve_the_same_sparse_schedule() {
+        // GraNet's t_f and ΔT come from the whole run E, with or without Sup-tickets (t_f came
+        // from the normal phase P before, so the arms pruned on different schedules).
+        let base = TrainConfig {
+            epochs: 250,
+            method: MethodKind::Granet,
+            sparsity: Some(0.9),
+            ..TrainConfig::default()
+        };
+        let sup = TrainConfig {
+            suptickets: true,
+            cycle_epochs: 8,
+            cycle_fraction: 0.1,
+            ..base.clone()
+        };
+        let (b, s) = (
+            base.sparse_config(391).unwrap(),
+            sup.sparse_config(391).unwrap(),
+        );
+        assert_eq!(b.prune_end_epoch, 110.0);
+        assert_eq!(s.prune_end_epoch, 110.0);
+        assert_eq!(
+            b.update_interval, 1000,
+            "reference ΔT on a 250-epoch CIFAR run"
+        );
+        assert_eq!(s.update_interval, 1000);
+        // A short run where 0.44·E would fall after the normal phase: capped at P.
+        let short = TrainConfig {
+            epochs: 5,
+            cycle_epochs: 1,
+            cycle_fraction: 0.8,
+            ..sup.clone()
+        };
+        assert_eq!(short.sparse_config(100).unwrap().prune_end_epoch, 1.0);
+    }
+
+    #[test]
+    fn granet_default_initial_density_follows_the_sparsity() {
+        // d_i = max(0.5, 1 − s): --sparsity 0.3 used to fail validation with d_i = 0.5.
+        let c = TrainConfig {
+            method: MethodKind::Granet,
+            sparsity: Some(0.3),
+            ..TrainConfig::default()
+        };
+        let s = c.sparse_config(100).unwrap();
+        assert!((s.initial_density - 0.7).abs() < 1e-12);
+        let c = TrainConfig {
+            sparsity: Some(0.9),
+            ..c
+        };
+        assert_eq!(c.sparse_config(100).unwrap().initial_density, 0.5);
     }
 }

@@ -129,6 +129,16 @@ pub struct Report {
     /// ΔT of the mask updates (None for methods without updates).
     #[serde(default)]
     pub update_interval: Option<usize>,
+    /// Which rule gave ΔT: the `--update-interval` flag, the reference 1000 (long runs) or a
+    /// quarter epoch (short runs).
+    #[serde(default)]
+    pub update_interval_rule: Option<String>,
+    /// The step before which exploration updates run (SET, RigL, GraNet).
+    #[serde(default)]
+    pub exploration_horizon: Option<u64>,
+    /// GraNet's gradual-pruning window (i0, i_f) in units of ΔT.
+    #[serde(default)]
+    pub prune_window: Option<(u64, u64)>,
     /// Exploration (prune-and-grow) updates performed.
     #[serde(default)]
     pub mask_updates: u64,
@@ -274,6 +284,9 @@ impl Report {
                 "| mask updates (ΔT = {dt}) | {} exploration, {} pruning |\n",
                 self.mask_updates, self.prune_steps
             );
+        }
+        if let Some(rule) = &self.update_interval_rule {
+            s += &format!("| ΔT rule | {rule} |\n");
         }
         s += &format!("| sparsity (maskable) | {:.4} |\n", self.sparsity);
         s += &format!("| forward FLOPs/example (dense) | {} |\n", self.flops_dense);

@@ -61,9 +61,17 @@ impl std::str::FromStr for ScheduleKind {
     }
 }
 
-/// The paper's default milestones for `epochs` epochs: `int(0.5·E)` and `int(0.75·E)`.
-pub fn default_milestones(epochs: usize) -> Vec<usize> {
-    vec![epochs / 2, epochs * 3 / 4]
+/// The default milestones for `epochs` epochs, in epochs: the paper's `int(0.5·E)` and
+/// `int(0.75·E)` when those are two distinct epochs after the first (E ≥ 3), else the exact
+/// fractions 0.5·E and 0.75·E, which fall inside an epoch (in iterations): a 1-epoch run decays
+/// at half and three quarters of it instead of training at 0.01·lr from its first step.
+pub fn default_milestones(epochs: usize) -> Vec<f64> {
+    let (a, b) = (epochs / 2, epochs * 3 / 4);
+    if a >= 1 && b > a {
+        vec![a as f64, b as f64]
+    } else {
+        vec![0.5 * epochs as f64, 0.75 * epochs as f64]
+    }
 }
 
 /// A learning-rate schedule over `epochs` epochs.
@@ -75,8 +83,9 @@ pub struct LrSchedule {
     pub base_lr: f32,
     /// Total epochs of training.
     pub epochs: usize,
-    /// Epochs at whose start the multi-step schedule multiplies the rate by `gamma`.
-    pub milestones: Vec<usize>,
+    /// Epochs (fractions allowed) at which the multi-step schedule multiplies the rate by
+    /// `gamma`: from iteration ⌈m·I⌉ on.
+    pub milestones: Vec<f64>,
     /// Multi-step factor (0.1).
     pub gamma: f32,
     /// Linear warm-up length in epochs (0 = none; may be fractional).
@@ -103,8 +112,8 @@ impl LrSchedule {
 
     /// The learning rate of (0-based) `iteration` when an epoch has `iters_per_epoch`
     /// iterations. During warm-up (the first `W·I` iterations) the rate rises linearly,
-    /// `base·(it+1)/(W·I)`; after it, multi-step uses the epoch `it / I` against the
-    /// milestones, cosine decays `base·½(1 + cos(π·(it − W·I)/(E·I − W·I)))`.
+    /// `base·(it+1)/(W·I)`; after it, multi-step counts the milestones m with it ≥ m·I,
+    /// cosine decays `base·½(1 + cos(π·(it − W·I)/(E·I − W·I)))`.
     pub fn lr_at(&self, iteration: usize, iters_per_epoch: usize) -> f32 {
         let ipe = iters_per_epoch.max(1);
         let warm = self.warmup_iters(ipe);
@@ -114,8 +123,11 @@ impl LrSchedule {
         match self.kind {
             ScheduleKind::Constant => self.base_lr,
             ScheduleKind::Multistep => {
-                let epoch = iteration / ipe;
-                let k = self.milestones.iter().filter(|&&m| epoch >= m).count();
+                let k = self
+                    .milestones
+                    .iter()
+                    .filter(|&&m| iteration as f64 >= m * ipe as f64)
+                    .count();
                 self.base_lr * self.gamma.powi(k as i32)
             }
             ScheduleKind::Cosine => {
@@ -158,7 +170,7 @@ mod tests {
     fn multistep_paper_boundaries() {
         // E = 250: milestones 125 and 187.
         let s = LrSchedule::new(ScheduleKind::Multistep, 0.1, 250);
-        assert_eq!(s.milestones, vec![125, 187]);
+        assert_eq!(s.milestones, vec![125.0, 187.0]);
         let i = 391;
         assert_eq!(s.lr_at(0, i), 0.1);
         assert_eq!(s.lr_at(125 * i - 1, i), 0.1);
@@ -167,13 +179,13 @@ mod tests {
         assert!((s.lr_at(187 * i, i) - 0.001).abs() < 1e-9);
         assert!((s.lr_at(250 * i - 1, i) - 0.001).abs() < 1e-9);
         // odd E: int(0.5·7) = 3, int(0.75·7) = 5
-        assert_eq!(default_milestones(7), vec![3, 5]);
+        assert_eq!(default_milestones(7), vec![3.0, 5.0]);
     }
 
     #[test]
     fn custom_milestones() {
         let mut s = LrSchedule::new(ScheduleKind::Multistep, 1.0, 10);
-        s.milestones = vec![2, 4, 6];
+        s.milestones = vec![2.0, 4.0, 6.0];
         s.gamma = 0.5;
         assert_eq!(s.lr_at(19, 10), 1.0);
         assert_eq!(s.lr_at(20, 10), 0.5);
@@ -225,7 +237,7 @@ mod tests {
             .contains("linear"));
         let mut s = LrSchedule::new(ScheduleKind::Multistep, 0.1, 10);
         s.validate().unwrap();
-        s.milestones = vec![5, 2];
+        s.milestones = vec![5.0, 2.0];
         assert!(s.validate().is_err());
         s.milestones = vec![];
         s.base_lr = 0.0;

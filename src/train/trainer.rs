@@ -23,7 +23,7 @@ use crate::models::{build, ModelConfig};
 use crate::nn::Network;
 use crate::optim::Sgd;
 use crate::rng::Rng;
-use crate::sparse::methods::{MethodKind, SparseMethod};
+use crate::sparse::methods::{default_update_interval, MethodKind, SparseMethod};
 use crate::suptickets::{
     bn_update_loader, BnAverager, BnStrategy, Ensemble, SupSchedule, Superposer,
 };
@@ -655,7 +655,12 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     if let (Some(sp), true) = (&superposer, finalise) {
         checkpoint::save(&out.join(LAST_FILE), &net, &meta)?;
         let ens = if cfg.ensemble {
-            Some(ensemble_of_tickets(&out, sp.tickets(), &device, &eval_loader)?)
+            Some(ensemble_of_tickets(
+                &out,
+                sp.tickets(),
+                &device,
+                &eval_loader,
+            )?)
         } else {
             None
         };
@@ -760,6 +765,12 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
         },
         method: kind.name().into(),
         update_interval: kind.explores().then_some(method.config().update_interval),
+        update_interval_rule: kind.explores().then(|| match cfg.update_interval {
+            Some(dt) => format!("set by --update-interval: ΔT = {dt}"),
+            None => default_update_interval(ipe, cfg.epochs * ipe).1,
+        }),
+        exploration_horizon: kind.explores().then_some(method.exploration_horizon()),
+        prune_window: (kind == MethodKind::Granet).then_some(method.prune_window()),
         mask_updates: method.state().updates,
         prune_steps: method.state().prune_steps,
         flops_dense: table.flops_dense(),
