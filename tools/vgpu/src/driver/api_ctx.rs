@@ -395,3 +395,9 @@ pub extern "C" fn cuProfilerStart() -> CUresult {
 pub extern "C" fn cuProfilerStop() -> CUresult {
     SUCCESS
 }
+
+/// `cuGetExportTable`: NVIDIA-internal tables (NVRTC asks for them); quietly not supported.
+#[no_mangle]
+pub extern "C" fn cuGetExportTable(_table: *mut *const c_void, _id: *const c_void) -> CUresult {
+    super::NOT_SUPPORTED
+}

@@ -69,6 +69,23 @@ pub fn round_f32(hi: f64, lo: f64, mode: Rnd) -> f32 {
     }
 }
 
+/// `a * b + c` rounded once, with the host's FMA instruction when it has one.
+#[inline]
+fn fma_rn32(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "fma")]
+        fn hw(a: f32, b: f32, c: f32) -> f32 {
+            a.mul_add(b, c)
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports FMA (checked just above).
+            return unsafe { hw(a, b, c) };
+        }
+    }
+    a.mul_add(b, c)
+}
+
 /// Exact sum of two f64 as `(s, err)` (Knuth's two-sum).
 #[inline]
 fn two_sum(a: f64, b: f64) -> (f64, f64) {
@@ -167,7 +184,7 @@ pub fn fma(ty: Ty, a: u64, b: u64, c: u64, mode: Rnd, f: FFlags) -> Result<u64, 
             r
         }
     } else {
-        x.mul_add(y, z)
+        fma_rn32(x, y, z)
     };
     Ok(finish32(r, f))
 }

@@ -59,6 +59,7 @@ fn generic(addr: u64) -> (Space, u64) {
     (Space::Global, addr)
 }
 
+#[cold]
 fn oob(kind: Kind, space: Space, addr: u64, len: u64, what: String) -> Err0 {
     let fk = FaultKind::IllegalAddress((space == Space::Global).then_some((addr, len as usize)));
     (
@@ -71,7 +72,20 @@ fn oob(kind: Kind, space: Space, addr: u64, len: u64, what: String) -> Err0 {
     )
 }
 
+#[cold]
+fn misaligned(kind: Kind, space: Space, addr: u64, len: u64) -> Err0 {
+    (
+        FaultKind::Misaligned,
+        format!(
+            "misaligned {} {} of {len} bytes at {addr:#x} (needs {len}-byte alignment)",
+            space.name(),
+            kind.name()
+        ),
+    )
+}
+
 /// Resolves an access of `len` bytes to a host pointer, checking bounds and alignment.
+#[inline]
 fn resolve(
     env: &mut Env,
     local: &mut [u8],
@@ -85,14 +99,7 @@ fn resolve(
         s => (s, addr),
     };
     if a % len.min(16) != 0 {
-        return Err((
-            FaultKind::Misaligned,
-            format!(
-                "misaligned {} {} of {len} bytes at {addr:#x} (needs {len}-byte alignment)",
-                space.name(),
-                kind.name()
-            ),
-        ));
+        return Err(misaligned(kind, space, addr, len));
     }
     let inside = |size: usize| a.checked_add(len).is_some_and(|e| e <= size as u64);
     match space {
@@ -162,6 +169,7 @@ fn write(p: *mut u8, width: u32, v: u64) {
     }
 }
 
+#[inline]
 fn count(env: &mut Env, space: Space, addr: u64, len: u64, kind: Kind) {
     let space = if space == Space::Generic {
         generic(addr).0
@@ -181,6 +189,7 @@ fn count(env: &mut Env, space: Space, addr: u64, len: u64, kind: Kind) {
 }
 
 /// Executes a load or store.
+#[inline]
 pub(crate) fn ld_st(env: &mut Env, regs: &mut [u64], local: &mut [u8], i: &Inst) -> Result<(), Err0> {
     let (store, space, ty, vec) = match i.op {
         Op::Ld(s, t, v) => (false, s, t, v),

@@ -531,3 +531,4 @@ impl Module {
         self.kernels.iter().find(|k| k.name == name)
     }
 }
+

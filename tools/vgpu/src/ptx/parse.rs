@@ -488,7 +488,7 @@ fn params(p: &mut Parser, b: &mut Body) -> PResult<(Vec<Param>, usize)> {
 }
 
 /// Parses an `.entry` (after the keyword) into a kernel.
-fn entry(p: &mut Parser, module_shared: &[(String, usize, usize)]) -> PResult<Kernel> {
+fn entry(p: &mut Parser, module_shared: &[(String, usize, usize, bool)]) -> PResult<Kernel> {
     let name = p.ident()?;
     let mut b = Body {
         scopes: Vec::new(),
@@ -500,16 +500,17 @@ fn entry(p: &mut Parser, module_shared: &[(String, usize, usize)]) -> PResult<Ke
         insts: Vec::new(),
         labels: HashMap::new(),
     };
-    for (n, size, align) in module_shared {
-        let o = align_up(b.shared, *align);
-        b.shared = o + size;
-        b.syms.insert(
-            n.clone(),
-            SymInfo {
-                space: Space::Shared,
-                offset: o as u64,
-            },
-        );
+    for (n, size, align, unsized_array) in module_shared {
+        let offset = if *unsized_array {
+            b.dyn_align = b.dyn_align.max(*align);
+            u64::MAX // dynamic shared memory: patched once the static size is known
+        } else {
+            let o = align_up(b.shared, *align);
+            b.shared = o + size;
+            o as u64
+        };
+        let space = Space::Shared;
+        b.syms.insert(n.clone(), SymInfo { space, offset });
     }
     let (params, param_bytes) = params(p, &mut b)?;
     let mut max_threads = None;
@@ -589,7 +590,7 @@ pub fn parse_module(src: &str) -> PResult<Module> {
             ".shared" => {
                 let v = var_decl(&mut p)?;
                 p.expect(';')?;
-                module_shared.push((v.name, v.size, v.align));
+                module_shared.push((v.name, v.size, v.align, v.unsized_array));
             }
             ".file" | ".loc" | ".section" => p.skip_line(line),
             ".func" | ".global" | ".const" => {
