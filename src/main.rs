@@ -36,6 +36,9 @@ enum Command {
     Bench(BenchArgs),
     /// Evaluate a checkpoint on its run's test (or validation) split.
     Eval(EvalArgs),
+    /// Superpose a finished Sup-tickets run's saved tickets again with other averaging,
+    /// re-pruning or batch-norm settings (no training), and evaluate the result.
+    Superpose(SuperposeArgs),
     /// Per-layer parameter and FLOP table of a model.
     Flops(FlopsArgs),
     /// Version, backends, CUDA/NVRTC status and the kernel list.
@@ -272,6 +275,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd_compare(*a),
         Command::Bench(a) => cmd_bench(a),
         Command::Eval(a) => cmd_eval(a),
+        Command::Superpose(a) => cmd_superpose(a),
         Command::Flops(a) => cmd_flops(a),
         Command::Info => cmd_info(),
     };
@@ -851,4 +855,67 @@ fn nvrtc_status() -> String {
     {
         "not built (the `cuda` feature is off)".into()
     }
+}
+
+/// `superpose` flags.
+#[derive(Args, Debug)]
+struct SuperposeArgs {
+    /// The run directory (with tickets/W_k.safetensors).
+    #[arg(long, value_name = "DIR")]
+    run: PathBuf,
+    /// Averaging: cia, caa or cima (default: the run's).
+    #[arg(long)]
+    average: Option<String>,
+    /// CIMA's β (default: the run's).
+    #[arg(long, value_name = "BETA")]
+    cima_beta: Option<f32>,
+    /// Re-pruning: global or layerwise (default: the run's).
+    #[arg(long)]
+    reprune: Option<String>,
+    /// Batch norm: av or bu (default: the run's).
+    #[arg(long)]
+    bn: Option<String>,
+    /// cpu or cuda[:N] (default: the run's).
+    #[arg(long)]
+    device: Option<String>,
+    /// Also write the superposed ticket to this checkpoint file.
+    #[arg(long, value_name = "FILE.safetensors")]
+    out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn cmd_superpose(a: SuperposeArgs) -> Result<()> {
+    use suptickets::train::resuperpose::{resuperpose, ResuperposeArgs};
+    let r = resuperpose(&ResuperposeArgs {
+        run: a.run,
+        average: a.average,
+        cima_beta: a.cima_beta,
+        reprune: a.reprune,
+        bn: a.bn,
+        device: a.device,
+        out: a.out,
+    })?;
+    if a.json {
+        say!(
+            "{}",
+            serde_json::to_string(&r).map_err(|e| Error::Config(e.to_string()))?
+        );
+    } else {
+        say!(
+            "{}: {} tickets, {} averaging, {} re-pruning, BN {}: density {:.4}, {} accuracy {:.2}%, NLL {:.4}, ECE {:.4}",
+            r.run,
+            r.tickets,
+            r.average,
+            r.reprune,
+            r.bn,
+            r.density,
+            r.eval_split,
+            100.0 * r.metrics.accuracy,
+            r.metrics.nll,
+            r.metrics.ece
+        );
+    }
+    Ok(())
 }

@@ -254,3 +254,44 @@ fn a_kill_after_any_write_resumes_or_is_complete() {
     }
     let _ = std::fs::remove_dir_all(&full);
 }
+
+/// `suptickets superpose` over a finished run's saved tickets, with the run's own settings,
+/// reproduces the run's ultimate ticket exactly; other settings give the same density.
+#[test]
+fn superpose_saved_tickets_reproduces_the_run() {
+    if !have_data() {
+        return;
+    }
+    let dir = tmp("resuperpose");
+    let o = run_bin(&small(&dir), None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = report(&dir);
+    let sup = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "superpose".to_string(),
+            "--run".into(),
+            dir.display().to_string(),
+            "--json".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = run_bin(&args, None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        serde_json::from_str(text.lines().last().unwrap()).unwrap()
+    };
+    let same = sup(&[]);
+    assert_eq!(same["metrics"]["accuracy"], want["test_accuracy"]);
+    assert_eq!(same["metrics"]["nll"], want["test_nll"]);
+    assert_eq!(same["tickets"], 2);
+    for extra in [
+        &["--average", "caa"][..],
+        &["--average", "cima"],
+        &["--bn", "bu"],
+        &["--reprune", "layerwise"],
+    ] {
+        let r = sup(extra);
+        let d = r["density"].as_f64().unwrap();
+        assert!((d - 0.2).abs() < 1e-3, "{extra:?}: density {d}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

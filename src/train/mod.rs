@@ -7,6 +7,7 @@ pub mod flops;
 pub mod metrics;
 pub mod plot;
 pub mod report;
+pub mod resuperpose;
 pub mod schedule;
 pub mod trainer;
 
