@@ -190,7 +190,10 @@ impl GlobalView {
                 return Some(unsafe { r.ptr.add((addr - r.start) as usize) });
             }
         }
-        let i = self.regions.partition_point(|r| r.start <= addr).checked_sub(1)?;
+        let i = self
+            .regions
+            .partition_point(|r| r.start <= addr)
+            .checked_sub(1)?;
         let r = &self.regions[i];
         if !hit(r) {
             return None;

@@ -65,7 +65,11 @@ pub struct Stats {
 
 fn open(var: &str) -> Option<File> {
     let path = std::env::var_os(var)?;
-    OpenOptions::new().create(true).append(true).open(&path).ok()
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .ok()
 }
 
 impl Stats {
@@ -130,7 +134,15 @@ impl Stats {
         );
         s += &format!(
             "{:<28} {:>8} {:>14} {:>14} {:>14} {:>12} {:>12} {:>10} {:>10}\n",
-            "kernel", "launches", "instructions", "gld_bytes", "gst_bytes", "shared_ld", "shared_st", "atomics", "wall_ms"
+            "kernel",
+            "launches",
+            "instructions",
+            "gld_bytes",
+            "gst_bytes",
+            "shared_ld",
+            "shared_st",
+            "atomics",
+            "wall_ms"
         );
         let mut total = Counters::default();
         let mut wall = Duration::ZERO;

@@ -83,8 +83,14 @@ fn float_rounding_modes() {
     let mut g = Gpu::new();
     let input = g.upload(&[a, b]);
     let out = g.zeros(64);
-    g.run(&ptx(ROUNDING), "rounding", 1, 1, &[Arg::U64(out), Arg::U64(input)])
-        .unwrap();
+    g.run(
+        &ptx(ROUNDING),
+        "rounding",
+        1,
+        1,
+        &[Arg::U64(out), Arg::U64(input)],
+    )
+    .unwrap();
     let r = g.read_f32(out, 16);
     let sum = a as f64 + b as f64;
     assert_eq!(r[0], a + b);
@@ -193,7 +199,15 @@ fn barrier_orders_shared_memory_in_parallel_blocks_too() {
         let mut g = Gpu::new();
         let out = g.zeros(3 * 256 * 4);
         let c = g
-            .run_with(&ptx(REVERSE), "reverse", [3, 1, 1], [256, 1, 1], 0, &[Arg::U64(out)], workers)
+            .run_with(
+                &ptx(REVERSE),
+                "reverse",
+                [3, 1, 1],
+                [256, 1, 1],
+                0,
+                &[Arg::U64(out)],
+                workers,
+            )
             .unwrap();
         let r = g.read_u32(out, 3 * 256);
         for (i, v) in r.iter().enumerate() {
@@ -222,7 +236,12 @@ DONE:
 "#);
     let e = Gpu::new().run(&src, "divergent", 1, 32, &[]).unwrap_err();
     assert_eq!(e.kind, FaultKind::Launch);
-    assert!(e.msg.contains("bar.sync reached by 16 of the block's 32 threads"), "{}", e.msg);
+    assert!(
+        e.msg
+            .contains("bar.sync reached by 16 of the block's 32 threads"),
+        "{}",
+        e.msg
+    );
     assert!(e.msg.contains("kernel divergent"), "{}", e.msg);
 }
 
@@ -253,18 +272,37 @@ const OOB: &str = r#"
 fn out_of_bounds_write_names_kernel_thread_and_address() {
     let mut g = Gpu::new();
     let out = g.zeros(100 * 4);
-    let e = g.run(&ptx(OOB), "oob", 2, 64, &[Arg::U64(out), Arg::U32(0)]).unwrap_err();
+    let e = g
+        .run(&ptx(OOB), "oob", 2, 64, &[Arg::U64(out), Arg::U32(0)])
+        .unwrap_err();
     let addr = out + 400;
     assert_eq!(e.kind, FaultKind::IllegalAddress(Some((addr, 4))));
-    assert!(e.msg.contains("out-of-bounds global store of 4 bytes"), "{}", e.msg);
+    assert!(
+        e.msg.contains("out-of-bounds global store of 4 bytes"),
+        "{}",
+        e.msg
+    );
     assert!(e.msg.contains(&format!("{addr:#x}")), "{}", e.msg);
-    assert!(e.msg.contains("kernel oob, block (1,0,0), thread (36,0,0)"), "{}", e.msg);
-    assert!(g.mem.describe(addr, 4).contains("0 bytes after the end of allocation"));
+    assert!(
+        e.msg.contains("kernel oob, block (1,0,0), thread (36,0,0)"),
+        "{}",
+        e.msg
+    );
+    assert!(g
+        .mem
+        .describe(addr, 4)
+        .contains("0 bytes after the end of allocation"));
     // The writes before the faulting thread happened; within bounds everything is 1.0.
     assert!(g.read_f32(out, 100).iter().all(|v| *v == 1.0));
-    let e = g.run(&ptx(OOB), "oob", 1, 32, &[Arg::U64(out), Arg::U32(2)]).unwrap_err();
+    let e = g
+        .run(&ptx(OOB), "oob", 1, 32, &[Arg::U64(out), Arg::U32(2)])
+        .unwrap_err();
     assert_eq!(e.kind, FaultKind::Misaligned);
-    assert!(e.msg.contains("misaligned global store of 4 bytes"), "{}", e.msg);
+    assert!(
+        e.msg.contains("misaligned global store of 4 bytes"),
+        "{}",
+        e.msg
+    );
 }
 
 const ATOMICS: &str = r#"
@@ -306,7 +344,15 @@ fn atomics_shared_and_global() {
         let mut g = Gpu::new();
         let c = g.zeros(24);
         let n = g
-            .run_with(&ptx(ATOMICS), "atomics", [3, 1, 1], [64, 1, 1], 0, &[Arg::U64(c)], workers)
+            .run_with(
+                &ptx(ATOMICS),
+                "atomics",
+                [3, 1, 1],
+                [64, 1, 1],
+                0,
+                &[Arg::U64(c)],
+                workers,
+            )
             .unwrap();
         let r = g.read_u32(c, 6);
         assert_eq!(r[0], 192);
@@ -378,7 +424,11 @@ fn shuffle_reading_an_exited_lane_is_an_error() {
 }
 "#);
     let e = Gpu::new().run(&src, "half", 1, 32, &[]).unwrap_err();
-    assert!(e.msg.contains("reads lane 16, which has exited"), "{}", e.msg);
+    assert!(
+        e.msg.contains("reads lane 16, which has exited"),
+        "{}",
+        e.msg
+    );
     assert!(e.msg.contains("thread (8,0,0)"), "{}", e.msg);
 }
 
@@ -406,12 +456,48 @@ fn dynamic_shared_memory_and_its_bounds() {
 "#);
     let mut g = Gpu::new();
     let out = g.zeros(32 * 4);
-    g.run_with(&src, "dynsh", [1, 1, 1], [32, 1, 1], 128, &[Arg::U64(out)], 1)
-        .unwrap();
+    g.run_with(
+        &src,
+        "dynsh",
+        [1, 1, 1],
+        [32, 1, 1],
+        128,
+        &[Arg::U64(out)],
+        1,
+    )
+    .unwrap();
     assert!(g.read_u32(out, 32).iter().all(|v| *v == 1));
     let e = g
-        .run_with(&src, "dynsh", [1, 1, 1], [32, 1, 1], 64, &[Arg::U64(out)], 1)
+        .run_with(
+            &src,
+            "dynsh",
+            [1, 1, 1],
+            [32, 1, 1],
+            64,
+            &[Arg::U64(out)],
+            1,
+        )
         .unwrap_err();
     assert!(e.msg.contains("out-of-bounds shared store"), "{}", e.msg);
     assert!(e.msg.contains("12 static + 64 dynamic"), "{}", e.msg);
+}
+
+#[test]
+fn kernels_with_float_atomics_or_read_atomic_results_run_in_order() {
+    let m = vgpu::ptx::parse_module(&ptx(ATOMICS)).unwrap();
+    assert!(!m.kernels[0].parallel_safe, "float atomic");
+    let int_only = ptx(ATOMICS).replace("atom.global.add.f32 %f1, [%rd1+8], 0f3F800000;", "");
+    let m = vgpu::ptx::parse_module(&int_only).unwrap();
+    assert!(
+        m.kernels[0].parallel_safe,
+        "integer atomics whose results are never read"
+    );
+    let read = int_only.replace(
+        "red.global.add.u32 [%rd1+20], 2;",
+        "red.global.add.u32 [%rd1+20], %r3;",
+    );
+    let m = vgpu::ptx::parse_module(&read).unwrap();
+    assert!(!m.kernels[0].parallel_safe, "an atomic's old value is read");
+    let m = vgpu::ptx::parse_module(&ptx(REVERSE)).unwrap();
+    assert!(m.kernels[0].parallel_safe);
 }

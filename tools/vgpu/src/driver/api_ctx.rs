@@ -4,8 +4,9 @@ use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void};
 
 use super::{
-    device, error_name, error_string, guard, out, register_exit_summary, CUresult, COMPUTE_CAPABILITY,
-    CONTEXT, DEVICE_NAME, DRIVER_VERSION, INVALID_CONTEXT, INVALID_DEVICE, INVALID_VALUE, SUCCESS,
+    device, error_name, error_string, guard, out, register_exit_summary, CUresult,
+    COMPUTE_CAPABILITY, CONTEXT, DEVICE_NAME, DRIVER_VERSION, INVALID_CONTEXT, INVALID_DEVICE,
+    INVALID_VALUE, SUCCESS,
 };
 use crate::exec::{MAX_SHARED_OPTIN, MAX_THREADS_PER_BLOCK};
 
@@ -124,7 +125,11 @@ pub fn attribute(attrib: c_int, sm_count: u32) -> c_int {
 /// # Safety
 /// `pi` must be null or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuDeviceGetAttribute(pi: *mut c_int, attrib: c_int, dev: c_int) -> CUresult {
+pub unsafe extern "C" fn cuDeviceGetAttribute(
+    pi: *mut c_int,
+    attrib: c_int,
+    dev: c_int,
+) -> CUresult {
     if let Err(e) = check_dev(dev) {
         return e;
     }
@@ -210,7 +215,11 @@ pub extern "C" fn cuDevicePrimaryCtxReset_v2(dev: c_int) -> CUresult {
 /// # Safety
 /// The pointers must be null or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuDevicePrimaryCtxGetState(dev: c_int, flags: *mut c_uint, active: *mut c_int) -> CUresult {
+pub unsafe extern "C" fn cuDevicePrimaryCtxGetState(
+    dev: c_int,
+    flags: *mut c_uint,
+    active: *mut c_int,
+) -> CUresult {
     if let Err(e) = check_dev(dev) {
         return e;
     }
@@ -335,7 +344,10 @@ pub unsafe extern "C" fn cuCtxGetLimit(value: *mut usize, limit: c_int) -> CUres
 /// # Safety
 /// The pointers must be null or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuCtxGetStreamPriorityRange(least: *mut c_int, greatest: *mut c_int) -> CUresult {
+pub unsafe extern "C" fn cuCtxGetStreamPriorityRange(
+    least: *mut c_int,
+    greatest: *mut c_int,
+) -> CUresult {
     // SAFETY: forwarded contract (null pointers are allowed by the API).
     unsafe {
         if !least.is_null() {

@@ -4,8 +4,8 @@ use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::time::Instant;
 
 use super::{
-    device, guard, out, report, CUresult, Device, Function, ILLEGAL_ADDRESS, INVALID_HANDLE, INVALID_PTX,
-    INVALID_VALUE, LAUNCH_FAILED, MISALIGNED_ADDRESS, NOT_FOUND, SUCCESS,
+    device, guard, out, report, CUresult, Device, Function, ILLEGAL_ADDRESS, INVALID_HANDLE,
+    INVALID_PTX, INVALID_VALUE, LAUNCH_FAILED, MISALIGNED_ADDRESS, NOT_FOUND, SUCCESS,
 };
 use crate::exec::{self, Config, FaultKind};
 use crate::ptx::{inst::Kernel, parse_module};
@@ -55,7 +55,10 @@ fn load_module(module: *mut *mut c_void, image: *const c_void) -> CUresult {
 /// # Safety
 /// `image` must be a NUL-terminated PTX string; `module` writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuModuleLoadData(module: *mut *mut c_void, image: *const c_void) -> CUresult {
+pub unsafe extern "C" fn cuModuleLoadData(
+    module: *mut *mut c_void,
+    image: *const c_void,
+) -> CUresult {
     load_module(module, image)
 }
 
@@ -89,7 +92,11 @@ pub extern "C" fn cuModuleUnload(module: *mut c_void) -> CUresult {
 /// # Safety
 /// `name` must be a NUL-terminated string; `f` writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuModuleGetFunction(f: *mut *mut c_void, module: *mut c_void, name: *const c_char) -> CUresult {
+pub unsafe extern "C" fn cuModuleGetFunction(
+    f: *mut *mut c_void,
+    module: *mut c_void,
+    name: *const c_char,
+) -> CUresult {
     if name.is_null() || f.is_null() {
         return INVALID_VALUE;
     }
@@ -100,7 +107,9 @@ pub unsafe extern "C" fn cuModuleGetFunction(f: *mut *mut c_void, module: *mut c
         Ok(id) => unsafe { out(f, id as *mut c_void) },
         Err(e) => {
             if e == NOT_FOUND {
-                report(&format!("cuModuleGetFunction: no kernel named {name} in the module"));
+                report(&format!(
+                    "cuModuleGetFunction: no kernel named {name} in the module"
+                ));
             }
             e
         }
@@ -109,7 +118,12 @@ pub unsafe extern "C" fn cuModuleGetFunction(f: *mut *mut c_void, module: *mut c
 
 /// `cuModuleGetGlobal_v2`: module variables are not supported.
 #[no_mangle]
-pub extern "C" fn cuModuleGetGlobal_v2(_p: *mut u64, _b: *mut usize, _m: *mut c_void, _n: *const c_char) -> CUresult {
+pub extern "C" fn cuModuleGetGlobal_v2(
+    _p: *mut u64,
+    _b: *mut usize,
+    _m: *mut c_void,
+    _n: *const c_char,
+) -> CUresult {
     NOT_FOUND
 }
 
@@ -122,7 +136,11 @@ fn kernel_of(d: &Device, f: *mut c_void) -> Result<Function, CUresult> {
 /// # Safety
 /// `pi` must be null or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuFuncGetAttribute(pi: *mut c_int, attrib: c_int, f: *mut c_void) -> CUresult {
+pub unsafe extern "C" fn cuFuncGetAttribute(
+    pi: *mut c_int,
+    attrib: c_int,
+    f: *mut c_void,
+) -> CUresult {
     let d = device();
     let func = match kernel_of(&d, f) {
         Ok(k) => k,
@@ -159,14 +177,21 @@ pub extern "C" fn cuFuncSetCacheConfig(_f: *mut c_void, _config: c_int) -> CUres
 ///
 /// # Safety
 /// The pointers must follow the cuLaunchKernel contract for `k`'s parameters.
-unsafe fn param_buffer(k: &Kernel, params: *mut *mut c_void, extra: *mut *mut c_void) -> Result<Vec<u8>, String> {
+unsafe fn param_buffer(
+    k: &Kernel,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; k.param_bytes];
     if !params.is_null() {
         for (i, p) in k.params.iter().enumerate() {
             // SAFETY: `params` holds one pointer per kernel parameter.
             let src = unsafe { *params.add(i) } as *const u8;
             if src.is_null() {
-                return Err(format!("kernel parameter {i} ({}) is a null pointer", p.name));
+                return Err(format!(
+                    "kernel parameter {i} ({}) is a null pointer",
+                    p.name
+                ));
             }
             // SAFETY: each points to a value of the parameter's size.
             let v = unsafe { std::slice::from_raw_parts(src, p.size) };
@@ -197,7 +222,10 @@ unsafe fn param_buffer(k: &Kernel, params: *mut *mut c_void, extra: *mut *mut c_
         i += 2;
     }
     if ptr.is_null() || size < k.param_bytes {
-        return Err(format!("extra parameter buffer of {size} bytes, {} needed", k.param_bytes));
+        return Err(format!(
+            "extra parameter buffer of {size} bytes, {} needed",
+            k.param_bytes
+        ));
     }
     // SAFETY: the buffer holds `size` >= param_bytes bytes.
     buf.copy_from_slice(unsafe { std::slice::from_raw_parts(ptr, k.param_bytes) });
@@ -205,7 +233,13 @@ unsafe fn param_buffer(k: &Kernel, params: *mut *mut c_void, extra: *mut *mut c_
 }
 
 /// Runs one launch under the device lock; maps faults to result codes.
-fn launch(f: *mut c_void, cfg: Config, stream: Stream, params: *mut *mut c_void, extra: *mut *mut c_void) -> CUresult {
+fn launch(
+    f: *mut c_void,
+    cfg: Config,
+    stream: Stream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
+) -> CUresult {
     let mut d = device();
     if let Err(e) = d.check() {
         return e;
@@ -251,7 +285,8 @@ fn launch(f: *mut c_void, cfg: Config, stream: Stream, params: *mut *mut c_void,
         }
     };
     let name = k.name.clone();
-    d.stats.launch(&name, &cfg, &counters, wall, code == SUCCESS);
+    d.stats
+        .launch(&name, &cfg, &counters, wall, code == SUCCESS);
     code
 }
 
@@ -301,7 +336,21 @@ pub unsafe extern "C" fn cuLaunchCooperativeKernel(
     params: *mut *mut c_void,
 ) -> CUresult {
     // SAFETY: forwarded contract.
-    unsafe { cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shared, stream, params, std::ptr::null_mut()) }
+    unsafe {
+        cuLaunchKernel(
+            f,
+            gx,
+            gy,
+            gz,
+            bx,
+            by,
+            bz,
+            shared,
+            stream,
+            params,
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// `cuLaunchHostFunc`: calls `func(data)` now (all earlier work on the stream is done).
@@ -309,7 +358,11 @@ pub unsafe extern "C" fn cuLaunchCooperativeKernel(
 /// # Safety
 /// `func` must be callable with `data`.
 #[no_mangle]
-pub unsafe extern "C" fn cuLaunchHostFunc(_s: Stream, func: Option<unsafe extern "C" fn(*mut c_void)>, data: *mut c_void) -> CUresult {
+pub unsafe extern "C" fn cuLaunchHostFunc(
+    _s: Stream,
+    func: Option<unsafe extern "C" fn(*mut c_void)>,
+    data: *mut c_void,
+) -> CUresult {
     match func {
         // SAFETY: forwarded contract.
         Some(f) => unsafe { f(data) },
@@ -323,7 +376,12 @@ pub unsafe extern "C" fn cuLaunchHostFunc(_s: Stream, func: Option<unsafe extern
 /// # Safety
 /// `n` must be null or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuOccupancyMaxActiveBlocksPerMultiprocessor(n: *mut c_int, _f: *mut c_void, block: c_int, _smem: usize) -> CUresult {
+pub unsafe extern "C" fn cuOccupancyMaxActiveBlocksPerMultiprocessor(
+    n: *mut c_int,
+    _f: *mut c_void,
+    block: c_int,
+    _smem: usize,
+) -> CUresult {
     // SAFETY: forwarded contract.
     unsafe { out(n, (2048 / block.max(1)).clamp(1, 32)) }
 }
@@ -344,7 +402,11 @@ pub unsafe extern "C" fn cuStreamCreate(s: *mut Stream, _flags: c_uint) -> CUres
 /// # Safety
 /// `s` must be null or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuStreamCreateWithPriority(s: *mut Stream, flags: c_uint, _prio: c_int) -> CUresult {
+pub unsafe extern "C" fn cuStreamCreateWithPriority(
+    s: *mut Stream,
+    flags: c_uint,
+    _prio: c_int,
+) -> CUresult {
     // SAFETY: forwarded contract.
     unsafe { cuStreamCreate(s, flags) }
 }
@@ -461,7 +523,9 @@ pub unsafe extern "C" fn cuEventElapsedTime(ms: *mut f32, start: Event, end: Eve
     let b = d.event_mut(end as usize).and_then(|s| *s);
     match (a, b) {
         // SAFETY: forwarded contract.
-        (Some(a), Some(b)) => unsafe { out(ms, b.saturating_duration_since(a).as_secs_f32() * 1e3) },
+        (Some(a), Some(b)) => unsafe {
+            out(ms, b.saturating_duration_since(a).as_secs_f32() * 1e3)
+        },
         _ => INVALID_HANDLE,
     }
 }

@@ -3,8 +3,8 @@
 use std::ffi::{c_int, c_uint, c_void};
 
 use super::{
-    device, guard, out, report, CUresult, Device, CONTEXT, INVALID_HANDLE, INVALID_VALUE, OUT_OF_MEMORY,
-    SUCCESS,
+    device, guard, out, report, CUresult, Device, CONTEXT, INVALID_HANDLE, INVALID_VALUE,
+    OUT_OF_MEMORY, SUCCESS,
 };
 use crate::stats::Copy;
 
@@ -51,7 +51,10 @@ fn free(what: &str, p: DevPtr) -> CUresult {
     guard(what, || {
         let mut d = device();
         if !d.mem.free(p) {
-            report(&format!("{what}: {p:#x} is not the start of a live allocation ({})", d.mem.describe(p, 1)));
+            report(&format!(
+                "{what}: {p:#x} is not the start of a live allocation ({})",
+                d.mem.describe(p, 1)
+            ));
             return INVALID_VALUE;
         }
         d.check().err().unwrap_or(SUCCESS)
@@ -72,7 +75,11 @@ pub unsafe extern "C" fn cuMemAlloc_v2(dptr: *mut DevPtr, bytes: usize) -> CUres
 /// # Safety
 /// `dptr` must be null or writable.
 #[no_mangle]
-pub unsafe extern "C" fn cuMemAllocAsync(dptr: *mut DevPtr, bytes: usize, stream: Stream) -> CUresult {
+pub unsafe extern "C" fn cuMemAllocAsync(
+    dptr: *mut DevPtr,
+    bytes: usize,
+    stream: Stream,
+) -> CUresult {
     alloc("cuMemAllocAsync", dptr, bytes, Some(stream))
 }
 
@@ -103,7 +110,14 @@ pub unsafe extern "C" fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) ->
 }
 
 /// Copies `bytes` between host and device (or device and device) with range checks.
-fn copy(what: &str, kind: Copy, dst: u64, src: u64, bytes: usize, stream: Option<Stream>) -> CUresult {
+fn copy(
+    what: &str,
+    kind: Copy,
+    dst: u64,
+    src: u64,
+    bytes: usize,
+    stream: Option<Stream>,
+) -> CUresult {
     guard(what, || {
         let mut d = device();
         if let Err(e) = d.check() {
@@ -127,12 +141,15 @@ fn copy(what: &str, kind: Copy, dst: u64, src: u64, bytes: usize, stream: Option
         match kind {
             Copy::HtoD => match d.mem.bytes_mut(dst, bytes) {
                 // SAFETY: the host source holds `bytes` bytes per the API contract.
-                Ok(t) => t.copy_from_slice(unsafe { std::slice::from_raw_parts(src as *const u8, bytes) }),
+                Ok(t) => t.copy_from_slice(unsafe {
+                    std::slice::from_raw_parts(src as *const u8, bytes)
+                }),
                 Err(_) => return bad(&d, "destination", dst),
             },
             Copy::DtoH => match d.mem.bytes_mut(src, bytes) {
                 // SAFETY: the host destination holds `bytes` bytes per the API contract.
-                Ok(s) => unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, bytes) }.copy_from_slice(s),
+                Ok(s) => unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, bytes) }
+                    .copy_from_slice(s),
                 Err(_) => return bad(&d, "source", src),
             },
             _ => {
@@ -156,7 +173,11 @@ fn copy(what: &str, kind: Copy, dst: u64, src: u64, bytes: usize, stream: Option
 /// # Safety
 /// `src` must hold `bytes` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cuMemcpyHtoD_v2(dst: DevPtr, src: *const c_void, bytes: usize) -> CUresult {
+pub unsafe extern "C" fn cuMemcpyHtoD_v2(
+    dst: DevPtr,
+    src: *const c_void,
+    bytes: usize,
+) -> CUresult {
     copy("cuMemcpyHtoD", Copy::HtoD, dst, src as u64, bytes, None)
 }
 
@@ -165,8 +186,20 @@ pub unsafe extern "C" fn cuMemcpyHtoD_v2(dst: DevPtr, src: *const c_void, bytes:
 /// # Safety
 /// `src` must hold `bytes` readable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(dst: DevPtr, src: *const c_void, bytes: usize, s: Stream) -> CUresult {
-    copy("cuMemcpyHtoDAsync", Copy::HtoD, dst, src as u64, bytes, Some(s))
+pub unsafe extern "C" fn cuMemcpyHtoDAsync_v2(
+    dst: DevPtr,
+    src: *const c_void,
+    bytes: usize,
+    s: Stream,
+) -> CUresult {
+    copy(
+        "cuMemcpyHtoDAsync",
+        Copy::HtoD,
+        dst,
+        src as u64,
+        bytes,
+        Some(s),
+    )
 }
 
 /// `cuMemcpyDtoH_v2`.
@@ -183,8 +216,20 @@ pub unsafe extern "C" fn cuMemcpyDtoH_v2(dst: *mut c_void, src: DevPtr, bytes: u
 /// # Safety
 /// `dst` must hold `bytes` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn cuMemcpyDtoHAsync_v2(dst: *mut c_void, src: DevPtr, bytes: usize, s: Stream) -> CUresult {
-    copy("cuMemcpyDtoHAsync", Copy::DtoH, dst as u64, src, bytes, Some(s))
+pub unsafe extern "C" fn cuMemcpyDtoHAsync_v2(
+    dst: *mut c_void,
+    src: DevPtr,
+    bytes: usize,
+    s: Stream,
+) -> CUresult {
+    copy(
+        "cuMemcpyDtoHAsync",
+        Copy::DtoH,
+        dst as u64,
+        src,
+        bytes,
+        Some(s),
+    )
 }
 
 /// `cuMemcpyDtoD_v2`.
@@ -195,7 +240,12 @@ pub extern "C" fn cuMemcpyDtoD_v2(dst: DevPtr, src: DevPtr, bytes: usize) -> CUr
 
 /// `cuMemcpyDtoDAsync_v2` (completes immediately).
 #[no_mangle]
-pub extern "C" fn cuMemcpyDtoDAsync_v2(dst: DevPtr, src: DevPtr, bytes: usize, s: Stream) -> CUresult {
+pub extern "C" fn cuMemcpyDtoDAsync_v2(
+    dst: DevPtr,
+    src: DevPtr,
+    bytes: usize,
+    s: Stream,
+) -> CUresult {
     copy("cuMemcpyDtoDAsync", Copy::DtoD, dst, src, bytes, Some(s))
 }
 
@@ -212,7 +262,14 @@ pub extern "C" fn cuMemcpyAsync(dst: DevPtr, src: DevPtr, bytes: usize, s: Strea
 }
 
 /// Fills `n` elements of `width` bytes with `value`.
-fn memset(what: &str, dst: DevPtr, value: u32, width: usize, n: usize, stream: Option<Stream>) -> CUresult {
+fn memset(
+    what: &str,
+    dst: DevPtr,
+    value: u32,
+    width: usize,
+    n: usize,
+    stream: Option<Stream>,
+) -> CUresult {
     guard(what, || {
         let mut d = device();
         if let Err(e) = d.check() {
@@ -286,7 +343,11 @@ pub extern "C" fn cuMemsetD32Async(dst: DevPtr, v: c_uint, n: usize, s: Stream) 
 /// # Safety
 /// `data` must point to storage of the attribute's type.
 #[no_mangle]
-pub unsafe extern "C" fn cuPointerGetAttribute(data: *mut c_void, attrib: c_int, ptr: DevPtr) -> CUresult {
+pub unsafe extern "C" fn cuPointerGetAttribute(
+    data: *mut c_void,
+    attrib: c_int,
+    ptr: DevPtr,
+) -> CUresult {
     let mut d = device();
     if data.is_null() || d.mem.bytes_mut(ptr, 1).is_err() {
         return INVALID_VALUE;
@@ -299,7 +360,9 @@ pub unsafe extern "C" fn cuPointerGetAttribute(data: *mut c_void, attrib: c_int,
             3 => out(data as *mut u64, ptr),
             9 => out(data as *mut c_int, 0),
             _ => {
-                report(&format!("cuPointerGetAttribute: attribute {attrib} is not implemented"));
+                report(&format!(
+                    "cuPointerGetAttribute: attribute {attrib} is not implemented"
+                ));
                 super::NOT_SUPPORTED
             }
         }

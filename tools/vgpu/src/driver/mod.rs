@@ -5,7 +5,8 @@
 //! ordered. A failed launch makes the context's error sticky (every later call returns it,
 //! as on a GPU) unless `VGPU_NONSTICKY=1`; `cuDevicePrimaryCtxReset` clears it.
 //!
-//! Environment: `VGPU_WORKERS` (host threads running blocks, default 1: blocks in order),
+//! Environment: `VGPU_WORKERS` (host threads running the blocks of kernels whose result
+//! cannot depend on block order, default: the cores, at most 8; 1: blocks in order),
 //! `VGPU_ALLOC_FILL` (`nan` = 0xFF bytes, the default; `zero`; or a byte like `0xAB`),
 //! `VGPU_MEM_MB` (device memory, default 16384), `VGPU_SM_COUNT` (default 4), `VGPU_LOG`
 //! (file that launch failures are appended to), `VGPU_QUIET=1` (no stderr), `VGPU_TRACE`,
@@ -118,6 +119,11 @@ fn env_num(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Host threads for blocks by default: the available cores, at most 8.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
 fn fill_byte() -> u8 {
     match std::env::var("VGPU_ALLOC_FILL").as_deref().map(str::trim) {
         Ok("zero") | Ok("0") => 0,
@@ -138,7 +144,7 @@ impl Device {
             next_id: 1,
             sticky: SUCCESS,
             stats: Stats::from_env(),
-            workers: env_num("VGPU_WORKERS", 1).max(1),
+            workers: env_num("VGPU_WORKERS", default_workers()).max(1),
             fill: fill_byte(),
             sm_count: env_num("VGPU_SM_COUNT", 4).max(1) as u32,
             sticky_errors: std::env::var("VGPU_NONSTICKY").as_deref() != Ok("1"),
@@ -168,7 +174,11 @@ impl Device {
     /// The handle of kernel `name` of module `id`.
     pub fn function(&mut self, id: usize, name: &str) -> Result<usize, CUresult> {
         let m = self.modules.get(&id).ok_or(INVALID_HANDLE)?.clone();
-        let index = m.kernels.iter().position(|k| k.name == name).ok_or(NOT_FOUND)?;
+        let index = m
+            .kernels
+            .iter()
+            .position(|k| k.name == name)
+            .ok_or(NOT_FOUND)?;
         if let Some(f) = self.function_ids.get(&(id, index)) {
             return Ok(*f);
         }
@@ -243,7 +253,11 @@ pub fn report(msg: &str) {
         eprintln!("vgpu: {msg}");
     }
     if let Some(path) = std::env::var_os("VGPU_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "vgpu: {msg}");
         }
     }

@@ -7,7 +7,9 @@ use super::{report, CUresult, NOT_SUPPORTED};
 
 /// Reports a call of an unimplemented driver function.
 fn unimplemented(name: &str) -> CUresult {
-    report(&format!("{name} is not implemented by the virtual GPU (returning CUDA_ERROR_NOT_SUPPORTED)"));
+    report(&format!(
+        "{name} is not implemented by the virtual GPU (returning CUDA_ERROR_NOT_SUPPORTED)"
+    ));
     NOT_SUPPORTED
 }
 

@@ -66,12 +66,7 @@ pub fn div(ty: Ty, a: u64, b: u64) -> u64 {
         }
         (x.wrapping_div(y) as u64) & m
     } else {
-        let (x, y) = (a & m, b & m);
-        if y == 0 {
-            m
-        } else {
-            x / y
-        }
+        (a & m).checked_div(b & m).unwrap_or(m)
     }
 }
 
@@ -85,12 +80,7 @@ pub fn rem(ty: Ty, a: u64, b: u64) -> u64 {
         }
         (x.wrapping_rem(y) as u64) & m
     } else {
-        let (x, y) = (a & m, b & m);
-        if y == 0 {
-            x
-        } else {
-            x % y
-        }
+        (a & m).checked_rem(b & m).unwrap_or(a & m)
     }
 }
 
@@ -277,7 +267,10 @@ pub fn cvt(dst: Ty, src: Ty, r: Rnd, f: FFlags, a: u64) -> Result<u64, String> {
             let v = wide(a, src);
             if f.has(FFlags::SAT) {
                 let (lo, hi) = if dst.signed() {
-                    (sext(1u64 << (dst.bits() - 1), dst.bits()) as i128, (mask(dst) >> 1) as i128)
+                    (
+                        sext(1u64 << (dst.bits() - 1), dst.bits()) as i128,
+                        (mask(dst) >> 1) as i128,
+                    )
                 } else {
                     (0, mask(dst) as i128)
                 };
@@ -391,9 +384,18 @@ mod tests {
 
     #[test]
     fn integer_ops() {
-        assert_eq!(mul(Ty::S32, MulMode::Wide, (-3i32) as u32 as u64, 5), (-15i64) as u64);
-        assert_eq!(mul(Ty::U32, MulMode::Hi, 0xFFFF_FFFF, 0xFFFF_FFFF), 0xFFFF_FFFE);
-        assert_eq!(div(Ty::S32, (-7i32) as u32 as u64, 2), (-3i32) as u32 as u64);
+        assert_eq!(
+            mul(Ty::S32, MulMode::Wide, (-3i32) as u32 as u64, 5),
+            (-15i64) as u64
+        );
+        assert_eq!(
+            mul(Ty::U32, MulMode::Hi, 0xFFFF_FFFF, 0xFFFF_FFFF),
+            0xFFFF_FFFE
+        );
+        assert_eq!(
+            div(Ty::S32, (-7i32) as u32 as u64, 2),
+            (-3i32) as u32 as u64
+        );
         assert_eq!(rem(Ty::S64, (-7i64) as u64, 2), (-1i64) as u64);
         assert_eq!(shr(Ty::S32, 0x8000_0000, 40), 0xFFFF_FFFF);
         assert_eq!(shr(Ty::U32, 0x8000_0000, 31), 1);
@@ -410,18 +412,55 @@ mod tests {
     fn conversions() {
         let f = |x: f32| x.to_bits() as u64;
         let ff = FFlags(0);
-        assert_eq!(cvt(Ty::S32, Ty::F32, Rnd::Rzi, ff, f(-2.7)).unwrap(), (-2i32) as u32 as u64);
-        assert_eq!(cvt(Ty::S32, Ty::F32, Rnd::Rzi, ff, f(3e10)).unwrap(), i32::MAX as u64);
+        assert_eq!(
+            cvt(Ty::S32, Ty::F32, Rnd::Rzi, ff, f(-2.7)).unwrap(),
+            (-2i32) as u32 as u64
+        );
+        assert_eq!(
+            cvt(Ty::S32, Ty::F32, Rnd::Rzi, ff, f(3e10)).unwrap(),
+            i32::MAX as u64
+        );
         assert_eq!(cvt(Ty::S32, Ty::F32, Rnd::Rzi, ff, f(f32::NAN)).unwrap(), 0);
-        assert_eq!(cvt(Ty::F32, Ty::F32, Rnd::Rmi, ff, f(-2.5)).unwrap(), f(-3.0));
+        assert_eq!(
+            cvt(Ty::F32, Ty::F32, Rnd::Rmi, ff, f(-2.5)).unwrap(),
+            f(-3.0)
+        );
         assert_eq!(cvt(Ty::F32, Ty::F32, Rnd::Rni, ff, f(2.5)).unwrap(), f(2.0));
-        assert_eq!(cvt(Ty::F32, Ty::F32, Rnd::None, FFlags(FFlags::SAT), f(1.5)).unwrap(), f(1.0));
-        assert_eq!(cvt(Ty::F32, Ty::F32, Rnd::None, FFlags(FFlags::SAT), f(f32::NAN)).unwrap(), 0);
-        assert_eq!(cvt(Ty::S64, Ty::S32, Rnd::None, ff, 0xFFFF_FFFF).unwrap(), u64::MAX);
-        assert_eq!(cvt(Ty::U32, Ty::U64, Rnd::None, ff, 0x1_0000_0005).unwrap(), 5);
+        assert_eq!(
+            cvt(Ty::F32, Ty::F32, Rnd::None, FFlags(FFlags::SAT), f(1.5)).unwrap(),
+            f(1.0)
+        );
+        assert_eq!(
+            cvt(
+                Ty::F32,
+                Ty::F32,
+                Rnd::None,
+                FFlags(FFlags::SAT),
+                f(f32::NAN)
+            )
+            .unwrap(),
+            0
+        );
+        assert_eq!(
+            cvt(Ty::S64, Ty::S32, Rnd::None, ff, 0xFFFF_FFFF).unwrap(),
+            u64::MAX
+        );
+        assert_eq!(
+            cvt(Ty::U32, Ty::U64, Rnd::None, ff, 0x1_0000_0005).unwrap(),
+            5
+        );
         let big = (1u64 << 24) + 1;
-        assert_eq!(cvt(Ty::F32, Ty::U64, Rnd::Rp, ff, big).unwrap(), f(16_777_218.0));
-        assert_eq!(cvt(Ty::F32, Ty::U64, Rnd::Rz, ff, big).unwrap(), f(16_777_216.0));
-        assert_eq!(cvt(Ty::F32, Ty::S32, Rnd::Rn, ff, (-5i32) as u32 as u64).unwrap(), f(-5.0));
+        assert_eq!(
+            cvt(Ty::F32, Ty::U64, Rnd::Rp, ff, big).unwrap(),
+            f(16_777_218.0)
+        );
+        assert_eq!(
+            cvt(Ty::F32, Ty::U64, Rnd::Rz, ff, big).unwrap(),
+            f(16_777_216.0)
+        );
+        assert_eq!(
+            cvt(Ty::F32, Ty::S32, Rnd::Rn, ff, (-5i32) as u32 as u64).unwrap(),
+            f(-5.0)
+        );
     }
 }

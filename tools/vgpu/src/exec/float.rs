@@ -40,7 +40,7 @@ pub fn round_f32(hi: f64, lo: f64, mode: Rnd) -> f32 {
         };
     }
     let d0 = hi - r as f64; // exact
-    // The sign of (exact - r): adding `lo` rounds, but never changes the sign of the sum.
+                            // The sign of (exact - r): adding `lo` rounds, but never changes the sign of the sum.
     let d = d0 + lo;
     if d == 0.0 {
         return r;
@@ -168,7 +168,9 @@ pub fn mul(ty: Ty, a: u64, b: u64, mode: Rnd, f: FFlags) -> Result<u64, String> 
 pub fn fma(ty: Ty, a: u64, b: u64, c: u64, mode: Rnd, f: FFlags) -> Result<u64, String> {
     if ty == Ty::F64 {
         no_directed64(mode)?;
-        return Ok(f64::from_bits(a).mul_add(f64::from_bits(b), f64::from_bits(c)).to_bits());
+        return Ok(f64::from_bits(a)
+            .mul_add(f64::from_bits(b), f64::from_bits(c))
+            .to_bits());
     }
     let (x, y) = inputs32(a, b, f);
     let z = f32::from_bits(c as u32);
@@ -325,9 +327,18 @@ mod tests {
         assert_eq!(v(add(Ty::F32, one, tiny, false, Rnd::Rn, ff).unwrap()), 1.0);
         assert_eq!(v(add(Ty::F32, one, tiny, false, Rnd::Rz, ff).unwrap()), 1.0);
         assert_eq!(v(add(Ty::F32, one, tiny, false, Rnd::Rm, ff).unwrap()), 1.0);
-        assert_eq!(v(add(Ty::F32, one, tiny, false, Rnd::Rp, ff).unwrap()), 1.0f32.next_up());
-        assert_eq!(v(add(Ty::F32, one, tiny, true, Rnd::Rm, ff).unwrap()), 1.0f32.next_down());
-        assert_eq!(v(add(Ty::F32, one, tiny, true, Rnd::Rz, ff).unwrap()), 1.0f32.next_down());
+        assert_eq!(
+            v(add(Ty::F32, one, tiny, false, Rnd::Rp, ff).unwrap()),
+            1.0f32.next_up()
+        );
+        assert_eq!(
+            v(add(Ty::F32, one, tiny, true, Rnd::Rm, ff).unwrap()),
+            1.0f32.next_down()
+        );
+        assert_eq!(
+            v(add(Ty::F32, one, tiny, true, Rnd::Rz, ff).unwrap()),
+            1.0f32.next_down()
+        );
         assert_eq!(v(add(Ty::F32, one, tiny, true, Rnd::Rp, ff).unwrap()), 1.0);
         let third = b(1.0 / 3.0);
         let three = b(3.0);
@@ -336,7 +347,10 @@ mod tests {
         assert!(lo < hi && lo.next_up() == hi);
         let m = v(fma(Ty::F32, third, three, b(-1.0), Rnd::Rm, ff).unwrap());
         assert_eq!(m, ((1.0f32 / 3.0) as f64 * 3.0 - 1.0) as f32);
-        assert_eq!(v(fma(Ty::F32, b(2.0), b(3.0), b(1.0), Rnd::Rn, ff).unwrap()), 7.0);
+        assert_eq!(
+            v(fma(Ty::F32, b(2.0), b(3.0), b(1.0), Rnd::Rn, ff).unwrap()),
+            7.0
+        );
     }
 
     #[test]
@@ -354,13 +368,33 @@ mod tests {
     fn ftz_sat_nan_minmax() {
         let sub = b(f32::from_bits(1));
         let ftz = FFlags(FFlags::FTZ);
-        assert_eq!(v(add(Ty::F32, sub, b(0.0), false, Rnd::Rn, ftz).unwrap()), 0.0);
-        assert_eq!(v(add(Ty::F32, sub, b(0.0), false, Rnd::Rn, FFlags(0)).unwrap()).to_bits(), 1);
+        assert_eq!(
+            v(add(Ty::F32, sub, b(0.0), false, Rnd::Rn, ftz).unwrap()),
+            0.0
+        );
+        assert_eq!(
+            v(add(Ty::F32, sub, b(0.0), false, Rnd::Rn, FFlags(0)).unwrap()).to_bits(),
+            1
+        );
         let sat = FFlags(FFlags::SAT);
-        assert_eq!(v(add(Ty::F32, b(0.75), b(0.5), false, Rnd::Rn, sat).unwrap()), 1.0);
-        let nan = add(Ty::F32, b(f32::INFINITY), b(f32::INFINITY), true, Rnd::Rn, FFlags(0)).unwrap();
+        assert_eq!(
+            v(add(Ty::F32, b(0.75), b(0.5), false, Rnd::Rn, sat).unwrap()),
+            1.0
+        );
+        let nan = add(
+            Ty::F32,
+            b(f32::INFINITY),
+            b(f32::INFINITY),
+            true,
+            Rnd::Rn,
+            FFlags(0),
+        )
+        .unwrap();
         assert_eq!(nan as u32, CANONICAL_NAN32);
-        assert_eq!(v(minmax(Ty::F32, b(f32::NAN), b(2.0), true, FFlags(0))), 2.0);
+        assert_eq!(
+            v(minmax(Ty::F32, b(f32::NAN), b(2.0), true, FFlags(0))),
+            2.0
+        );
         assert!(v(minmax(Ty::F32, b(-0.0), b(0.0), true, FFlags(0))).is_sign_positive());
         assert!(v(minmax(Ty::F32, b(0.0), b(-0.0), false, FFlags(0))).is_sign_negative());
     }

@@ -105,7 +105,13 @@ fn resolve(
     match space {
         Space::Global | Space::Const | Space::Generic => {
             if kind != Kind::Load && space == Space::Const {
-                return Err(oob(kind, space, addr, len, ": constant memory is read-only".into()));
+                return Err(oob(
+                    kind,
+                    space,
+                    addr,
+                    len,
+                    ": constant memory is read-only".into(),
+                ));
             }
             env.global
                 .find(a, len, &mut env.hint)
@@ -190,7 +196,12 @@ fn count(env: &mut Env, space: Space, addr: u64, len: u64, kind: Kind) {
 
 /// Executes a load or store.
 #[inline]
-pub(crate) fn ld_st(env: &mut Env, regs: &mut [u64], local: &mut [u8], i: &Inst) -> Result<(), Err0> {
+pub(crate) fn ld_st(
+    env: &mut Env,
+    regs: &mut [u64],
+    local: &mut [u8],
+    i: &Inst,
+) -> Result<(), Err0> {
     let (store, space, ty, vec) = match i.op {
         Op::Ld(s, t, v) => (false, s, t, v),
         Op::St(s, t, v) => (true, s, t, v),
@@ -210,7 +221,11 @@ pub(crate) fn ld_st(env: &mut Env, regs: &mut [u64], local: &mut [u8], i: &Inst)
     if store {
         if let Opnd::Vec(r, n) = i.d {
             for (k, reg) in r.iter().take(n as usize).enumerate() {
-                let v = if *reg == NO_REG { 0 } else { regs[*reg as usize] };
+                let v = if *reg == NO_REG {
+                    0
+                } else {
+                    regs[*reg as usize]
+                };
                 // SAFETY: k * w < len, inside the checked range.
                 write(unsafe { p.add(k * w as usize) }, w, v);
             }
@@ -236,7 +251,12 @@ pub(crate) fn ld_st(env: &mut Env, regs: &mut [u64], local: &mut [u8], i: &Inst)
 }
 
 /// Executes `atom` / `red` with host atomics (blocks may run on several host threads).
-pub(crate) fn atomic(env: &mut Env, regs: &mut [u64], local: &mut [u8], i: &Inst) -> Result<(), Err0> {
+pub(crate) fn atomic(
+    env: &mut Env,
+    regs: &mut [u64],
+    local: &mut [u8],
+    i: &Inst,
+) -> Result<(), Err0> {
     let (space, op, ty, ret) = match i.op {
         Op::Atom(s, o, t) => (s, o, t, true),
         Op::Red(s, o, t) => (s, o, t, false),
@@ -244,13 +264,20 @@ pub(crate) fn atomic(env: &mut Env, regs: &mut [u64], local: &mut [u8], i: &Inst
     };
     let w = ty.bytes();
     if w != 4 && w != 8 {
-        return Err((FaultKind::Launch, format!("{w}-byte atomics are not implemented")));
+        return Err((
+            FaultKind::Launch,
+            format!("{w}-byte atomics are not implemented"),
+        ));
     }
     let addr = address(regs, &i.s[0]);
     let p = resolve(env, local, space, addr, w as u64, Kind::Atomic)?;
     count(env, space, addr, w as u64, Kind::Atomic);
     let b = rd(regs, &i.s[1], env, 0);
-    let c = if op == AtomOp::Cas { rd(regs, &i.s[2], env, 0) } else { 0 };
+    let c = if op == AtomOp::Cas {
+        rd(regs, &i.s[2], env, 0)
+    } else {
+        0
+    };
     let old = if w == 4 {
         // SAFETY: `p` is 4-byte aligned (checked) and inside a live 8-byte-aligned buffer.
         let a = unsafe { AtomicU32::from_ptr(p as *mut u32) };

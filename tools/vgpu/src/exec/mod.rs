@@ -121,7 +121,12 @@ impl<'k> Block<'k> {
     }
 
     /// Runs the block `info.ctaid` to completion.
-    fn run(&mut self, info: BlockInfo, global: &GlobalView, params: &[u8]) -> Result<Counters, Fault> {
+    fn run(
+        &mut self,
+        info: BlockInfo,
+        global: &GlobalView,
+        params: &[u8],
+    ) -> Result<Counters, Fault> {
         self.th.regs.fill(0);
         self.th.pc.fill(0);
         self.th.state.fill(St::Ready);
@@ -171,7 +176,6 @@ impl<'k> Block<'k> {
             }
         }
     }
-
 }
 
 /// A fault of thread `t` with its kernel, block, thread and PTX line.
@@ -204,7 +208,11 @@ fn check_config(k: &Kernel, cfg: &Config, params: &[u8]) -> Result<(usize, usize
             k.name, cfg.grid, cfg.block
         )));
     }
-    if threads > MAX_THREADS_PER_BLOCK as u64 || cfg.block[2] > 64 || cfg.grid[1] > 65535 || cfg.grid[2] > 65535 {
+    if threads > MAX_THREADS_PER_BLOCK as u64
+        || cfg.block[2] > 64
+        || cfg.grid[1] > 65535
+        || cfg.grid[2] > 65535
+    {
         return Err(config_err(format!(
             "kernel {}: block {:?} / grid {:?} exceeds the device limits (1024 threads per block, \
              block z <= 64, grid y and z <= 65535)",
@@ -213,7 +221,10 @@ fn check_config(k: &Kernel, cfg: &Config, params: &[u8]) -> Result<(usize, usize
     }
     if let Some(m) = k.max_threads {
         if threads > m as u64 {
-            return Err(config_err(format!("kernel {}: {threads} threads exceed its .maxntid {m}", k.name)));
+            return Err(config_err(format!(
+                "kernel {}: {threads} threads exceed its .maxntid {m}",
+                k.name
+            )));
         }
     }
     let shared = k.shared_static + cfg.dyn_shared as usize;
@@ -239,7 +250,8 @@ fn check_config(k: &Kernel, cfg: &Config, params: &[u8]) -> Result<(usize, usize
     Ok((threads as usize, dyn_start + cfg.dyn_shared as usize))
 }
 
-/// Runs a kernel over the whole grid; `workers > 1` runs blocks on that many host threads.
+/// Runs a kernel over the whole grid; `workers > 1` runs blocks on that many host threads
+/// when the kernel is [`Kernel::parallel_safe`] (else in order on this thread).
 /// `fill` is the byte uninitialised shared and local memory reads as.
 pub fn launch(
     k: &Kernel,
@@ -265,7 +277,7 @@ pub fn launch(
         dyn_smem: cfg.dyn_shared,
         nsm,
     };
-    if workers <= 1 || nblocks == 1 {
+    if workers <= 1 || nblocks == 1 || !k.parallel_safe {
         let mut blk = Block::new(k, threads, shared, fill);
         let mut total = Counters::default();
         for b in 0..nblocks {

@@ -49,7 +49,11 @@ pub(crate) enum Stop {
 /// `%tid` of linear thread `t`.
 pub(crate) fn tid(info: &BlockInfo, t: usize) -> [u32; 3] {
     let (nx, ny) = (info.ntid[0] as usize, info.ntid[1] as usize);
-    [(t % nx) as u32, ((t / nx) % ny) as u32, (t / (nx * ny)) as u32]
+    [
+        (t % nx) as u32,
+        ((t / nx) % ny) as u32,
+        (t / (nx * ny)) as u32,
+    ]
 }
 
 fn sreg(env: &Env, t: usize, s: Sreg) -> u64 {
@@ -158,7 +162,12 @@ fn int_op(env: &Env, regs: &mut [u64], t: usize, i: &Inst) -> Result<(), Err0> {
             unpack(regs, &i.d, w, a);
             return Ok(());
         }
-        _ => return Err((FaultKind::Launch, format!("internal: {:?} is not an integer op", i.op))),
+        _ => {
+            return Err((
+                FaultKind::Launch,
+                format!("internal: {:?} is not an integer op", i.op),
+            ))
+        }
     };
     wr(regs, &i.d, v);
     Ok(())
@@ -182,7 +191,11 @@ fn pack(regs: &[u64], o: &Opnd, w: u32) -> u64 {
     let mut v = 0u64;
     if let Opnd::Vec(r, n) = *o {
         for (k, reg) in r.iter().take(n as usize).enumerate() {
-            let x = if *reg == NO_REG { 0 } else { regs[*reg as usize] };
+            let x = if *reg == NO_REG {
+                0
+            } else {
+                regs[*reg as usize]
+            };
             let m = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
             v |= (x & m) << (k as u32 * w);
         }
@@ -286,7 +299,12 @@ mod tests {
         let mut regs = vec![0x1111, 0x2222, 0];
         let v = pack(&regs, &Opnd::Vec([0, 1, NO_REG, NO_REG], 2), 32);
         assert_eq!(v, 0x2222_0000_1111);
-        unpack(&mut regs, &Opnd::Vec([2, 0, NO_REG, NO_REG], 2), 32, 0x5_0000_0007);
+        unpack(
+            &mut regs,
+            &Opnd::Vec([2, 0, NO_REG, NO_REG], 2),
+            32,
+            0x5_0000_0007,
+        );
         assert_eq!((regs[2], regs[0]), (7, 5));
     }
 }

@@ -57,7 +57,10 @@ impl Threads {
         let at = |pc: u32| code.get(pc as usize).map_or(0, |i| i.line);
         match self.state[t] {
             St::Exited => format!("thread ({x},{y},{z}) has exited"),
-            St::Bar => format!("thread ({x},{y},{z}) waits at bar.sync (PTX line {})", at(self.pc[t])),
+            St::Bar => format!(
+                "thread ({x},{y},{z}) waits at bar.sync (PTX line {})",
+                at(self.pc[t])
+            ),
             St::Warp => format!(
                 "thread ({x},{y},{z}) waits at another warp-synchronous instruction (PTX line {})",
                 at(self.pc[t])
@@ -154,7 +157,10 @@ impl Threads {
             }
             let t = w0 + l;
             let r = self.regs_of(t);
-            let (b, c) = (rd(r, &inst.s[1], env, t) as i64, rd(r, &inst.s[2], env, t) as i64);
+            let (b, c) = (
+                rd(r, &inst.s[1], env, t) as i64,
+                rd(r, &inst.s[2], env, t) as i64,
+            );
             let (bval, cval, seg) = (b & 31, c & 31, (c >> 8) & 31);
             let lane = l as i64;
             let max_lane = (lane & seg) | (cval & !seg);
@@ -276,7 +282,10 @@ impl Threads {
         if let Some(u) = (0..self.n).find(|&u| id_of(u).0 != id) {
             return Err(launch_err(
                 u,
-                format!("deadlock: threads wait at different barriers ({id} and {})", id_of(u).0),
+                format!(
+                    "deadlock: threads wait at different barriers ({id} and {})",
+                    id_of(u).0
+                ),
             ));
         }
         for u in 0..self.n {

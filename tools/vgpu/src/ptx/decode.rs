@@ -326,10 +326,20 @@ fn memory(c: &Ctx, base: &str, m: &Mods) -> DResult<Inst> {
         // st [addr], value: the value travels in `d`.
         let a = c.src(0, Ty::U64)?;
         let v = c.src(1, ty)?;
-        return Ok(inst(op, v, Opnd::None, [a, Opnd::None, Opnd::None, Opnd::None]));
+        return Ok(inst(
+            op,
+            v,
+            Opnd::None,
+            [a, Opnd::None, Opnd::None, Opnd::None],
+        ));
     }
     let (d, _) = c.dst(0)?;
-    Ok(inst(op, d, Opnd::None, [c.src(1, Ty::U64)?, Opnd::None, Opnd::None, Opnd::None]))
+    Ok(inst(
+        op,
+        d,
+        Opnd::None,
+        [c.src(1, Ty::U64)?, Opnd::None, Opnd::None, Opnd::None],
+    ))
 }
 
 fn atomic(c: &Ctx, base: &str, m: &Mods) -> DResult<Inst> {
@@ -337,7 +347,12 @@ fn atomic(c: &Ctx, base: &str, m: &Mods) -> DResult<Inst> {
     if base == "red" {
         let a = c.src(0, Ty::U64)?;
         let b = c.src(1, ty)?;
-        return Ok(inst(Op::Red(space, op, ty), Opnd::None, Opnd::None, [a, b, Opnd::None, Opnd::None]));
+        return Ok(inst(
+            Op::Red(space, op, ty),
+            Opnd::None,
+            Opnd::None,
+            [a, b, Opnd::None, Opnd::None],
+        ));
     }
     let (d, _) = c.dst(0)?;
     let mut s = [c.src(1, Ty::U64)?, c.src(2, ty)?, Opnd::None, Opnd::None];
@@ -394,16 +409,19 @@ fn decode_op(c: &Ctx, opcode: &str) -> DResult<Inst> {
                 (_, Opnd::Vec(_, n)) => Op::Pack(ty.bits() / n as u32),
                 _ => Op::Mov(ty),
             };
-            Ok(inst(op, d, Opnd::None, [a, Opnd::None, Opnd::None, Opnd::None]))
+            Ok(inst(
+                op,
+                d,
+                Opnd::None,
+                [a, Opnd::None, Opnd::None, Opnd::None],
+            ))
         }
-        "add" | "sub" | "mul" | "mad" | "fma" | "div" | "rem" | "min" | "max" => {
-            arith(c, base, &m)
-        }
+        "add" | "sub" | "mul" | "mad" | "fma" | "div" | "rem" | "min" | "max" => arith(c, base, &m),
         "rcp" | "sqrt" | "rsqrt" | "ex2" | "lg2" | "sin" | "cos" | "tanh" | "abs" | "neg" => {
             unary(c, base, &m)
         }
-        "and" | "or" | "xor" | "not" | "cnot" | "shl" | "shr" | "popc" | "clz" | "brev"
-        | "bfe" | "bfi" => {
+        "and" | "or" | "xor" | "not" | "cnot" | "shl" | "shr" | "popc" | "clz" | "brev" | "bfe"
+        | "bfi" => {
             let ty = m.ty()?;
             let (op, n) = match base {
                 "and" => (Op::And(ty), 2),
@@ -452,7 +470,10 @@ fn decode_op(c: &Ctx, opcode: &str) -> DResult<Inst> {
         "atom" | "red" => atomic(c, base, &m),
         "bra" | "brx" if base == "bra" => match c.raw(0)? {
             Raw::Sym(l, 0) => {
-                let t = c.labels.get(l).ok_or_else(|| format!("unknown label {l}"))?;
+                let t = c
+                    .labels
+                    .get(l)
+                    .ok_or_else(|| format!("unknown label {l}"))?;
                 Ok(inst(Op::Bra(*t), Opnd::None, Opnd::None, none))
             }
             o => Err(format!("bad branch target {o:?}")),

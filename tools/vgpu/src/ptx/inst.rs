@@ -514,6 +514,38 @@ pub struct Kernel {
     pub unsupported: Vec<String>,
     /// `.reqntid` / `.maxntid` if declared (x*y*z).
     pub max_threads: Option<u32>,
+    /// True when blocks may run on several host threads with the same results: no float
+    /// atomics, and no atomic's returned old value is ever read (integer atomics commute).
+    pub parallel_safe: bool,
+}
+
+impl Kernel {
+    /// Computes [`Kernel::parallel_safe`] from the code.
+    pub fn is_parallel_safe(code: &[Inst]) -> bool {
+        let mut atom_dests = Vec::new();
+        for i in code {
+            match i.op {
+                Op::Atom(_, _, ty) | Op::Red(_, _, ty) if ty.float() => return false,
+                Op::Atom(..) => {
+                    if let Opnd::Reg(r) = i.d {
+                        atom_dests.push(r);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let reads = |i: &Inst, r: u32| {
+            let src = |o: &Opnd| match *o {
+                Opnd::Reg(x) | Opnd::NotReg(x) | Opnd::Addr(x, _) => x == r,
+                Opnd::Vec(v, n) => v[..n as usize].contains(&r),
+                _ => false,
+            };
+            i.guard == r || i.s.iter().any(src) || (matches!(i.op, Op::St(..)) && src(&i.d))
+        };
+        atom_dests
+            .iter()
+            .all(|&r| !code.iter().any(|i| reads(i, r)))
+    }
 }
 
 /// A parsed module.
@@ -531,4 +563,3 @@ impl Module {
         self.kernels.iter().find(|k| k.name == name)
     }
 }
-

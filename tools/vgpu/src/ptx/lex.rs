@@ -59,7 +59,9 @@ fn number(text: &str) -> Result<Tok, String> {
         return t.parse::<f64>().map(Tok::Float).map_err(|_| bad());
     }
     if t.len() > 1 && t.starts_with('0') {
-        return u64::from_str_radix(&t[1..], 8).map(Tok::Int).map_err(|_| bad());
+        return u64::from_str_radix(&t[1..], 8)
+            .map(Tok::Int)
+            .map_err(|_| bad());
     }
     t.parse::<u64>().map(Tok::Int).map_err(|_| bad())
 }
@@ -108,7 +110,9 @@ pub fn lex(src: &str) -> Result<Vec<Token>, String> {
                     || chars[i] == '.'
                     || ((chars[i] == '-' || chars[i] == '+')
                         && matches!(chars[i - 1], 'e' | 'E')
-                        && !chars[start..i].iter().any(|c| matches!(c, 'x' | 'X' | 'f' | 'd'))))
+                        && !chars[start..i]
+                            .iter()
+                            .any(|c| matches!(c, 'x' | 'X' | 'f' | 'd'))))
             {
                 i += 1;
             }
@@ -144,8 +148,8 @@ mod tests {
 
     #[test]
     fn lexes_an_instruction() {
-        let t = lex("@!%p1 ld.global.nc.f32 %f1, [%rd2+-4]; // c\n mov.f32 %f2, 0f3F800000;")
-            .unwrap();
+        let t =
+            lex("@!%p1 ld.global.nc.f32 %f1, [%rd2+-4]; // c\n mov.f32 %f2, 0f3F800000;").unwrap();
         let toks: Vec<Tok> = t.into_iter().map(|t| t.tok).collect();
         assert_eq!(toks[0], Tok::Punct('@'));
         assert_eq!(toks[1], Tok::Punct('!'));

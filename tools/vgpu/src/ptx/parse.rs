@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::decode::decode;
-use super::inst::{Kernel, Module, Param, Sreg, Space, Ty};
+use super::inst::{Inst, Kernel, Module, Param, Space, Sreg, Ty};
 use super::lex::{lex, Tok, Token};
 
 /// An operand as written, with registers already resolved.
@@ -107,13 +107,19 @@ impl Parser {
     fn ident(&mut self) -> PResult<String> {
         match self.next()? {
             Tok::Ident(s) => Ok(s),
-            t => Err(format!("line {}: expected a name, found {t:?}", self.line())),
+            t => Err(format!(
+                "line {}: expected a name, found {t:?}",
+                self.line()
+            )),
         }
     }
     fn int(&mut self) -> PResult<u64> {
         match self.next()? {
             Tok::Int(v) => Ok(v),
-            t => Err(format!("line {}: expected an integer, found {t:?}", self.line())),
+            t => Err(format!(
+                "line {}: expected an integer, found {t:?}",
+                self.line()
+            )),
         }
     }
     /// Skips to the end of the current statement (`;`), inclusive.
@@ -152,9 +158,9 @@ fn var_decl(p: &mut Parser) -> PResult<VarDecl> {
                 p.pos += 1;
                 if let Some(t) = Ty::parse(&s[1..]) {
                     elem = t.bytes() as usize;
-                } else if s.starts_with(".v") {
+                } else if let Some(n) = s.strip_prefix(".v") {
                     // .v2 / .v4 vector variables: the element type follows.
-                    let n: usize = s[2..].parse().map_err(|_| format!("bad vector {s}"))?;
+                    let n: usize = n.parse().map_err(|_| format!("bad vector {s}"))?;
                     let t = p.ident()?;
                     let t = Ty::parse(&t[1..]).ok_or_else(|| format!("bad type {t}"))?;
                     elem = t.bytes() as usize * n;
@@ -540,12 +546,14 @@ fn entry(p: &mut Parser, module_shared: &[(String, usize, usize, bool)]) -> PRes
         }
     }
     let mut unsupported = Vec::new();
-    let code = b
+    let code: Vec<Inst> = b
         .insts
         .iter()
         .map(|ri| decode(ri, &b.syms, &b.labels, &mut unsupported))
         .collect();
+    let parallel_safe = Kernel::is_parallel_safe(&code);
     Ok(Kernel {
+        parallel_safe,
         name,
         params,
         param_bytes,

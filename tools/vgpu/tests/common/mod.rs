@@ -45,15 +45,27 @@ impl Gpu {
 
     pub fn read_u32(&mut self, p: u64, n: usize) -> Vec<u32> {
         let b = self.mem.bytes_mut(p, 4 * n).unwrap();
-        b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+        b.chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     pub fn read_f32(&mut self, p: u64, n: usize) -> Vec<f32> {
-        self.read_u32(p, n).into_iter().map(f32::from_bits).collect()
+        self.read_u32(p, n)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect()
     }
 
     /// Runs `kernel` of `ptx` with `args` over `grid` x `block` (1-d).
-    pub fn run(&mut self, ptx: &str, kernel: &str, grid: u32, block: u32, args: &[Arg]) -> Result<Counters, Fault> {
+    pub fn run(
+        &mut self,
+        ptx: &str,
+        kernel: &str,
+        grid: u32,
+        block: u32,
+        args: &[Arg],
+    ) -> Result<Counters, Fault> {
         self.run_with(ptx, kernel, [grid, 1, 1], [block, 1, 1], 0, args, 1)
     }
 
@@ -70,7 +82,9 @@ impl Gpu {
         workers: usize,
     ) -> Result<Counters, Fault> {
         let m = parse_module(ptx).unwrap_or_else(|e| panic!("PTX does not parse: {e}"));
-        let k = m.kernel(kernel).unwrap_or_else(|| panic!("no kernel {kernel}"));
+        let k = m
+            .kernel(kernel)
+            .unwrap_or_else(|| panic!("no kernel {kernel}"));
         assert!(k.unsupported.is_empty(), "unsupported: {:?}", k.unsupported);
         assert_eq!(k.params.len(), args.len(), "argument count");
         let mut buf = vec![0u8; k.param_bytes];
