@@ -91,7 +91,8 @@ struct TrainArgs {
     /// multistep, cosine or constant.
     #[arg(long)]
     schedule: Option<String>,
-    /// Multi-step milestones in epochs, comma-separated (default int(0.5E),int(0.75E)).
+    /// Multi-step milestones in epochs, comma-separated (default int(0.5E),int(0.75E); runs of
+    /// under 3 epochs decay at 0.5E and 0.75E inside the epoch).
     #[arg(long, value_delimiter = ',')]
     milestones: Option<Vec<usize>>,
     /// Multi-step factor.

@@ -46,7 +46,8 @@ pub struct TrainConfig {
     pub nesterov: bool,
     /// Learning-rate schedule.
     pub schedule: ScheduleKind,
-    /// Multi-step milestones in epochs (default `int(0.5·E)`, `int(0.75·E)`).
+    /// Multi-step milestones in epochs (default `int(0.5·E)`, `int(0.75·E)`; for E < 3 the
+    /// fractions 0.5·E and 0.75·E, inside the epoch).
     pub milestones: Option<Vec<usize>>,
     /// Multi-step factor.
     pub gamma: f32,

@@ -1,0 +1,130 @@
+//! The CUDA training path against the CPU one: the same short run (RigL with mask updates,
+//! then a Sup-tickets cycle and the superposition) on both devices. Kernels sum in different
+//! orders, so losses agree to float tolerance, not bit for bit; the initial masks are drawn on
+//! the host and must be identical, and the masks after the updates may differ only where a
+//! selection is decided by a rounding-level gap.
+//!
+//! Skipped without a GPU (`skipped: no GPU`); a failure under `SUPTICKETS_REQUIRE_GPU=1`.
+
+use std::path::PathBuf;
+
+use suptickets::data::{load, DatasetKind, Split};
+use suptickets::sparse::methods::MethodKind;
+use suptickets::train::checkpoint::Checkpoint;
+use suptickets::train::report::read_log;
+use suptickets::train::trainer::{ticket_path, CHECKPOINT_FILE, LOG_FILE};
+use suptickets::train::{train, ScheduleKind, TrainConfig};
+
+fn ready() -> bool {
+    if let Err(e) = load(DatasetKind::FashionMnist, None, Split::Test) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs Fashion-MNIST: {e}"
+        );
+        println!("skipped: Fashion-MNIST not available ({e})");
+        return false;
+    }
+    match suptickets::Device::cuda(0) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(
+                std::env::var("SUPTICKETS_REQUIRE_GPU").map_or(true, |v| v != "1"),
+                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
+            );
+            println!("skipped: no GPU ({e})");
+            false
+        }
+    }
+}
+
+fn out(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("suptickets-gpu-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn config(device: &str) -> TrainConfig {
+    TrainConfig {
+        model: "resnet18".into(),
+        width: 0.125,
+        dataset: "fashion-mnist".into(),
+        epochs: 3,
+        batch_size: 64,
+        limit_train: Some(512),
+        limit_test: Some(500),
+        schedule: ScheduleKind::Cosine,
+        method: MethodKind::Rigl,
+        sparsity: Some(0.9),
+        update_interval: Some(2),
+        suptickets: true,
+        cycle_epochs: 1,
+        cycle_fraction: 0.4,
+        device: device.into(),
+        out: Some(out(device)),
+        progress: false,
+        seed: 11,
+        ..TrainConfig::default()
+    }
+}
+
+/// Fraction of positions where two 0/1 masks agree.
+fn agreement(a: &[f32], b: &[f32]) -> f64 {
+    let same = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    same as f64 / a.len().max(1) as f64
+}
+
+#[test]
+fn cuda_training_matches_the_cpu_run() {
+    if !ready() {
+        return;
+    }
+    let (cc, gc) = (config("cpu"), config("cuda"));
+    let (cr, gr) = (train(&cc).unwrap(), train(&gc).unwrap());
+    let (cdir, gdir) = (cc.out.clone().unwrap(), gc.out.clone().unwrap());
+    let (clog, glog) = (
+        read_log(&cdir.join(LOG_FILE)).unwrap(),
+        read_log(&gdir.join(LOG_FILE)).unwrap(),
+    );
+    assert_eq!(clog.len(), glog.len());
+    for (c, g) in clog.iter().zip(&glog) {
+        let rel = (c.train_loss - g.train_loss).abs() / c.train_loss.abs().max(1e-6);
+        println!(
+            "epoch {}: train loss cpu {:.6} cuda {:.6} (rel {rel:.2e}), test acc cpu {:?} cuda {:?}",
+            c.epoch, c.train_loss, g.train_loss, c.test_acc, g.test_acc
+        );
+        assert!(
+            rel < 2e-2,
+            "epoch {}: train loss differs by {rel:e}",
+            c.epoch
+        );
+    }
+    assert!(
+        (cr.sparsity - gr.sparsity).abs() < 1e-9,
+        "same exact density"
+    );
+    assert!((cr.test_accuracy - gr.test_accuracy).abs() < 0.05);
+    // W_0: the masks after the RigL updates; the ultimate ticket's masks after superposition.
+    for (what, cp, gp) in [
+        ("W_0", ticket_path(&cdir, 0), ticket_path(&gdir, 0)),
+        (
+            "ultimate",
+            cdir.join(CHECKPOINT_FILE),
+            gdir.join(CHECKPOINT_FILE),
+        ),
+    ] {
+        let (c, g) = (
+            Checkpoint::read(&cp).unwrap(),
+            Checkpoint::read(&gp).unwrap(),
+        );
+        for (name, (_, cm)) in c.tensors.iter().filter(|(k, _)| k.ends_with(".mask")) {
+            let gm = &g.tensors[name].1;
+            let a = agreement(cm, gm);
+            assert!(
+                a > 0.97,
+                "{what} {name}: masks agree on {a:.4} of positions"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cdir);
+    let _ = std::fs::remove_dir_all(&gdir);
+}
