@@ -16,7 +16,7 @@ mod api_ctx;
 mod api_exec;
 mod api_mem;
 mod errors;
-mod stubs;
+pub mod stubs;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_int;
@@ -28,6 +28,9 @@ use crate::memory::DeviceMemory;
 use crate::ptx::inst::Module;
 use crate::stats::Stats;
 
+pub use api_ctx::*;
+pub use api_exec::*;
+pub use api_mem::*;
 pub use errors::{error_name, error_string};
 
 /// A CUDA driver result code.
