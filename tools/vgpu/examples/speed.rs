@@ -42,14 +42,21 @@ LOOP:
 "#;
 
 fn main() {
-    let workers: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let workers: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let m = parse_module(PTX).expect("parses");
     let k = m.kernel("spin").expect("kernel");
     let mut mem = DeviceMemory::new(1 << 24, 0);
     let x = mem.alloc(256 * 4).expect("alloc");
     let mut params = x.to_le_bytes().to_vec();
     params.extend(2000u32.to_le_bytes());
-    let cfg = Config { grid: [32, 1, 1], block: [256, 1, 1], dyn_shared: 0 };
+    let cfg = Config {
+        grid: [32, 1, 1],
+        block: [256, 1, 1],
+        dyn_shared: 0,
+    };
     let view = mem.view();
     let t = Instant::now();
     let c = launch(k, &cfg, &params, &view, workers, 0, 4).expect("runs");
