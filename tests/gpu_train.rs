@@ -9,6 +9,11 @@
 use std::path::PathBuf;
 
 use suptickets::data::{load, DatasetKind, Split};
+use suptickets::models::{build, ModelConfig};
+use suptickets::optim::Sgd;
+use suptickets::rng::Rng;
+use suptickets::sparse::methods::{SparseConfig, SparseMethod};
+use suptickets::{Device, Tensor};
 use suptickets::sparse::methods::MethodKind;
 use suptickets::train::checkpoint::Checkpoint;
 use suptickets::train::report::read_log;
@@ -127,4 +132,67 @@ fn cuda_training_matches_the_cpu_run() {
     }
     let _ = std::fs::remove_dir_all(&cdir);
     let _ = std::fs::remove_dir_all(&gdir);
+}
+
+/// One training step with a RigL update (dense gradient, per-layer prune and gradient regrowth)
+/// from identical weights and masks on both devices: the loss, the updated weights and the new
+/// masks agree (masks exactly, except where the selection threshold falls on a gradient gap of
+/// rounding size).
+#[test]
+fn one_rigl_step_matches_the_cpu_step() {
+    if !ready() {
+        return;
+    }
+    let gpu = Device::cuda(0).unwrap();
+    let mut r = Rng::new(5);
+    let x: Vec<f32> = (0..32 * 32 * 32).map(|_| r.normal()).collect();
+    let y: Vec<f32> = (0..32).map(|_| r.below(10) as f32).collect();
+    let mut nets = Vec::new();
+    for dev in [Device::Cpu, gpu] {
+        let mut mc = ModelConfig::new("resnet18", 10);
+        mc.width = 0.125;
+        mc.in_channels = 1;
+        mc.seed = 9;
+        let mut net = build(&mc).unwrap();
+        let cfg = SparseConfig {
+            update_interval: 1,
+            seed: 4,
+            ..SparseConfig::new(MethodKind::Rigl, 0.9, 1, 4)
+        };
+        let mut m = SparseMethod::new(cfg, &mut net, 4, 4).unwrap();
+        m.init_masks(&mut net, None).unwrap();
+        net.to_device(&dev).unwrap();
+        let xt = Tensor::from_slice(&x, &[32, 1, 32, 32], &dev).unwrap();
+        let yt = Tensor::from_slice(&y, &[32], &dev).unwrap();
+        assert!(m.needs_dense_grad(1));
+        let out = net.forward_backward_with(&xt, &yt, true).unwrap();
+        Sgd::default().step(&mut net.store, &out.grads, 0.05).unwrap();
+        let rep = m.after_step(1, &mut net, &out.grads).unwrap().expect("an update");
+        nets.push((net, out.loss, rep));
+    }
+    let ((cn, cl, crep), (gn, gl, grep)) = (&nets[0], &nets[1]);
+    assert!((cl - gl).abs() <= 1e-4 * cl.abs(), "loss cpu {cl} cuda {gl}");
+    assert_eq!(crep.pruned, grep.pruned, "pruned counts");
+    assert_eq!(crep.active, grep.active, "active counts");
+    for id in cn.store.maskable_ids() {
+        let (c, g) = (cn.store.param(id), gn.store.param(id));
+        let (cm, gm) = (
+            c.mask.as_ref().unwrap().to_vec().unwrap(),
+            g.mask.as_ref().unwrap().to_vec().unwrap(),
+        );
+        let a = agreement(&cm, &gm);
+        assert!(a > 0.999, "{}: masks agree on {a:.5}", c.name);
+        let (cw, gw) = (c.value.to_vec().unwrap(), g.value.to_vec().unwrap());
+        for i in 0..cw.len() {
+            if cm[i] == gm[i] {
+                assert!(
+                    (cw[i] - gw[i]).abs() <= 1e-4 * cw[i].abs().max(1e-2),
+                    "{}[{i}]: cpu {} cuda {}",
+                    c.name,
+                    cw[i],
+                    gw[i]
+                );
+            }
+        }
+    }
 }

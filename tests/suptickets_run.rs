@@ -153,7 +153,11 @@ fn small(out: &Path) -> Vec<String> {
 }
 
 fn run_bin(args: &[String], abort_after: Option<usize>) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_suptickets"));
+    // SUPTICKETS_BIN: the binary where the test executable runs away from its build tree (the
+    // GPU machine's pack).
+    let bin = std::env::var("SUPTICKETS_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_suptickets").to_string());
+    let mut c = Command::new(bin);
     c.args(args);
     if let Some(n) = abort_after {
         c.env("SUPTICKETS_ABORT_AFTER_WRITE", n.to_string());

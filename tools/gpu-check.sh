@@ -39,6 +39,7 @@ fi
 export PATH="$PATH:/usr/local/cuda/bin"
 export SUPTICKETS_REQUIRE_GPU=1 SUPTICKETS_DATA_DIR="$pack/data" RUST_BACKTRACE=1
 bin=$pack/bin/suptickets
+export SUPTICKETS_BIN=$bin
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   echo "nvrtc: ${nv:-not found}"
