@@ -821,6 +821,17 @@ fn cmd_info() -> Result<()> {
         rayon::current_num_threads()
     );
     match suptickets::Device::cuda(0) {
+        #[cfg(feature = "cuda")]
+        Ok(suptickets::Device::Cuda(b)) => {
+            let (major, minor) = b.compute_capability();
+            let total = b.mem_info().map(|(_, t)| t).unwrap_or(0);
+            say!(
+                "  cuda: available (cuda:0: {}, compute {major}.{minor}, {} SMs, {:.1} GiB)",
+                b.gpu_name(),
+                b.sm_count(),
+                total as f64 / (1u64 << 30) as f64
+            )
+        }
         Ok(d) => say!("  cuda: available ({})", d.name()),
         Err(e) => say!("  cuda: unavailable: {e}"),
     }

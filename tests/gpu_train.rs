@@ -12,13 +12,13 @@ use suptickets::data::{load, DatasetKind, Split};
 use suptickets::models::{build, ModelConfig};
 use suptickets::optim::Sgd;
 use suptickets::rng::Rng;
-use suptickets::sparse::methods::{SparseConfig, SparseMethod};
-use suptickets::{Device, Tensor};
 use suptickets::sparse::methods::MethodKind;
+use suptickets::sparse::methods::{SparseConfig, SparseMethod};
 use suptickets::train::checkpoint::Checkpoint;
 use suptickets::train::report::read_log;
 use suptickets::train::trainer::{ticket_path, CHECKPOINT_FILE, LOG_FILE};
 use suptickets::train::{train, ScheduleKind, TrainConfig};
+use suptickets::{Device, Tensor};
 
 fn ready() -> bool {
     if let Err(e) = load(DatasetKind::FashionMnist, None, Split::Test) {
@@ -51,12 +51,13 @@ fn out(tag: &str) -> PathBuf {
 fn config(device: &str) -> TrainConfig {
     TrainConfig {
         model: "resnet18".into(),
-        width: 0.125,
+        width: 0.0625,
         dataset: "fashion-mnist".into(),
         epochs: 3,
-        batch_size: 64,
-        limit_train: Some(512),
-        limit_test: Some(500),
+        batch_size: 32,
+        // 4 steps an epoch: small enough for the virtual GPU.
+        limit_train: Some(128),
+        limit_test: Some(64),
         schedule: ScheduleKind::Cosine,
         method: MethodKind::Rigl,
         sparsity: Some(0.9),
@@ -107,7 +108,7 @@ fn cuda_training_matches_the_cpu_run() {
         (cr.sparsity - gr.sparsity).abs() < 1e-9,
         "same exact density"
     );
-    assert!((cr.test_accuracy - gr.test_accuracy).abs() < 0.05);
+    assert!((cr.test_accuracy - gr.test_accuracy).abs() < 0.1);
     // W_0: the masks after the RigL updates; the ultimate ticket's masks after superposition.
     for (what, cp, gp) in [
         ("W_0", ticket_path(&cdir, 0), ticket_path(&gdir, 0)),
@@ -145,12 +146,13 @@ fn one_rigl_step_matches_the_cpu_step() {
     }
     let gpu = Device::cuda(0).unwrap();
     let mut r = Rng::new(5);
-    let x: Vec<f32> = (0..32 * 32 * 32).map(|_| r.normal()).collect();
-    let y: Vec<f32> = (0..32).map(|_| r.below(10) as f32).collect();
+    const N: usize = 16;
+    let x: Vec<f32> = (0..N * 32 * 32).map(|_| r.normal()).collect();
+    let y: Vec<f32> = (0..N).map(|_| r.below(10) as f32).collect();
     let mut nets = Vec::new();
     for dev in [Device::Cpu, gpu] {
         let mut mc = ModelConfig::new("resnet18", 10);
-        mc.width = 0.125;
+        mc.width = 0.0625;
         mc.in_channels = 1;
         mc.seed = 9;
         let mut net = build(&mc).unwrap();
@@ -162,16 +164,24 @@ fn one_rigl_step_matches_the_cpu_step() {
         let mut m = SparseMethod::new(cfg, &mut net, 4, 4).unwrap();
         m.init_masks(&mut net, None).unwrap();
         net.to_device(&dev).unwrap();
-        let xt = Tensor::from_slice(&x, &[32, 1, 32, 32], &dev).unwrap();
-        let yt = Tensor::from_slice(&y, &[32], &dev).unwrap();
+        let xt = Tensor::from_slice(&x, &[N, 1, 32, 32], &dev).unwrap();
+        let yt = Tensor::from_slice(&y, &[N], &dev).unwrap();
         assert!(m.needs_dense_grad(1));
         let out = net.forward_backward_with(&xt, &yt, true).unwrap();
-        Sgd::default().step(&mut net.store, &out.grads, 0.05).unwrap();
-        let rep = m.after_step(1, &mut net, &out.grads).unwrap().expect("an update");
+        Sgd::default()
+            .step(&mut net.store, &out.grads, 0.05)
+            .unwrap();
+        let rep = m
+            .after_step(1, &mut net, &out.grads)
+            .unwrap()
+            .expect("an update");
         nets.push((net, out.loss, rep));
     }
     let ((cn, cl, crep), (gn, gl, grep)) = (&nets[0], &nets[1]);
-    assert!((cl - gl).abs() <= 1e-4 * cl.abs(), "loss cpu {cl} cuda {gl}");
+    assert!(
+        (cl - gl).abs() <= 1e-4 * cl.abs(),
+        "loss cpu {cl} cuda {gl}"
+    );
     assert_eq!(crep.pruned, grep.pruned, "pruned counts");
     assert_eq!(crep.active, grep.active, "active counts");
     for id in cn.store.maskable_ids() {

@@ -14,8 +14,19 @@ use crate::backend::Conv2dParams;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// Most f32 a convolution's im2col workspace may hold (256 MiB); larger batches are chunked.
-const COL_BUDGET: usize = 1 << 26;
+/// Most f32 a convolution's im2col workspace may hold by default (256 MiB); larger batches are
+/// chunked.
+pub const DEFAULT_COL_BUDGET: usize = 1 << 26;
+
+static COL_BUDGET: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(DEFAULT_COL_BUDGET);
+
+/// Sets the im2col workspace budget (in f32, for every CUDA convolution of the process from now
+/// on): tests lower it to exercise the chunking on small shapes, which an interpreter (the
+/// virtual GPU) can run.
+pub fn set_im2col_budget(floats: usize) {
+    COL_BUDGET.store(floats.max(1), std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Errors unless `p` describes a well-formed convolution (the kernels divide by the stride).
 pub(super) fn check_params(p: &Conv2dParams, what: &str) -> Result<()> {
@@ -37,7 +48,7 @@ fn pointwise(p: &Conv2dParams) -> bool {
 
 /// Images per chunk so that the columns of a chunk fit the workspace budget.
 fn chunk(n: usize, per_image: usize) -> usize {
-    (COL_BUDGET / per_image.max(1))
+    (COL_BUDGET.load(std::sync::atomic::Ordering::Relaxed) / per_image.max(1))
         .clamp(1, n.max(1))
         .min(65_535)
 }

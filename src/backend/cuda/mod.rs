@@ -12,7 +12,7 @@
 //! missing.
 
 mod batchnorm;
-mod conv;
+pub mod conv;
 mod elementwise;
 pub mod loader;
 mod loss;
