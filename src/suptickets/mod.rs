@@ -18,6 +18,7 @@
 //! and [`BnAverager::apply_to`] or [`bn_update`], then evaluate the ultimate ticket.
 
 pub mod bn;
+pub mod driver;
 pub mod ensemble;
 pub mod schedule;
 pub mod superpose;

@@ -244,6 +244,11 @@ impl TrainConfig {
         })
     }
 
+    /// The Sup-tickets batch-norm strategy of the ultimate ticket.
+    pub fn bn_strategy(&self) -> Result<BnStrategy> {
+        BnStrategy::parse(&self.bn)
+    }
+
     /// Checks the Sup-tickets settings.
     fn validate_suptickets(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
