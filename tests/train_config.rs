@@ -81,16 +81,9 @@ fn suptickets_settings_are_checked() {
         ..rigl.clone()
     })
     .contains("--cycle-epochs has no effect without --suptickets"));
-    assert!(err(TrainConfig {
-        average: "mean".into(),
-        ..rigl.clone()
-    })
-    .contains("mean"));
-    assert!(err(TrainConfig {
-        bn: "xx".into(),
-        ..rigl.clone()
-    })
-    .contains("--bn"));
+    let toml_err = |t: &str| TrainConfig::from_toml(t).unwrap_err().to_string();
+    assert!(toml_err("average = \"mean\"\n").contains("mean"));
+    assert!(toml_err("bn = \"xx\"\n").contains("bn"));
     assert!(err(TrainConfig {
         cycle_fraction: 1.0,
         ..rigl.clone()
@@ -101,4 +94,40 @@ fn suptickets_settings_are_checked() {
     let c = TrainConfig::from_toml(toml).unwrap();
     c.validate().unwrap();
     assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
+}
+
+#[test]
+fn each_option_is_named_in_its_own_message() {
+    let err = |c: TrainConfig| c.validate().unwrap_err().to_string();
+    assert!(err(TrainConfig {
+        gamma: -1.0,
+        ..TrainConfig::default()
+    })
+    .contains("--gamma"));
+    assert!(err(TrainConfig {
+        eval_batch_size: 0,
+        ..TrainConfig::default()
+    })
+    .contains("--eval-batch-size"));
+    let sup = TrainConfig {
+        method: MethodKind::Rigl,
+        suptickets: true,
+        epochs: 10,
+        cycle_epochs: 1,
+        ..TrainConfig::default()
+    };
+    assert!(err(TrainConfig {
+        cycle_epochs: 0,
+        ..sup.clone()
+    })
+    .contains("--cycle-epochs"));
+    let e = err(TrainConfig {
+        cycle_lr_low: 0.01,
+        cycle_lr_high: 0.001,
+        ..sup
+    });
+    assert!(
+        e.contains("--cycle-lr-low") && e.contains("--cycle-lr-high"),
+        "{e}"
+    );
 }

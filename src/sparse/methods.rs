@@ -70,7 +70,7 @@ pub const DEFAULT_SPARSITY: f64 = 0.9;
 pub const DEFAULT_INITIAL_DENSITY: f64 = 0.5;
 
 /// A sparse-training method (SPEC §4), chosen by `--method`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MethodKind {
     /// Plain dense SGD, no masks.
@@ -157,7 +157,7 @@ impl std::str::FromStr for MethodKind {
 }
 
 /// How the drop fraction p evolves over the exploration horizon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DropSchedule {
     /// p(t) = p0.
@@ -189,7 +189,7 @@ impl DropSchedule {
 }
 
 /// Which top-K SNIP takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SnipScope {
     /// One top-K over all maskable tensors together (the SNIP paper).

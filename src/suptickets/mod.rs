@@ -27,5 +27,6 @@ pub use bn::{bn_update, bn_update_loader, BnAverager, BnStrategy};
 pub use ensemble::{Ensemble, EnsembleReport};
 pub use schedule::{Budget, Phase, SupSchedule, TriangleLr};
 pub use superpose::{
-    Averaging, Reprune, SuperposeConfig, Superposer, TicketStats, UltimateParam, DEFAULT_CIMA_BETA,
+    AverageKind, Averaging, Reprune, SuperposeConfig, Superposer, TicketStats, UltimateParam,
+    DEFAULT_CIMA_BETA,
 };

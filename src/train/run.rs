@@ -145,9 +145,7 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
 /// loaders.
 pub fn prepare(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Run> {
     cfg.validate()?;
-    crate::backend::sparse_policy::set_sparse_kernels(
-        crate::backend::sparse_policy::SparseKernels::parse(&cfg.sparse_kernels)?,
-    );
+    crate::backend::sparse_policy::set_sparse_kernels(cfg.sparse_kernels);
     crate::backend::sparse_policy::set_crossover(cfg.sparse_crossover)?;
     let device = Device::parse(&cfg.device)?;
     let out = output_dir(cfg);
