@@ -11,10 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use suptickets::error::{Error, Result};
 use suptickets::models::{build, ModelConfig, MODEL_NAMES};
 use suptickets::sparse::density::{layer_counts, layer_densities, DensityInit};
-use suptickets::sparse::methods::{DropSchedule, MethodKind, SnipScope};
 use suptickets::train::checkpoint::Checkpoint;
+use suptickets::train::config::TrainFlags;
 use suptickets::train::trainer::{checkpoint_path, eval_checkpoint, output_dir, resume, train};
-use suptickets::train::{FlopsTable, Report, ScheduleKind, TrainConfig};
+use suptickets::train::{FlopsTable, Report, TrainConfig};
 
 /// Sparse neural-network training from scratch with Sup-tickets (Yin et al., UAI 2022).
 #[derive(Parser, Debug)]
@@ -45,169 +45,21 @@ enum Command {
     Info,
 }
 
-/// `train` flags: each overrides the configuration file, which overrides the defaults (or, with
-/// `--resume`, the checkpoint's configuration).
+/// `train` arguments: the configuration file or the run to resume, then one flag per option
+/// ([`TrainFlags`], each overriding the file, which overrides the defaults or, with `--resume`,
+/// the checkpoint's configuration).
 #[derive(Args, Debug, Default)]
 struct TrainArgs {
-    /// TOML configuration file (keys as the long flags with `_` for `-`).
+    /// TOML configuration file (keys as the long flags with `_` for `-`). With --resume, only
+    /// the keys the file sets replace the run's.
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
     /// Continue the run in DIR (or from a checkpoint file); writes into DIR unless --out is given.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
-    /// Model name (vgg16, resnet18/34/50/101/152, resnet50-imagenet, wrn-D-K).
-    #[arg(long)]
-    model: Option<String>,
-    /// Channel multiplier.
-    #[arg(long)]
-    width: Option<f32>,
-    /// fashion-mnist, cifar10 or cifar100.
-    #[arg(long)]
-    dataset: Option<String>,
-    /// Directory with the dataset files.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Training epochs.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Mini-batch size.
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Evaluation batch size.
-    #[arg(long)]
-    eval_batch_size: Option<usize>,
-    /// Base learning rate.
-    #[arg(long)]
-    lr: Option<f32>,
-    /// SGD momentum.
-    #[arg(long)]
-    momentum: Option<f32>,
-    /// L2 weight decay.
-    #[arg(long)]
-    weight_decay: Option<f32>,
-    /// Nesterov momentum.
-    #[arg(long)]
-    nesterov: bool,
-    /// multistep, cosine or constant.
-    #[arg(long)]
-    schedule: Option<String>,
-    /// Multi-step milestones in epochs, comma-separated (default int(0.5E),int(0.75E); runs of
-    /// under 3 epochs decay at 0.5E and 0.75E inside the epoch).
-    #[arg(long, value_delimiter = ',')]
-    milestones: Option<Vec<usize>>,
-    /// Multi-step factor.
-    #[arg(long)]
-    gamma: Option<f32>,
-    /// Linear warm-up length in epochs.
-    #[arg(long, value_name = "EPOCHS")]
-    warmup: Option<f32>,
-    /// Seed of initialisation, data order and augmentation.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long)]
-    device: Option<String>,
-    /// Train on the first N training examples only.
-    #[arg(long, value_name = "N")]
-    limit_train: Option<usize>,
-    /// Evaluate on the first N evaluation examples only.
-    #[arg(long, value_name = "N")]
-    limit_test: Option<usize>,
-    /// Hold out this fraction of the training set and evaluate on it instead of the test split.
-    #[arg(long, value_name = "FRACTION")]
-    valid_split: Option<f64>,
-    /// Output directory (default runs/<name or timestamp>).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    /// Run name.
-    #[arg(long)]
-    name: Option<String>,
-    /// Evaluate every N epochs (the last is always evaluated).
-    #[arg(long, value_name = "N")]
-    eval_every: Option<usize>,
-    /// Stop after N epochs in this invocation (resume later with --resume).
-    #[arg(long, value_name = "N")]
-    stop_after: Option<usize>,
-    /// Sparse-training method: dense, static, snip, set, rigl or granet.
-    #[arg(long)]
-    method: Option<String>,
-    /// Final global sparsity of the conv and linear weights, in [0, 1) (sparse methods; default 0.9).
-    #[arg(long)]
-    sparsity: Option<f64>,
-    /// Layer-wise density allocation of the initial mask: uniform, er or erk (default).
-    #[arg(long)]
-    init: Option<String>,
-    /// Keep the first conv dense (and out of every mask update).
-    #[arg(long)]
-    dense_first_layer: bool,
-    /// ΔT: iterations between mask updates (SET, RigL, GraNet; default min(1000, max(1, iterations per epoch / 4))).
-    #[arg(long, value_name = "ITERS")]
-    update_interval: Option<usize>,
-    /// Drop fraction p0 of each exploration step (default 0.5).
-    #[arg(long, value_name = "P")]
-    drop_fraction: Option<f64>,
-    /// constant (default) or cosine decay of the drop fraction down to 0.005.
-    #[arg(long)]
-    drop_schedule: Option<String>,
-    /// Exploration stops at this fraction of training (default 0.75).
-    #[arg(long, value_name = "FRACTION")]
-    explore_until: Option<f64>,
-    /// GraNet: initial density d_i (default 0.5).
-    #[arg(long, value_name = "DENSITY")]
-    initial_density: Option<f64>,
-    /// GraNet: epoch where gradual pruning starts (default 0).
-    #[arg(long, value_name = "EPOCH")]
-    prune_start_epoch: Option<f64>,
-    /// GraNet: epoch where gradual pruning reaches the final density (default 0.44 x epochs).
-    #[arg(long, value_name = "EPOCH")]
-    prune_end_epoch: Option<f64>,
-    /// SNIP: global (default) or layer top-K.
-    #[arg(long)]
-    snip_scope: Option<String>,
-    /// A connection pruned and regrown by the same exploration step: keep (default: its weight
-    /// and momentum survive, as in the reference code) or zero (restarts at 0).
-    #[arg(long, value_name = "keep|zero")]
-    regrown: Option<String>,
-    /// Sup-tickets (SPEC §5): finish with cycles of cyclic-LR training and superpose the
-    /// tickets into the ultimate ticket (sparse methods only).
-    #[arg(long)]
-    suptickets: bool,
-    /// Sup-tickets: cycle length C in epochs (default 8).
-    #[arg(long, value_name = "EPOCHS")]
-    cycle_epochs: Option<usize>,
-    /// Sup-tickets: fraction r of the epochs spent in cycles, in (0, 1] (default 0.1).
-    #[arg(long, value_name = "R")]
-    cycle_fraction: Option<f64>,
-    /// Sup-tickets: α1, the cyclic learning rate at cycle boundaries (default 0.001).
-    #[arg(long, value_name = "LR")]
-    cycle_lr_low: Option<f32>,
-    /// Sup-tickets: α2, the cyclic learning rate at mid-cycle (default 0.005).
-    #[arg(long, value_name = "LR")]
-    cycle_lr_high: Option<f32>,
-    /// Sup-tickets: fraction q pruned and regrown per layer at each cycle start (default 0.5).
-    #[arg(long, value_name = "Q")]
-    cycle_drop_fraction: Option<f64>,
-    /// Sup-tickets averaging: cia (default), caa or cima.
-    #[arg(long)]
-    average: Option<String>,
-    /// Sup-tickets: CIMA's β (default 0.8).
-    #[arg(long, value_name = "BETA")]
-    cima_beta: Option<f32>,
-    /// Sup-tickets re-pruning: global (default) or layerwise.
-    #[arg(long)]
-    reprune: Option<String>,
-    /// Sup-tickets batch norm of the ultimate ticket: av (default) or bu.
-    #[arg(long)]
-    bn: Option<String>,
-    /// Sup-tickets: also evaluate the deep ensemble of the tickets.
-    #[arg(long)]
-    ensemble: bool,
-    /// Kernels of masked layers: auto (sparse at density <= the crossover; default), dense or sparse.
-    #[arg(long, value_name = "auto|dense|sparse")]
-    sparse_kernels: Option<String>,
-    /// Crossover density of --sparse-kernels auto (default 0.3, measured: BENCHMARKS.md).
-    #[arg(long, value_name = "DENSITY")]
-    sparse_crossover: Option<f64>,
+    /// Every option of the run.
+    #[command(flatten)]
+    flags: TrainFlags,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -291,86 +143,7 @@ fn main() -> ExitCode {
 
 /// Applies the flags that were given to `cfg`.
 fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = v.clone(); } )* };
-    }
-    set!(
-        model,
-        width,
-        dataset,
-        epochs,
-        batch_size,
-        eval_batch_size,
-        lr,
-        momentum,
-        weight_decay,
-        gamma,
-        warmup,
-        seed,
-        device,
-        valid_split,
-        eval_every,
-        cycle_epochs,
-        cycle_fraction,
-        cycle_lr_low,
-        cycle_lr_high,
-        cycle_drop_fraction,
-        average,
-        cima_beta,
-        reprune,
-        bn,
-        sparse_kernels,
-        sparse_crossover
-    );
-    if a.suptickets {
-        cfg.suptickets = true;
-    }
-    if a.ensemble {
-        cfg.ensemble = true;
-    }
-    macro_rules! set_opt {
-        ($($f:ident),*) => { $( if let Some(v) = &a.$f { cfg.$f = Some(v.clone()); } )* };
-    }
-    set_opt!(
-        data_dir,
-        limit_train,
-        limit_test,
-        out,
-        name,
-        milestones,
-        stop_after,
-        sparsity,
-        update_interval,
-        drop_fraction,
-        explore_until,
-        initial_density,
-        prune_start_epoch,
-        prune_end_epoch
-    );
-    if let Some(m) = &a.method {
-        cfg.method = MethodKind::parse(m)?;
-    }
-    if let Some(i) = &a.init {
-        cfg.init = Some(DensityInit::parse(i)?);
-    }
-    if let Some(d) = &a.drop_schedule {
-        cfg.drop_schedule = Some(DropSchedule::parse(d)?);
-    }
-    if let Some(d) = &a.snip_scope {
-        cfg.snip_scope = Some(SnipScope::parse(d)?);
-    }
-    if let Some(r) = &a.regrown {
-        cfg.regrown = suptickets::sparse::Regrown::parse(r)?;
-    }
-    if a.dense_first_layer {
-        cfg.dense_first_layer = true;
-    }
-    if let Some(s) = &a.schedule {
-        cfg.schedule = ScheduleKind::parse(s)?;
-    }
-    if a.nesterov {
-        cfg.nesterov = true;
-    }
+    a.flags.apply_to(cfg);
     if a.quiet {
         cfg.progress = false;
     }
@@ -614,10 +387,10 @@ fn cmd_compare(a: TrainArgs) -> Result<()> {
     base.cycle_lr_low = d.cycle_lr_low;
     base.cycle_lr_high = d.cycle_lr_high;
     base.cycle_drop_fraction = d.cycle_drop_fraction;
-    base.average = d.average.clone();
+    base.average = d.average;
     base.cima_beta = d.cima_beta;
-    base.reprune = d.reprune.clone();
-    base.bn = d.bn.clone();
+    base.reprune = d.reprune;
+    base.bn = d.bn;
     base.ensemble = false;
     base.out = Some(out.join("base"));
     base.name = Some(format!(
@@ -876,17 +649,17 @@ struct SuperposeArgs {
     #[arg(long, value_name = "DIR")]
     run: PathBuf,
     /// Averaging: cia, caa or cima (default: the run's).
-    #[arg(long)]
-    average: Option<String>,
+    #[arg(long, ignore_case = true)]
+    average: Option<suptickets::suptickets::AverageKind>,
     /// CIMA's β (default: the run's).
     #[arg(long, value_name = "BETA")]
     cima_beta: Option<f32>,
     /// Re-pruning: global or layerwise (default: the run's).
-    #[arg(long)]
-    reprune: Option<String>,
+    #[arg(long, ignore_case = true)]
+    reprune: Option<suptickets::suptickets::Reprune>,
     /// Batch norm: av or bu (default: the run's).
-    #[arg(long)]
-    bn: Option<String>,
+    #[arg(long, ignore_case = true)]
+    bn: Option<suptickets::suptickets::BnStrategy>,
     /// cpu or cuda[:N] (default: the run's).
     #[arg(long)]
     device: Option<String>,

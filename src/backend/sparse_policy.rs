@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 pub const DEFAULT_CROSSOVER: f64 = 0.3;
 
 /// Kernel choice for masked layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum SparseKernels {
     /// Sparse kernels when the layer's density is at most the crossover (CPU only).
     Auto,

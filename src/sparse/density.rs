@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 
 /// How the global density is spread over the maskable tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DensityInit {
     /// Every tensor gets the global density.
     Uniform,

@@ -24,7 +24,17 @@ use crate::nn::{ParamId, ParamStore};
 use crate::tensor::Tensor;
 
 /// What a connection pruned and regrown by the same exploration step restarts from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Regrown {
     /// It keeps its weight and momentum (the reference code bases; the default).

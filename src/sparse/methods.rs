@@ -49,6 +49,7 @@ use crate::error::{Error, Result};
 use crate::nn::{Network, ParamId, ParamRole, ParamStore};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use crate::train::flops;
 
 /// The smallest drop fraction of the cosine schedule, p_min (RigL/GraNet reference: 0.005).
 pub const DROP_FRACTION_MIN: f64 = 0.005;
@@ -69,7 +70,7 @@ pub const DEFAULT_SPARSITY: f64 = 0.9;
 pub const DEFAULT_INITIAL_DENSITY: f64 = 0.5;
 
 /// A sparse-training method (SPEC §4), chosen by `--method`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MethodKind {
     /// Plain dense SGD, no masks.
@@ -156,7 +157,7 @@ impl std::str::FromStr for MethodKind {
 }
 
 /// How the drop fraction p evolves over the exploration horizon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DropSchedule {
     /// p(t) = p0.
@@ -188,7 +189,7 @@ impl DropSchedule {
 }
 
 /// Which top-K SNIP takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SnipScope {
     /// One top-K over all maskable tensors together (the SNIP paper).
@@ -698,6 +699,21 @@ impl SparseMethod {
         self.sync(&net.store)
     }
 
+    /// [`SparseMethod::init_masks`] for a training run: SNIP asks `first_batch` for the run's
+    /// first training batch (images, labels); the other methods draw without data.
+    pub fn init_masks_from(
+        &mut self,
+        net: &mut Network,
+        first_batch: &dyn Fn() -> Result<(Tensor, Tensor)>,
+    ) -> Result<()> {
+        if self.cfg.method == MethodKind::Snip {
+            let (x, y) = first_batch()?;
+            self.init_masks(net, Some((&x, &y)))
+        } else {
+            self.init_masks(net, None)
+        }
+    }
+
     /// SNIP: connection sensitivity |∂L/∂w ⊙ w| on one batch of the dense network.
     fn init_snip(&mut self, net: &mut Network, x: &Tensor, y: &Tensor) -> Result<()> {
         let buffers = net.store.buffers.clone();
@@ -827,15 +843,13 @@ impl SparseMethod {
     /// 3f_D; static, SNIP, SET 3f_S; RigL and GraNet (3f_S·ΔT + 2f_S + f_D)/(ΔT + 1) while
     /// exploring (steps ≤ H), 3f_S after.
     pub fn step_flops(&self, step: u64) -> f64 {
-        let (f_s, f_d) = (self.flops_sparse(), self.flops_dense());
-        match self.cfg.method {
-            MethodKind::Dense => 3.0 * f_d,
-            MethodKind::Rigl | MethodKind::Granet if step <= self.horizon => {
-                let dt = self.cfg.update_interval as f64;
-                (3.0 * f_s * dt + 2.0 * f_s + f_d) / (dt + 1.0)
-            }
-            _ => 3.0 * f_s,
-        }
+        let exploring = (step <= self.horizon).then_some(self.cfg.update_interval);
+        flops::step_flops(
+            self.cfg.method,
+            self.flops_sparse(),
+            self.flops_dense(),
+            exploring,
+        )
     }
 
     /// Training FLOPs of the steps so far as a multiple of dense training:
@@ -860,9 +874,9 @@ impl SparseMethod {
     pub fn cycle_step_flops(&self, cycle_start: bool) -> f64 {
         let (f_s, f_d) = (self.flops_sparse(), self.flops_dense());
         if cycle_start && self.cycle_needs_dense_grad() {
-            2.0 * f_s + f_d
+            flops::step_flops(MethodKind::Rigl, f_s, f_d, Some(0))
         } else {
-            3.0 * f_s
+            flops::step_flops(MethodKind::Static, f_s, f_d, None)
         }
     }
 

@@ -15,11 +15,17 @@ use crate::nn::{BatchNorm, BufferId, Forward, Network, ParamStore};
 use crate::tensor::Tensor;
 
 /// How the superposed ticket gets its batch-norm statistics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 pub enum BnStrategy {
     /// Average the tickets' running statistics (the paper's AV).
+    #[serde(rename = "av", alias = "average")]
+    #[value(name = "av", alias = "average")]
     Average,
     /// Recompute them with one forward pass over the training data (BU).
+    #[serde(rename = "bu", alias = "update")]
+    #[value(name = "bu", alias = "update")]
     Update,
 }
 

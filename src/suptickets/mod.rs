@@ -18,6 +18,7 @@
 //! and [`BnAverager::apply_to`] or [`bn_update`], then evaluate the ultimate ticket.
 
 pub mod bn;
+pub mod driver;
 pub mod ensemble;
 pub mod schedule;
 pub mod superpose;
@@ -26,5 +27,6 @@ pub use bn::{bn_update, bn_update_loader, BnAverager, BnStrategy};
 pub use ensemble::{Ensemble, EnsembleReport};
 pub use schedule::{Budget, Phase, SupSchedule, TriangleLr};
 pub use superpose::{
-    Averaging, Reprune, SuperposeConfig, Superposer, TicketStats, UltimateParam, DEFAULT_CIMA_BETA,
+    AverageKind, Averaging, Reprune, SuperposeConfig, Superposer, TicketStats, UltimateParam,
+    DEFAULT_CIMA_BETA,
 };

@@ -106,8 +106,36 @@ impl std::fmt::Display for Averaging {
     }
 }
 
+/// The averaging rule of `--average` (CIMA's β is its own option, `--cima-beta`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AverageKind {
+    /// Cumulative iterative averaging.
+    Cia,
+    /// Cumulative arithmetic averaging.
+    Caa,
+    /// Cumulative iterative moving averaging with β.
+    Cima,
+}
+
+impl AverageKind {
+    /// The rule with CIMA's `beta`.
+    pub fn with_beta(self, beta: f32) -> Averaging {
+        match self {
+            AverageKind::Cia => Averaging::Cia,
+            AverageKind::Caa => Averaging::Caa,
+            AverageKind::Cima => Averaging::Cima { beta },
+        }
+    }
+}
+
 /// How the superposed ticket is re-pruned (SPEC §5 e).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Reprune {
     /// Keep the K largest |S| over all masked tensors together (the reference code).
     Global,

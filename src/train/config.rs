@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::schedule::{default_milestones, LrSchedule, ScheduleKind};
+use crate::backend::sparse_policy::SparseKernels;
 use crate::error::{Error, Result};
 use crate::sparse::density::DensityInit;
 use crate::sparse::explore::Regrown;
@@ -15,184 +16,198 @@ use crate::sparse::methods::{
     DEFAULT_DROP_FRACTION, DEFAULT_EXPLORE_UNTIL, DEFAULT_INITIAL_DENSITY, DEFAULT_SPARSITY,
     GRANET_PRUNE_END_FRACTION,
 };
-use crate::suptickets::{Averaging, BnStrategy, Budget, Reprune, SuperposeConfig};
+use crate::suptickets::{AverageKind, Averaging, BnStrategy, Budget, Reprune, SuperposeConfig};
 
-/// The settings of one training run. Defaults: the paper's CIFAR optimiser settings (SGD lr 0.1,
-/// momentum 0.9, weight decay 5e-4, batch 128, multi-step schedule) on Fashion-MNIST.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
+/// Declares every option of a training run once: its TOML key and field of [`TrainConfig`]
+/// (with its default), and its `train` flag in [`TrainFlags`] (same name, `-` for `_`), with
+/// the same documentation. `value` options are set by `--flag VALUE`; `option` options are
+/// unset (`None`, a default computed later) unless given; `switch` options are `--flag`.
+macro_rules! train_options {
+    (@apply $flags:ident, $cfg:ident, value, $name:ident) => {
+        if let Some(v) = &$flags.$name {
+            $cfg.$name = v.clone();
+        }
+    };
+    (@apply $flags:ident, $cfg:ident, option, $name:ident) => {
+        if let Some(v) = &$flags.$name {
+            $cfg.$name = Some(v.clone());
+        }
+    };
+    (@apply $flags:ident, $cfg:ident, switch, $name:ident) => {
+        if $flags.$name {
+            $cfg.$name = true;
+        }
+    };
+    (@munch [$($cfg:tt)*] [$($flag:tt)*] [$(($kind:ident $aname:ident))*] [$($def:tt)*]) => {
+        /// The settings of one training run. Defaults: the paper's CIFAR optimiser settings
+        /// (SGD lr 0.1, momentum 0.9, weight decay 5e-4, batch 128, multi-step schedule) on
+        /// Fashion-MNIST. Each field is a TOML key and a `train` flag ([`TrainFlags`]).
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct TrainConfig { $($cfg)* }
+
+        impl Default for TrainConfig {
+            fn default() -> Self {
+                TrainConfig { $($def)* }
+            }
+        }
+
+        /// The `train` flags: one per key of [`TrainConfig`]; each given flag overrides the
+        /// configuration file (or, with `--resume`, the checkpoint's configuration).
+        #[derive(clap::Args, Clone, Debug, Default)]
+        pub struct TrainFlags { $($flag)* }
+
+        impl TrainFlags {
+            /// Sets every option given on the command line in `cfg`.
+            pub fn apply_to(&self, cfg: &mut TrainConfig) {
+                $(train_options!(@apply self, cfg, $kind, $aname);)*
+            }
+        }
+    };
+    (@munch [$($cfg:tt)*] [$($flag:tt)*] [$($apply:tt)*] [$($def:tt)*]
+        $(#[doc = $doc:literal])* $name:ident: value $ty:ty = $d:expr, [$($arg:tt)*]; $($rest:tt)*) => {
+        train_options!(@munch
+            [$($cfg)* $(#[doc = $doc])* pub $name: $ty,]
+            [$($flag)* $(#[doc = $doc])* #[arg(long, $($arg)*)] pub $name: Option<$ty>,]
+            [$($apply)* (value $name)]
+            [$($def)* $name: $d,]
+            $($rest)*);
+    };
+    (@munch [$($cfg:tt)*] [$($flag:tt)*] [$($apply:tt)*] [$($def:tt)*]
+        $(#[doc = $doc:literal])* $name:ident: option $ty:ty = $d:expr, [$($arg:tt)*]; $($rest:tt)*) => {
+        train_options!(@munch
+            [$($cfg)* $(#[doc = $doc])* pub $name: Option<$ty>,]
+            [$($flag)* $(#[doc = $doc])* #[arg(long, $($arg)*)] pub $name: Option<$ty>,]
+            [$($apply)* (option $name)]
+            [$($def)* $name: $d,]
+            $($rest)*);
+    };
+    (@munch [$($cfg:tt)*] [$($flag:tt)*] [$($apply:tt)*] [$($def:tt)*]
+        $(#[doc = $doc:literal])* $name:ident: switch bool = $d:expr, [$($arg:tt)*]; $($rest:tt)*) => {
+        train_options!(@munch
+            [$($cfg)* $(#[doc = $doc])* pub $name: bool,]
+            [$($flag)* $(#[doc = $doc])* #[arg(long, $($arg)*)] pub $name: bool,]
+            [$($apply)* (switch $name)]
+            [$($def)* $name: $d,]
+            $($rest)*);
+    };
+    ($($t:tt)*) => { train_options!(@munch [] [] [] [] $($t)*); };
+}
+
+train_options! {
     /// Model name (see `suptickets::models::MODEL_NAMES`).
-    pub model: String,
+    model: value String = "resnet18".into(), [];
     /// Channel multiplier (1.0 = the reference model).
-    pub width: f32,
+    width: value f32 = 1.0, [];
     /// `fashion-mnist`, `cifar10` or `cifar100`.
-    pub dataset: String,
+    dataset: value String = "fashion-mnist".into(), [];
     /// Data directory (default: the dataset's, or `SUPTICKETS_DATA_DIR`).
-    pub data_dir: Option<PathBuf>,
+    data_dir: option PathBuf = None, [value_name = "DIR"];
     /// Training epochs.
-    pub epochs: usize,
+    epochs: value usize = 10, [];
     /// Mini-batch size.
-    pub batch_size: usize,
+    batch_size: value usize = 128, [];
     /// Evaluation batch size.
-    pub eval_batch_size: usize,
+    eval_batch_size: value usize = 500, [];
     /// Base learning rate.
-    pub lr: f32,
+    lr: value f32 = 0.1, [];
     /// SGD momentum.
-    pub momentum: f32,
+    momentum: value f32 = 0.9, [];
     /// L2 weight decay.
-    pub weight_decay: f32,
+    weight_decay: value f32 = 5e-4, [];
     /// Nesterov momentum.
-    pub nesterov: bool,
+    nesterov: switch bool = false, [];
     /// Learning-rate schedule.
-    pub schedule: ScheduleKind,
+    schedule: value ScheduleKind = ScheduleKind::Multistep, [ignore_case = true];
     /// Multi-step milestones in epochs (default `int(0.5·E)`, `int(0.75·E)`; for E < 3 the
     /// fractions 0.5·E and 0.75·E, inside the epoch).
-    pub milestones: Option<Vec<usize>>,
+    milestones: option Vec<usize> = None, [value_delimiter = ','];
     /// Multi-step factor.
-    pub gamma: f32,
+    gamma: value f32 = 0.1, [];
     /// Linear warm-up in epochs (0 = none).
-    pub warmup: f32,
+    warmup: value f32 = 0.0, [value_name = "EPOCHS"];
     /// Seed of the initialisation, data order and augmentation.
-    pub seed: u64,
+    seed: value u64 = 0, [];
     /// `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    device: value String = "cpu".into(), [];
     /// Train on the first N training examples only.
-    pub limit_train: Option<usize>,
+    limit_train: option usize = None, [value_name = "N"];
     /// Evaluate on the first N test (or validation) examples only.
-    pub limit_test: Option<usize>,
+    limit_test: option usize = None, [value_name = "N"];
     /// Fraction of the training set held out for validation; when > 0 the per-epoch and final
     /// evaluation use it instead of the test split.
-    pub valid_split: f64,
+    valid_split: value f64 = 0.0, [value_name = "FRACTION"];
     /// Output directory (default `runs/<name or timestamp>`).
-    pub out: Option<PathBuf>,
+    out: option PathBuf = None, [value_name = "DIR"];
     /// Run name (used for the default output directory and in reports).
-    pub name: Option<String>,
+    name: option String = None, [];
     /// Evaluate every N epochs (the last epoch is always evaluated).
-    pub eval_every: usize,
+    eval_every: value usize = 1, [value_name = "N"];
     /// Stop after this many epochs in this invocation (the run can be resumed later); the
     /// schedule still spans `epochs`.
-    pub stop_after: Option<usize>,
+    stop_after: option usize = None, [value_name = "N"];
     /// Show a progress bar / progress lines on stderr.
-    pub progress: bool,
+    progress: value bool = true, [hide = true];
     /// Sparse-training method: `dense`, `static`, `snip`, `set`, `rigl` or `granet`.
-    pub method: MethodKind,
+    method: value MethodKind = MethodKind::Dense, [ignore_case = true];
     /// Final global sparsity of the conv and linear weights, in [0, 1) (sparse methods only;
     /// default 0.9).
-    pub sparsity: Option<f64>,
+    sparsity: option f64 = None, [];
     /// Layer-wise density allocation of the initial mask: `uniform`, `er` or `erk` (default).
-    pub init: Option<DensityInit>,
+    init: option DensityInit = None, [ignore_case = true];
     /// Keep the first conv dense, and out of every mask update (sparse methods only).
-    pub dense_first_layer: bool,
+    dense_first_layer: switch bool = false, [];
     /// ΔT, iterations between mask updates (SET, RigL, GraNet; default
     /// min(1000, max(1, iterations per epoch / 4))).
-    pub update_interval: Option<usize>,
+    update_interval: option usize = None, [value_name = "ITERS"];
     /// Drop fraction p0 of an exploration step (SET, RigL, GraNet; default 0.5).
-    pub drop_fraction: Option<f64>,
+    drop_fraction: option f64 = None, [value_name = "P"];
     /// `constant` (default) or `cosine` decay of the drop fraction over the exploration horizon.
-    pub drop_schedule: Option<DropSchedule>,
+    drop_schedule: option DropSchedule = None, [ignore_case = true];
     /// Exploration stops at this fraction of training (SET, RigL, GraNet; default 0.75).
-    pub explore_until: Option<f64>,
+    explore_until: option f64 = None, [value_name = "FRACTION"];
     /// GraNet's initial density d_i (default 0.5, and at least the final density).
-    pub initial_density: Option<f64>,
+    initial_density: option f64 = None, [value_name = "DENSITY"];
     /// GraNet: epoch where gradual pruning starts (default 0; fractions allowed).
-    pub prune_start_epoch: Option<f64>,
+    prune_start_epoch: option f64 = None, [value_name = "EPOCH"];
     /// GraNet: epoch where gradual pruning reaches the final density (default 0.44 · epochs,
     /// the reference's 110 of 250).
-    pub prune_end_epoch: Option<f64>,
+    prune_end_epoch: option f64 = None, [value_name = "EPOCH"];
     /// SNIP's top-K: `global` (default) or `layer` (per layer, with the `init` allocation).
-    pub snip_scope: Option<SnipScope>,
+    snip_scope: option SnipScope = None, [ignore_case = true];
     /// What a connection pruned and regrown by the same exploration step (SET, RigL, GraNet and
     /// the Sup-tickets cycles) restarts from: `keep` its weight and momentum (default, as the
     /// reference code bases) or `zero`.
-    pub regrown: Regrown,
+    regrown: value Regrown = Regrown::Keep, [ignore_case = true];
     /// Sup-tickets (SPEC §5): end the run with cycles of cyclic-LR training whose tickets are
     /// superposed into the ultimate ticket (sparse methods only).
-    pub suptickets: bool,
+    suptickets: switch bool = false, [];
     /// Sup-tickets: cycle length C in epochs.
-    pub cycle_epochs: usize,
+    cycle_epochs: value usize = 8, [value_name = "EPOCHS"];
     /// Sup-tickets: fraction r of the epochs spent in cycles, in (0, 1].
-    pub cycle_fraction: f64,
+    cycle_fraction: value f64 = 0.1, [value_name = "R"];
     /// Sup-tickets: α1, the cyclic learning rate at cycle boundaries.
-    pub cycle_lr_low: f32,
+    cycle_lr_low: value f32 = 0.001, [value_name = "LR"];
     /// Sup-tickets: α2, the cyclic learning rate at mid-cycle.
-    pub cycle_lr_high: f32,
+    cycle_lr_high: value f32 = 0.005, [value_name = "LR"];
     /// Sup-tickets: fraction q of each layer's active weights pruned and regrown at each cycle
     /// start.
-    pub cycle_drop_fraction: f64,
+    cycle_drop_fraction: value f64 = 0.5, [value_name = "Q"];
     /// Sup-tickets averaging: `cia` (default), `caa` or `cima`.
-    pub average: String,
+    average: value AverageKind = AverageKind::Cia, [ignore_case = true];
     /// Sup-tickets: CIMA's β.
-    pub cima_beta: f32,
+    cima_beta: value f32 = crate::suptickets::DEFAULT_CIMA_BETA, [value_name = "BETA"];
     /// Sup-tickets re-pruning: `global` (default) or `layerwise`.
-    pub reprune: String,
+    reprune: value Reprune = Reprune::Global, [ignore_case = true];
     /// Sup-tickets batch norm of the ultimate ticket: `av` (default) or `bu`.
-    pub bn: String,
+    bn: value BnStrategy = BnStrategy::Average, [ignore_case = true];
     /// Sup-tickets: also evaluate the deep ensemble of the K+1 tickets (appendix E).
-    pub ensemble: bool,
+    ensemble: switch bool = false, [];
     /// Kernels of masked layers: `auto` (sparse below the crossover density), `dense` or
     /// `sparse` ([`crate::backend::sparse_policy`]).
-    pub sparse_kernels: String,
+    sparse_kernels: value SparseKernels = SparseKernels::Auto, [ignore_case = true];
     /// The crossover density of `sparse_kernels = "auto"`.
-    pub sparse_crossover: f64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            model: "resnet18".into(),
-            width: 1.0,
-            dataset: "fashion-mnist".into(),
-            data_dir: None,
-            epochs: 10,
-            batch_size: 128,
-            eval_batch_size: 500,
-            lr: 0.1,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            nesterov: false,
-            schedule: ScheduleKind::Multistep,
-            milestones: None,
-            gamma: 0.1,
-            warmup: 0.0,
-            seed: 0,
-            device: "cpu".into(),
-            limit_train: None,
-            limit_test: None,
-            valid_split: 0.0,
-            out: None,
-            name: None,
-            eval_every: 1,
-            stop_after: None,
-            progress: true,
-            method: MethodKind::Dense,
-            sparsity: None,
-            init: None,
-            dense_first_layer: false,
-            update_interval: None,
-            drop_fraction: None,
-            drop_schedule: None,
-            explore_until: None,
-            initial_density: None,
-            prune_start_epoch: None,
-            prune_end_epoch: None,
-            snip_scope: None,
-            regrown: Regrown::Keep,
-            suptickets: false,
-            cycle_epochs: 8,
-            cycle_fraction: 0.1,
-            cycle_lr_low: 0.001,
-            cycle_lr_high: 0.005,
-            cycle_drop_fraction: 0.5,
-            average: "cia".into(),
-            cima_beta: crate::suptickets::DEFAULT_CIMA_BETA,
-            reprune: "global".into(),
-            bn: "av".into(),
-            ensemble: false,
-            sparse_kernels: "auto".into(),
-            sparse_crossover: crate::backend::sparse_policy::DEFAULT_CROSSOVER,
-        }
-    }
+    sparse_crossover: value f64 = crate::backend::sparse_policy::DEFAULT_CROSSOVER, [value_name = "DENSITY"];
 }
 
 impl TrainConfig {
@@ -238,11 +253,16 @@ impl TrainConfig {
     /// The Sup-tickets superposition settings.
     pub fn superpose_config(&self) -> Result<SuperposeConfig> {
         Ok(SuperposeConfig {
-            averaging: Averaging::parse(&self.average, self.cima_beta)?,
-            reprune: Reprune::parse(&self.reprune)?,
+            averaging: self.average.with_beta(self.cima_beta),
+            reprune: self.reprune,
             density: None,
             frozen_first: self.dense_first_layer,
         })
+    }
+
+    /// The Sup-tickets batch-norm strategy of the ultimate ticket.
+    pub fn bn_strategy(&self) -> Result<BnStrategy> {
+        Ok(self.bn)
     }
 
     /// Checks the Sup-tickets settings.
@@ -278,6 +298,9 @@ impl TrainConfig {
                     .into(),
             );
         }
+        if self.cycle_epochs == 0 {
+            return bad("--cycle-epochs must be at least 1".into());
+        }
         let b = self.sup_budget()?.expect("suptickets");
         if !b.has_cycles() {
             return bad(format!(
@@ -299,6 +322,12 @@ impl TrainConfig {
                 return bad(format!("{flag} must be a non-negative rate, got {a}"));
             }
         }
+        if self.cycle_lr_low > self.cycle_lr_high {
+            return bad(format!(
+                "--cycle-lr-low ({}) is above --cycle-lr-high ({}): the cycle's triangle would be inverted",
+                self.cycle_lr_low, self.cycle_lr_high
+            ));
+        }
         if !(self.cycle_drop_fraction >= 0.0 && self.cycle_drop_fraction <= 1.0) {
             return bad(format!(
                 "--cycle-drop-fraction must be in [0, 1], got {}",
@@ -311,7 +340,6 @@ impl TrainConfig {
                 return bad(format!("--cima-beta must be in (0, 1), got {beta}"));
             }
         }
-        BnStrategy::parse(&self.bn)?;
         Ok(())
     }
 
@@ -334,8 +362,6 @@ impl TrainConfig {
     /// Checks values that cannot be right, naming the flag.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        crate::backend::sparse_policy::SparseKernels::parse(&self.sparse_kernels)
-            .map_err(|e| Error::Config(format!("--sparse-kernels: {e}")))?;
         if !(self.sparse_crossover > 0.0 && self.sparse_crossover <= 1.0) {
             return bad(format!(
                 "--sparse-crossover: expected a density in (0, 1], got {}",
@@ -345,8 +371,17 @@ impl TrainConfig {
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());
         }
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
+        if self.batch_size == 0 {
             return bad("--batch-size must be at least 1".into());
+        }
+        if self.eval_batch_size == 0 {
+            return bad("--eval-batch-size must be at least 1".into());
+        }
+        if !(self.gamma > 0.0 && self.gamma.is_finite()) {
+            return bad(format!(
+                "--gamma must be a positive factor, got {} (a negative one turns the learning rate negative)",
+                self.gamma
+            ));
         }
         if !(self.width > 0.0 && self.width.is_finite()) {
             return bad(format!("--width must be positive, got {}", self.width));

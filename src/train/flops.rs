@@ -67,7 +67,9 @@ pub use crate::sparse::methods::MethodKind as Method;
 /// Training FLOPs of one example for one step (SPEC §8, RigL convention), from the sparse and
 /// dense forward FLOPs f_S and f_D: dense 3f_D; static, SNIP and SET 3f_S; RigL and GraNet
 /// (3f_S·ΔT + 2f_S + f_D)/(ΔT + 1) while exploring with interval ΔT (`exploring = Some(ΔT)`:
-/// one dense gradient every ΔT steps, amortised), 3f_S otherwise.
+/// one dense gradient every ΔT steps, amortised), 3f_S otherwise. `Some(0)` is a step that
+/// computes the dense gradient itself (2f_S + f_D: a Sup-tickets cycle start). The one place
+/// the formula is written: the sparse methods, the cycles and the report all call it.
 pub fn step_flops(method: Method, f_s: f64, f_d: f64, exploring: Option<usize>) -> f64 {
     match (method, exploring) {
         (Method::Dense, _) => 3.0 * f_d,

@@ -1,13 +1,17 @@
 //! Training: metrics, learning-rate schedules, FLOP accounting, checkpoints, the run
 //! configuration, the training loop, reports and plots (the `suptickets train` command).
 
+pub mod assemble;
 pub mod checkpoint;
 pub mod config;
 pub mod flops;
+pub mod hooks;
 pub mod metrics;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod resuperpose;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 

@@ -16,7 +16,9 @@ use crate::data::{Loader, LoaderConfig};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::nn::Network;
-use crate::suptickets::{bn_update_loader, BnAverager, BnStrategy, Superposer};
+use crate::suptickets::{
+    bn_update_loader, AverageKind, BnAverager, BnStrategy, Reprune, Superposer,
+};
 
 /// What to superpose: the run, and the settings that replace the run's own.
 #[derive(Clone, Debug)]
@@ -24,13 +26,13 @@ pub struct ResuperposeArgs {
     /// The run directory (holding `tickets/W_k.safetensors`).
     pub run: PathBuf,
     /// Averaging (`cia`, `caa`, `cima`); the run's when None.
-    pub average: Option<String>,
+    pub average: Option<AverageKind>,
     /// CIMA's β; the run's when None.
     pub cima_beta: Option<f32>,
     /// Re-pruning (`global`, `layerwise`); the run's when None.
-    pub reprune: Option<String>,
+    pub reprune: Option<Reprune>,
     /// Batch norm (`av`, `bu`); the run's when None.
-    pub bn: Option<String>,
+    pub bn: Option<BnStrategy>,
     /// Device (`cpu`, `cuda[:N]`); the run's when None.
     pub device: Option<String>,
     /// Where to write the superposed ticket as a checkpoint (optional).
@@ -85,7 +87,7 @@ pub fn resuperpose(a: &ResuperposeArgs) -> Result<ResuperposeResult> {
         .ok_or_else(|| Error::data(&paths[0], "the ticket has no training configuration"))?;
     override_settings(&mut cfg, a);
     let sup_cfg = cfg.superpose_config()?;
-    let bn = BnStrategy::parse(&cfg.bn)?;
+    let bn = cfg.bn;
     let device = Device::parse(&cfg.device)?;
     let load = |p: &Path| -> Result<Network> {
         let mut n = Checkpoint::read(p)?.build_network()?;
@@ -141,16 +143,16 @@ pub fn resuperpose(a: &ResuperposeArgs) -> Result<ResuperposeResult> {
 
 fn override_settings(cfg: &mut TrainConfig, a: &ResuperposeArgs) {
     if let Some(v) = &a.average {
-        cfg.average = v.clone();
+        cfg.average = *v;
     }
     if let Some(v) = a.cima_beta {
         cfg.cima_beta = v;
     }
     if let Some(v) = &a.reprune {
-        cfg.reprune = v.clone();
+        cfg.reprune = *v;
     }
     if let Some(v) = &a.bn {
-        cfg.bn = v.clone();
+        cfg.bn = *v;
     }
     if let Some(v) = &a.device {
         cfg.device = v.clone();

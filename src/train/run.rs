@@ -1,0 +1,463 @@
+//! The training run, top to bottom: [`prepare`] (device, data, model, the checkpoint to resume
+//! from), the method's hooks ([`RunHooks`]: the sparse method, or the Sup-tickets driver around
+//! it), [`fit`] (loader → forward/backward → SGD step → the method's mask update and ticket
+//! capture → per-epoch evaluation, log and checkpoint), the method's [`RunHooks::finish`]
+//! (Sup-tickets: superpose the tickets) and the report. A run resumed from its checkpoint ends
+//! with exactly the weights of an uninterrupted run on the CPU: the data order of epoch e
+//! depends only on (seed, e), and the checkpoint holds the weights, masks, momenta, batch-norm
+//! statistics, step counter, RNG state and the method's state.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::assemble::assemble_report;
+use super::checkpoint::{self, Checkpoint, CheckpointMeta, ModelSpec};
+use super::config::TrainConfig;
+use super::hooks::{Resume, RunContext, RunHooks};
+use super::metrics::Metrics;
+use super::progress::{epoch_line, start_line, Progress};
+use super::report::{self, EpochLog, Report};
+use super::schedule::LrSchedule;
+use super::trainer::{
+    datasets, eval_loader, evaluate, model_config, output_dir, CHECKPOINT_FILE, LOG_FILE,
+};
+use crate::data::{DatasetKind, Loader, LoaderConfig};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::models::build;
+use crate::nn::Network;
+use crate::optim::Sgd;
+use crate::rng::Rng;
+use crate::sparse::methods::SparseMethod;
+use crate::suptickets::driver::SupTickets;
+use crate::suptickets::SupSchedule;
+use crate::tensor::Tensor;
+
+/// RNG stream of the run's own generator (saved in checkpoints; for methods that draw random
+/// numbers during training).
+const TRAINER_STREAM: u64 = 0x7261_696e;
+
+/// A prepared run: everything [`fit`] needs.
+pub struct Run {
+    /// The configuration (validated).
+    pub cfg: TrainConfig,
+    /// The device.
+    pub device: Device,
+    /// The run directory.
+    pub out: PathBuf,
+    /// The run's name.
+    pub name: String,
+    /// The dataset's name.
+    pub dataset_name: String,
+    /// `test` or `validation`.
+    pub eval_split: &'static str,
+    /// The network (on the device).
+    pub net: Network,
+    /// The metadata of the next checkpoint.
+    pub meta: CheckpointMeta,
+    /// The per-epoch log so far.
+    pub log: Vec<EpochLog>,
+    /// The run's generator.
+    pub rng: Rng,
+    /// The training loader.
+    pub train_loader: Loader,
+    /// The evaluation loader.
+    pub eval_loader: Loader,
+    /// Iterations per epoch.
+    pub ipe: usize,
+    /// Training examples per epoch.
+    pub n_train: usize,
+    /// The base learning-rate schedule.
+    pub schedule: LrSchedule,
+    /// The checkpoint this invocation continues from.
+    pub from: Option<Checkpoint>,
+}
+
+impl Run {
+    /// The view of the run the hooks get.
+    pub fn context(&self) -> RunContext<'_> {
+        self.split().0
+    }
+
+    /// The hooks' view of the run beside the network and the metadata, which they change.
+    fn split_mut(&mut self) -> (RunContext<'_>, &mut Network, &mut CheckpointMeta) {
+        let ctx = RunContext {
+            cfg: &self.cfg,
+            out: &self.out,
+            device: &self.device,
+            schedule: &self.schedule,
+            iterations_per_epoch: self.ipe,
+            train_loader: &self.train_loader,
+            eval_loader: &self.eval_loader,
+            train_examples: self.n_train,
+            eval_split: self.eval_split,
+            progress: self.cfg.progress,
+        };
+        (ctx, &mut self.net, &mut self.meta)
+    }
+
+    /// The hooks' view of the run beside the network and the metadata.
+    fn split(&self) -> (RunContext<'_>, &Network, &CheckpointMeta) {
+        let ctx = RunContext {
+            cfg: &self.cfg,
+            out: &self.out,
+            device: &self.device,
+            schedule: &self.schedule,
+            iterations_per_epoch: self.ipe,
+            train_loader: &self.train_loader,
+            eval_loader: &self.eval_loader,
+            train_examples: self.n_train,
+            eval_split: self.eval_split,
+            progress: self.cfg.progress,
+        };
+        (ctx, &self.net, &self.meta)
+    }
+}
+
+/// The training run, from scratch or from a checkpoint (and the directory it came from).
+pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Report> {
+    let mut run = prepare(cfg, from)?;
+    let mut hooks = method_hooks(&mut run)?;
+    start(&mut run, hooks.as_mut())?;
+    let first_epoch = run.meta.epoch;
+    let last_metrics = fit(&mut run, hooks.as_mut())?;
+    let epochs = run.cfg.epochs;
+    let (ctx, net, meta) = run.split_mut();
+    let fin = hooks.finish(&ctx, net, meta, epochs)?;
+    let metrics = match fin.metrics.or(last_metrics) {
+        Some(m) => m,
+        None => evaluate(&mut run.net, &run.eval_loader)?,
+    };
+    if run.meta.epoch == first_epoch && !fin.finalised {
+        // Nothing trained in this invocation: still leave a checkpoint behind.
+        checkpoint::save(&run.out.join(CHECKPOINT_FILE), &run.net, &run.meta)?;
+    }
+    let report = assemble_report(&mut run, hooks.as_ref(), metrics)?;
+    write_outputs(&run, hooks.as_ref(), &report)?;
+    if fin.finalised {
+        // The last write of a Sup-tickets run: the ultimate ticket replaces W_K.
+        checkpoint::save(&run.out.join(CHECKPOINT_FILE), &run.net, &run.meta)?;
+    }
+    Ok(report)
+}
+
+/// Checks the configuration, sets the kernel policy, builds (or restores) the network and the
+/// loaders.
+pub fn prepare(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Run> {
+    cfg.validate()?;
+    crate::backend::sparse_policy::set_sparse_kernels(cfg.sparse_kernels);
+    crate::backend::sparse_policy::set_crossover(cfg.sparse_crossover)?;
+    let device = Device::parse(&cfg.device)?;
+    let out = output_dir(cfg);
+    let name = cfg.name.clone().unwrap_or_else(|| {
+        out.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into())
+    });
+    let mcfg = model_config(cfg)?;
+    let dataset_name = DatasetKind::parse(&cfg.dataset)?.name().to_string();
+    let spec = ModelSpec::from(&mcfg);
+    let (mut net, meta, log, from) = match from {
+        None => {
+            let mut meta = CheckpointMeta::new(spec);
+            meta.rng = Rng::derive(cfg.seed, TRAINER_STREAM).state();
+            (build(&mcfg)?, meta, Vec::new(), None)
+        }
+        Some((ck, from_dir)) => {
+            check_same_model(&ck, &spec)?;
+            let net = ck.build_network()?;
+            let dir = if from_dir.is_dir() {
+                from_dir.clone()
+            } else {
+                from_dir.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            let mut log = report::read_log(&dir.join(LOG_FILE))?;
+            log.retain(|e| e.epoch <= ck.meta.epoch);
+            let mut meta = ck.meta.clone();
+            meta.train_config = Some(cfg.clone());
+            (net, meta, log, Some(ck))
+        }
+    };
+    net.to_device(&device)?;
+    let rng = Rng::from_state(meta.rng);
+    let (train_set, eval_set, eval_split) = datasets(cfg, true)?;
+    let train_set = train_set.expect("requested");
+    let shape = [train_set.channels, train_set.height, train_set.width];
+    if shape != net.input_shape || train_set.num_classes != net.num_classes {
+        return Err(Error::Config(format!(
+            "{}: images {shape:?} with {} classes do not fit the model's input {:?} and {} classes",
+            train_set.name, train_set.num_classes, net.input_shape, net.num_classes
+        )));
+    }
+    let mut lc = LoaderConfig::train(cfg.batch_size, cfg.seed);
+    lc.limit = cfg.limit_train;
+    let n_train = cfg.limit_train.map_or(train_set.n, |l| l.min(train_set.n));
+    // A final batch of one example would give batch norm a single sample per channel in the
+    // classifier's BatchNorm1d (VGG); drop it rather than train on it.
+    lc.drop_last = n_train % cfg.batch_size == 1 && n_train > 1;
+    let train_loader = Loader::new(train_set, lc)?;
+    let eval_loader = eval_loader(cfg, eval_set)?;
+    let ipe = train_loader.batches_per_epoch();
+    if ipe == 0 {
+        return Err(Error::Config("the training set is empty".into()));
+    }
+    Ok(Run {
+        cfg: cfg.clone(),
+        device,
+        out,
+        name,
+        dataset_name,
+        eval_split,
+        net,
+        meta,
+        log,
+        rng,
+        train_loader,
+        eval_loader,
+        ipe,
+        n_train,
+        schedule: cfg.lr_schedule(),
+        from,
+    })
+}
+
+/// The error of a checkpoint whose model is not the configuration's.
+fn check_same_model(ck: &Checkpoint, spec: &ModelSpec) -> Result<()> {
+    if ck.meta.model == *spec {
+        return Ok(());
+    }
+    let m = &ck.meta.model;
+    Err(Error::Config(format!(
+        "{}: the checkpoint holds {:?} (width {}, {} classes, {} channels, seed {}), \
+         but the configuration asks for {:?} (width {}, {} classes, {} channels, seed {})",
+        ck.path.display(),
+        m.name,
+        m.width,
+        m.num_classes,
+        m.in_channels,
+        m.seed,
+        spec.name,
+        spec.width,
+        spec.num_classes,
+        spec.in_channels,
+        spec.seed
+    )))
+}
+
+/// The hooks of the run's method: the sparse method (dense included), wrapped by the
+/// Sup-tickets driver with `--suptickets`.
+fn method_hooks(run: &mut Run) -> Result<Box<dyn RunHooks>> {
+    let cfg = run.cfg.clone();
+    let ipe = run.ipe;
+    let sup_sched = match cfg.sup_budget()? {
+        Some(b) => Some(SupSchedule::new(
+            b,
+            ipe,
+            cfg.cycle_lr_low,
+            cfg.cycle_lr_high,
+        )?),
+        None => None,
+    };
+    let method = SparseMethod::new(
+        cfg.sparse_config(ipe)?,
+        &mut run.net,
+        ipe,
+        (cfg.epochs * ipe) as u64,
+    )?;
+    Ok(match sup_sched {
+        Some(s) => Box::new(SupTickets::new(
+            method,
+            s,
+            cfg.superpose_config()?,
+            cfg.bn_strategy()?,
+            cfg.cycle_drop_fraction,
+        )),
+        None => Box::new(method),
+    })
+}
+
+/// The method's start (initial masks or its resumed state), then the run directory: the log so
+/// far and the effective configuration.
+fn start(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<()> {
+    let [c, h, w] = run.net.input_shape;
+    let device = run.device.clone();
+    let loader = run.train_loader.clone();
+    let first_batch = || -> Result<(Tensor, Tensor)> {
+        let b = loader.batch(0, 0);
+        Ok((
+            Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?,
+            Tensor::from_slice(&b.y, &[b.n], &device)?,
+        ))
+    };
+    let from = run.from.take();
+    let log = std::mem::take(&mut run.log);
+    let resume = from.as_ref().map(|ck| Resume {
+        checkpoint: ck,
+        log: &log,
+    });
+    let (ctx, net, meta) = run.split_mut();
+    hooks.start(&ctx, net, meta, resume, &first_batch)?;
+    run.log = log;
+    run.from = from;
+    let out = &run.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    report::write_log(&out.join(LOG_FILE), &run.log)?;
+    std::fs::write(out.join("config.toml"), run.cfg.to_toml())
+        .map_err(|e| Error::io(out.join("config.toml"), e))?;
+    run.meta.train_config = Some(run.cfg.clone());
+    Ok(())
+}
+
+/// The epochs of this invocation; returns the last evaluation's metrics.
+pub fn fit(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<Option<Metrics>> {
+    let first_epoch = run.meta.epoch;
+    let last_epoch = match run.cfg.stop_after {
+        Some(s) => (first_epoch + s).min(run.cfg.epochs),
+        None => run.cfg.epochs,
+    };
+    let mut last_metrics = None;
+    let run_start = Instant::now();
+    let wall_before = run.meta.wall_seconds;
+    if run.cfg.progress && first_epoch < last_epoch {
+        eprintln!("{}", start_line(run));
+    }
+    for epoch in first_epoch..last_epoch {
+        let epoch_start = Instant::now();
+        let (mut entry, seen, train_secs) = train_epoch(run, hooks, epoch, last_epoch)?;
+        let done = epoch + 1;
+        // A ticket captured at this epoch's last step is evaluated now.
+        let evaluate_now = done.is_multiple_of(run.cfg.eval_every)
+            || done == last_epoch
+            || hooks.must_evaluate((run.meta.step as usize).wrapping_sub(1));
+        let m = if evaluate_now {
+            let m = evaluate(&mut run.net, &run.eval_loader)?;
+            last_metrics = Some(m);
+            Some(m)
+        } else {
+            None
+        };
+        hooks.epoch_done(&run.context(), &run.net, &run.meta, done, m)?;
+        entry.test_acc = m.map(|m| m.accuracy);
+        entry.test_nll = m.map(|m| m.nll);
+        entry.test_ece = m.map(|m| m.ece);
+        entry.images_per_sec = seen as f64 / train_secs.max(1e-9);
+        entry.seconds = epoch_start.elapsed().as_secs_f64();
+        entry.density = hooks.log_density();
+        if run.cfg.progress {
+            eprintln!("{}", epoch_line(run, &entry, m, hooks.mask_changes()));
+        }
+        report::append_log(&run.out.join(LOG_FILE), &entry)?;
+        run.log.push(entry);
+        run.meta.epoch = done;
+        run.meta.rng = run.rng.state();
+        run.meta.wall_seconds = wall_before + run_start.elapsed().as_secs_f64();
+        let extra = hooks.save_state(&run.net, &mut run.meta);
+        checkpoint::save_with(&run.out.join(CHECKPOINT_FILE), &run.net, &run.meta, &extra)?;
+    }
+    Ok(last_metrics)
+}
+
+/// One epoch of SGD steps; returns its log entry (training part), the examples seen and the
+/// seconds spent in steps.
+fn train_epoch(
+    run: &mut Run,
+    hooks: &mut dyn RunHooks,
+    epoch: usize,
+    last_epoch: usize,
+) -> Result<(EpochLog, usize, f64)> {
+    let sgd = Sgd {
+        momentum: run.cfg.momentum,
+        weight_decay: run.cfg.weight_decay,
+        nesterov: run.cfg.nesterov,
+    };
+    let [c, h, w] = run.net.input_shape;
+    let k = run.net.num_classes;
+    let ipe = run.ipe;
+    let progress = Progress::new(run.cfg.progress, epoch, run.cfg.epochs, ipe);
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    let mut train_secs = 0.0f64;
+    let mut lr = run.schedule.lr_at(run.meta.step as usize, ipe);
+    let mut t_step = Instant::now();
+    for (i, b) in run.train_loader.epoch(epoch).enumerate() {
+        let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &run.device)?;
+        let y = Tensor::from_slice(&b.y, &[b.n], &run.device)?;
+        let it = run.meta.step as usize;
+        let plan = hooks.plan_step(&run.context(), it);
+        lr = plan.lr;
+        let outp = run.net.forward_backward_with(&x, &y, plan.dense_grad)?;
+        if !outp.loss.is_finite() {
+            return Err(Error::Config(format!(
+                "training diverged: loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
+                outp.loss,
+                epoch + 1,
+                run.meta.step
+            )));
+        }
+        sgd.step(&mut run.net.store, &outp.grads, lr)?;
+        run.meta.step += 1;
+        hooks.step_done(it, &mut run.net, &outp.grads)?;
+        correct += correct_predictions(&outp.logprobs.to_vec()?, k, &b.y);
+        loss_sum += outp.loss as f64 * b.n as f64;
+        seen += b.n;
+        let now = Instant::now();
+        train_secs += now.duration_since(t_step).as_secs_f64();
+        t_step = now;
+        let per_step = train_secs / (i + 1) as f64;
+        let eta = per_step * ((ipe - i - 1) + (last_epoch - epoch - 1) * ipe) as f64;
+        progress.step(
+            i + 1,
+            loss_sum / seen as f64,
+            correct as f64 / seen as f64,
+            seen as f64 / train_secs.max(1e-9),
+            eta,
+        );
+    }
+    progress.finish();
+    let entry = EpochLog {
+        epoch: epoch + 1,
+        step: run.meta.step,
+        lr,
+        train_loss: loss_sum / seen.max(1) as f64,
+        train_acc: correct as f64 / seen.max(1) as f64,
+        test_acc: None,
+        test_nll: None,
+        test_ece: None,
+        images_per_sec: 0.0,
+        seconds: 0.0,
+        density: None,
+    };
+    Ok((entry, seen, train_secs))
+}
+
+/// Rows of `logprobs` (k columns) whose arg-max is the label.
+fn correct_predictions(logprobs: &[f32], k: usize, labels: &[f32]) -> usize {
+    let mut correct = 0;
+    for (row, &yy) in logprobs.chunks_exact(k).zip(labels) {
+        let mut best = 0;
+        for (j, &v) in row.iter().enumerate() {
+            if v > row[best] {
+                best = j;
+            }
+        }
+        correct += (best == yy as usize) as usize;
+    }
+    correct
+}
+
+/// report.json / report.md, the learning-rate, tickets and curves plots.
+fn write_outputs(run: &Run, hooks: &dyn RunHooks, report: &Report) -> Result<()> {
+    let out = &run.out;
+    report.write(out, &run.log)?;
+    let lr_svg = hooks.lr_svg(&run.context());
+    checkpoint::write_atomic(&out.join("lr.svg"), lr_svg.as_bytes())?;
+    if let (Some(t), Some(u)) = (&report.tickets, &report.ultimate) {
+        checkpoint::write_atomic(
+            &out.join("tickets.svg"),
+            report::tickets_svg(t, u).as_bytes(),
+        )?;
+    }
+    checkpoint::write_atomic(
+        &out.join("curves.svg"),
+        report::curves_svg(&run.log, run.eval_split).as_bytes(),
+    )
+}
