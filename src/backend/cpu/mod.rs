@@ -19,6 +19,8 @@ pub mod matmul;
 pub mod optim;
 pub mod pool;
 pub mod select;
+pub mod simd;
+pub mod simd_indirect;
 pub mod spconv;
 pub mod spconv_direct;
 pub mod spconv_tiled;
