@@ -166,7 +166,7 @@ mod simd {
         b: *const f32,
         out: &mut [f32],
     ) {
-        debug_assert!(NV * S::LANES == T && NV % 2 == 0);
+        debug_assert!(NV * S::LANES == T && NV.is_multiple_of(2));
         let n = offs.len();
         let l = S::LANES;
         let mut e = 0;
