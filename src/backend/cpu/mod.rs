@@ -20,6 +20,7 @@ pub mod optim;
 pub mod pool;
 pub mod select;
 pub mod simd;
+pub mod simd_gemm;
 pub mod simd_indirect;
 pub mod spconv;
 pub mod spconv_direct;

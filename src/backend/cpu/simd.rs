@@ -1,9 +1,9 @@
 //! Run-time ISA dispatch and vector-width-generic kernel bodies.
 //!
 //! The build targets x86-64-v3 (AVX2 + FMA, `.cargo/config.toml`); AVX-512 is detected at run
-//! time ([`isa`]). Each hot kernel is written once, generic over [`Simd`] (an associated vector
+//! time ([`isa`]). Each hot kernel is written once, generic over `Simd` (an associated vector
 //! type and the handful of operations the kernels use), and instantiated twice behind
-//! `#[target_feature]` wrappers: [`Avx2`] (`__m256`, 8 lanes) and [`Avx512`] (`__m512`, 16
+//! `#[target_feature]` wrappers: `Avx2` (`__m256`, 8 lanes) and `Avx512` (`__m512`, 16
 //! lanes). The bodies and the trait methods are `#[inline(always)]`, so each instance compiles
 //! to straight vector code inside its wrapper, and the AVX2 instance exercises the same logic
 //! on every machine the AVX-512 one runs on.

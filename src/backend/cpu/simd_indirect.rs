@@ -1,5 +1,5 @@
 //! The micro-kernels of the im2col-free convolution ([`super::conv_indirect`]), one generic
-//! body ([`simd::tile`]) instantiated for AVX2 and AVX-512 and chosen at run time:
+//! body (`simd::tile`) instantiated for AVX2 and AVX-512 and chosen at run time:
 //! - indirect B (forward / backward-input): `C(i, j) = Σ_p A(i, p) · b[offs[p] + j]`, A packed,
 //!   B read in place from a padded image (the tile's columns are consecutive output pixels);
 //! - indirect A (backward-weight): `C(i, j) = Σ_p rows[i][pix[p]] · B(p, j)`, A read in place
