@@ -413,8 +413,7 @@ mod tests {
                 Conv2dParams::new(n, ci, h, w, co, k, s, pad).unwrap()
             })
             .collect();
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::backend::cpu::simd::isa() >= crate::backend::cpu::simd::Isa::Avx2 {
             assert!(ps.iter().any(conv_indirect::forward_applies));
             assert!(ps.iter().any(conv_indirect::backward_input_applies));
             assert!(ps

@@ -15,6 +15,8 @@ use rayon::prelude::*;
 
 use crate::backend::cpu::conv_gemm::{group_channel_row, group_size, with_scratch};
 use crate::backend::cpu::gemm::{self, MR, NR};
+use crate::backend::cpu::simd::{self, Isa};
+use crate::backend::cpu::simd_indirect::{indirect_a_kernels, indirect_b_kernels};
 use crate::backend::Conv2dParams;
 
 /// k-block (taps per micro-kernel call).
@@ -24,18 +26,7 @@ const MC: usize = 96;
 
 /// True when this path can run a stride-1 convolution whose output rows are `w_out` wide.
 fn usable(w_out: u32) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        w_out > 0
-            && (w_out as usize).is_multiple_of(NR)
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = w_out;
-        false
-    }
+    w_out > 0 && (w_out as usize).is_multiple_of(NR) && simd::isa() >= Isa::Avx2
 }
 
 /// True when [`forward`] handles this geometry.
@@ -164,6 +155,7 @@ pub fn backward_weight(x: &[f32], dy: &[f32], p: &Conv2dParams, dw: &mut [f32]) 
                         }
                     });
                     indirect_a_gemm(
+                        simd::isa(),
                         kk,
                         c_out,
                         &row_off,
@@ -193,9 +185,10 @@ pub fn backward_weight(x: &[f32], dy: &[f32], p: &Conv2dParams, dw: &mut [f32]) 
 }
 
 /// C [m, n] (row stride n) = or += A · B where `A(i, q) = xp[row_off[i] + pix_off[q]]` and B is
-/// packed ([`gemm::pack_b_by_cols`]) over k = pix_off.len().
+/// packed ([`gemm::pack_b_by_cols`]) over k = pix_off.len(), with the kernels of `isa`.
 #[allow(clippy::too_many_arguments)]
 fn indirect_a_gemm(
+    isa: Isa,
     m: usize,
     n: usize,
     row_off: &[usize],
@@ -209,60 +202,60 @@ fn indirect_a_gemm(
     let reach =
         row_off.iter().max().copied().unwrap_or(0) + pix_off.iter().max().copied().unwrap_or(0);
     assert!(reach < xp.len() && bp.len() >= gemm::packed_b_len(k, n) && c.len() >= m * n);
+    let ks = indirect_a_kernels(isa).expect("indirect convolution without AVX2");
+    let b_stride = k * NR;
     for pc in (0..k).step_by(KC) {
         let kc = KC.min(k - pc);
         let po = &pix_off[pc..pc + kc];
         let acc = accumulate || pc > 0;
         for ic in (0..m).step_by(MC) {
-            let mc = MC.min(m - ic);
-            for jr in (0..n).step_by(NR) {
-                let nr = NR.min(n - jr);
-                let b = &bp[(jr / NR) * k * NR + pc * NR..][..kc * NR];
-                for ir in (ic..ic + mc).step_by(MR) {
-                    let mr = MR.min(m - ir);
-                    // Rows past m repeat row ir (a valid address); their results are dropped.
-                    let rows: [*const f32; MR] = std::array::from_fn(|i| {
-                        xp[row_off[if i < mr { ir + i } else { ir }]..].as_ptr()
-                    });
-                    let c_off = ir * n + jr;
-                    if mr == MR && nr == NR {
-                        // SAFETY: every A read is xp[row_off[i] + pix_off[q]] ≤ reach < xp.len()
-                        // (asserted); b holds kc·NR floats; the MR×NR tile at c_off with row
-                        // stride n lies inside c since ir + MR ≤ m and jr + NR ≤ n.
-                        unsafe {
-                            kernel_ia(
-                                kc,
-                                &rows,
-                                po.as_ptr(),
-                                b.as_ptr(),
-                                c[c_off..].as_mut_ptr(),
-                                n,
-                                acc,
-                            )
-                        };
-                    } else {
-                        let mut tile = [0.0f32; MR * NR];
-                        // SAFETY: as above; the tile is a full MR×NR buffer.
-                        unsafe {
-                            kernel_ia(
-                                kc,
-                                &rows,
-                                po.as_ptr(),
-                                b.as_ptr(),
-                                tile.as_mut_ptr(),
-                                NR,
-                                false,
-                            )
-                        };
-                        for r in 0..mr {
-                            let row = &mut c[c_off + r * n..c_off + r * n + nr];
-                            for (d, &t) in row.iter_mut().zip(&tile[r * NR..r * NR + nr]) {
-                                *d = if acc { *d + t } else { t };
-                            }
-                        }
+            gemm::walk_tiles(ic..ic + MC.min(m - ic), n, &ks, |ir, jr, part| {
+                let mr = part.map_or(MR, |(mr, _)| mr);
+                // Rows past m repeat row ir (a valid address); their results are dropped.
+                let rows: [*const f32; MR] = std::array::from_fn(|i| {
+                    xp[row_off[if i < mr { ir + i } else { ir }]..].as_ptr()
+                });
+                let b = bp[(jr / NR) * b_stride + pc * NR..].as_ptr();
+                let c_off = ir * n + jr;
+                let Some((mr, nr)) = part else {
+                    // SAFETY: every A read is xp[row_off[i] + pix_off[q]] ≤ reach < xp.len()
+                    // (asserted); each B panel holds kc·NR floats from b; the tile at c_off
+                    // (row stride n) lies inside c as it fits in m × n.
+                    unsafe {
+                        (ks.big)(
+                            kc,
+                            &rows,
+                            po.as_ptr(),
+                            b,
+                            b_stride,
+                            c[c_off..].as_mut_ptr(),
+                            n,
+                            acc,
+                        )
+                    };
+                    return;
+                };
+                let mut tile = [0.0f32; MR * NR];
+                // SAFETY: as above, for an MR×NR tile into the local buffer.
+                unsafe {
+                    (ks.base)(
+                        kc,
+                        &rows,
+                        po.as_ptr(),
+                        b,
+                        b_stride,
+                        tile.as_mut_ptr(),
+                        NR,
+                        false,
+                    )
+                };
+                for r in 0..mr {
+                    let row = &mut c[c_off + r * n..c_off + r * n + nr];
+                    for (d, &t) in row.iter_mut().zip(&tile[r * NR..r * NR + nr]) {
+                        *d = if acc { *d + t } else { t };
                     }
                 }
-            }
+            });
         }
     }
 }
@@ -301,7 +294,7 @@ fn conv_s1(g: &Geometry, input: &[f32], wp: &[f32], out: &mut [f32]) {
         .for_each(|(out, x)| {
             with_scratch([g.c * hp * wpd, 0, 0], |[xp, _, _]| {
                 pad_image(x, g, xp);
-                image_gemm(g, wp, xp, &offs, out);
+                image_gemm(simd::isa(), g, wp, xp, &offs, out);
             });
         });
 }
@@ -323,188 +316,147 @@ fn pad_image(x: &[f32], g: &Geometry, xp: &mut [f32]) {
     }
 }
 
-/// out [c_out, h_o·w_o] = W · col(xp) for one padded image, blocked like [`gemm::gemm_packed`].
-fn image_gemm(g: &Geometry, wp: &[f32], xp: &[f32], offs: &[usize], out: &mut [f32]) {
+/// out [c_out, h_o·w_o] = W · col(xp) for one padded image, blocked like [`gemm::gemm_packed`],
+/// with the micro-kernels of `isa` (at least AVX2).
+fn image_gemm(isa: Isa, g: &Geometry, wp: &[f32], xp: &[f32], offs: &[usize], out: &mut [f32]) {
     let (hp, wpd) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
     let (h_o, w_o) = (hp + 1 - g.k, wpd + 1 - g.k);
     let (m, kk, hw) = (g.c_out, offs.len(), h_o * w_o);
-    // The largest offset a tile reads from its base, plus the NR values at it.
-    let reach = offs.iter().max().copied().unwrap_or(0) + NR;
+    let ks = indirect_b_kernels(isa, w_o).expect("indirect convolution without AVX2");
+    assert!(w_o.is_multiple_of(ks.cols) && out.len() >= m * hw);
+    // The largest offset a tile reads from its base.
+    let reach = offs.iter().max().copied().unwrap_or(0);
+    let a_stride = kk * MR;
     for pc in (0..kk).step_by(KC) {
         let kc = KC.min(kk - pc);
         let offs = &offs[pc..pc + kc];
+        let acc = pc > 0;
         for ic in (0..m).step_by(MC) {
-            let mc = MC.min(m - ic);
-            for oh in 0..h_o {
-                for ow in (0..w_o).step_by(NR) {
-                    let base = oh * wpd + ow;
-                    assert!(base + reach <= xp.len());
-                    for ir in (ic..ic + mc).step_by(MR) {
-                        let mr = MR.min(m - ir);
-                        let a = &wp[(ir / MR) * kk * MR + pc * MR..][..kc * MR];
-                        let c_off = ir * hw + oh * w_o + ow;
-                        let acc = pc > 0;
-                        if mr == MR {
-                            assert!(c_off + (MR - 1) * hw + NR <= out.len());
-                            // SAFETY: a holds kc·MR floats; every B read is NR floats at
-                            // base + offs[p] ≤ base + reach − NR, inside xp (asserted); the
-                            // MR×NR tile at c_off with row stride hw is inside out (asserted).
-                            unsafe {
-                                kernel(
-                                    kc,
-                                    a.as_ptr(),
-                                    xp[base..].as_ptr(),
-                                    offs.as_ptr(),
-                                    out[c_off..].as_mut_ptr(),
-                                    hw,
-                                    acc,
-                                )
-                            };
-                        } else {
-                            let mut tile = [0.0f32; MR * NR];
-                            // SAFETY: as above; the tile is a full MR×NR buffer.
-                            unsafe {
-                                kernel(
-                                    kc,
-                                    a.as_ptr(),
-                                    xp[base..].as_ptr(),
-                                    offs.as_ptr(),
-                                    tile.as_mut_ptr(),
-                                    NR,
-                                    false,
-                                )
-                            };
-                            for r in 0..mr {
-                                let row = &mut out[c_off + r * hw..c_off + r * hw + NR];
-                                for (d, &t) in row.iter_mut().zip(&tile[r * NR..(r + 1) * NR]) {
-                                    *d = if acc { *d + t } else { t };
-                                }
-                            }
-                        }
+            gemm::walk_tiles(ic..ic + MC.min(m - ic), hw, &ks, |ir, j, part| {
+                // Column tiles never straddle output rows (w_o is a multiple of their width).
+                let base = (j / w_o) * wpd + j % w_o;
+                let width = part.map_or(ks.cols, |_| NR);
+                assert!(base + reach + width <= xp.len());
+                let a = wp[(ir / MR) * a_stride + pc * MR..].as_ptr();
+                let b = xp[base..].as_ptr();
+                let c_off = ir * hw + j;
+                let Some((mr, nr)) = part else {
+                    // SAFETY: the packed panels from a hold kc·MR floats each; every B read is
+                    // at base + offs[p] + (< width) < base + reach + width, inside xp; the
+                    // tile at c_off (row stride hw) fits in out as it fits in m × hw.
+                    unsafe {
+                        (ks.big)(
+                            kc,
+                            a,
+                            a_stride,
+                            b,
+                            offs.as_ptr(),
+                            out[c_off..].as_mut_ptr(),
+                            hw,
+                            acc,
+                        )
+                    };
+                    return;
+                };
+                let mut tile = [0.0f32; MR * NR];
+                // SAFETY: as above, for an MR×NR tile into the local buffer.
+                unsafe {
+                    (ks.base)(
+                        kc,
+                        a,
+                        a_stride,
+                        b,
+                        offs.as_ptr(),
+                        tile.as_mut_ptr(),
+                        NR,
+                        false,
+                    )
+                };
+                for r in 0..mr {
+                    let row = &mut out[c_off + r * hw..c_off + r * hw + nr];
+                    for (d, &t) in row.iter_mut().zip(&tile[r * NR..r * NR + nr]) {
+                        *d = if acc { *d + t } else { t };
                     }
                 }
-            }
+            });
         }
     }
 }
 
-/// The indirect 6×16 AVX2/FMA micro-kernel: C tile = or += `Σ_p a[p·MR + i] · b[offs[p] + j]`.
-///
-/// # Safety
-/// AVX2 and FMA must be available (checked by [`usable`]); `a` holds k·MR floats, `offs` k
-/// offsets, `b + offs[p]` has NR readable floats for every p, and the MR×NR tile at `c` with
-/// row stride `ldc` is writable.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(
-    k: usize,
-    a: *const f32,
-    b: *const f32,
-    offs: *const usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    use std::arch::x86_64::*;
-    // SAFETY: every access stays inside the extents the caller guarantees.
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2 * MR];
-        let mut a = a;
-        for p in 0..k {
-            let bp = b.add(*offs.add(p));
-            let b0 = _mm256_loadu_ps(bp);
-            let b1 = _mm256_loadu_ps(bp.add(8));
-            for i in 0..MR {
-                let av = _mm256_broadcast_ss(&*a.add(i));
-                acc[2 * i] = _mm256_fmadd_ps(av, b0, acc[2 * i]);
-                acc[2 * i + 1] = _mm256_fmadd_ps(av, b1, acc[2 * i + 1]);
-            }
-            a = a.add(MR);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The AVX-512 indirect kernels against the AVX2 ones (skipped, with a note, on CPUs
+    /// without AVX-512; the AVX2 ones are checked against the naive convolution in conv_gemm).
+    #[test]
+    fn avx512_indirect_kernels_match_avx2() {
+        if simd::detected() < Isa::Avx512 {
+            eprintln!("avx512_indirect_kernels_match_avx2: skipped: no AVX-512 on this CPU");
+            return;
         }
-        for i in 0..MR {
-            let row = c.add(i * ldc);
-            let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
-            if accumulate {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
+        let mut r = Rng::new(3);
+        // Output widths 32 (12×32 tiles) and 16 (12×16); c_out with partial row tiles.
+        for &(c, h, c_out) in &[(5, 32, 20), (7, 16, 13), (3, 16, 64)] {
+            let g = Geometry {
+                c,
+                h,
+                w: h,
+                k: 3,
+                pad: 1,
+                c_out,
+            };
+            let kk = c * 9;
+            let (hp, wpd) = (h + 2, h + 2);
+            let offs: Vec<usize> = (0..kk)
+                .map(|q| (q / 9) * hp * wpd + (q % 9 / 3) * wpd + q % 3)
+                .collect();
+            let x: Vec<f32> = (0..c * h * h).map(|_| r.normal()).collect();
+            let mut xp = vec![0.0; c * hp * wpd];
+            pad_image(&x, &g, &mut xp);
+            let wp: Vec<f32> = (0..gemm::packed_a_len(c_out, kk))
+                .map(|_| r.normal())
+                .collect();
+            let run = |isa| {
+                let mut out = vec![0.0; c_out * h * h];
+                image_gemm(isa, &g, &wp, &xp, &offs, &mut out);
+                out
+            };
+            close(&run(Isa::Avx512), &run(Isa::Avx2), "image_gemm");
+            // Indirect A: m = kk taps, n = c_out columns, k = h·h pixels.
+            let pix: Vec<usize> = (0..h * h).map(|q| (q / h) * wpd + q % h).collect();
+            let bp: Vec<f32> = (0..gemm::packed_b_len(pix.len(), 4 * c_out))
+                .map(|_| r.normal())
+                .collect();
+            let c0: Vec<f32> = (0..kk * 4 * c_out).map(|_| r.normal()).collect();
+            for accumulate in [false, true] {
+                let run = |isa| {
+                    let mut out = c0.clone();
+                    indirect_a_gemm(
+                        isa,
+                        kk,
+                        4 * c_out,
+                        &offs,
+                        &pix,
+                        &xp,
+                        &bp,
+                        &mut out,
+                        accumulate,
+                    );
+                    out
+                };
+                close(&run(Isa::Avx512), &run(Isa::Avx2), "indirect_a_gemm");
             }
-            _mm256_storeu_ps(row, v0);
-            _mm256_storeu_ps(row.add(8), v1);
         }
     }
-}
 
-/// The indirect-A 6×16 AVX2/FMA micro-kernel: C tile = or += `Σ_p rows[i][pix[p]] · b[p·NR + j]`.
-///
-/// # Safety
-/// AVX2 and FMA must be available; `rows[i] + pix[p]` must be readable for every i and p < k,
-/// `pix` holds k offsets, `b` k·NR floats, and the MR×NR tile at `c` (row stride `ldc`) is
-/// writable.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_ia(
-    k: usize,
-    rows: &[*const f32; MR],
-    pix: *const usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    use std::arch::x86_64::*;
-    // SAFETY: every access stays inside the extents the caller guarantees.
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2 * MR];
-        let rows = *rows;
-        let mut b = b;
-        for p in 0..k {
-            let o = *pix.add(p);
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
-            for i in 0..MR {
-                let av = _mm256_broadcast_ss(&*rows[i].add(o));
-                acc[2 * i] = _mm256_fmadd_ps(av, b0, acc[2 * i]);
-                acc[2 * i + 1] = _mm256_fmadd_ps(av, b1, acc[2 * i + 1]);
-            }
-            b = b.add(NR);
-        }
-        for i in 0..MR {
-            let row = c.add(i * ldc);
-            let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
-            if accumulate {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
-            }
-            _mm256_storeu_ps(row, v0);
-            _mm256_storeu_ps(row.add(8), v1);
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        for (q, (&x, &y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what} at {q}: {x} vs {y}"
+            );
         }
     }
-}
-
-/// Never called: [`usable`] is false off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel_ia(
-    _: usize,
-    _: &[*const f32; MR],
-    _: *const usize,
-    _: *const f32,
-    _: *mut f32,
-    _: usize,
-    _: bool,
-) {
-    unreachable!("indirect convolution kernel called without AVX2")
-}
-
-/// Never called: [`usable`] is false off x86-64.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn kernel(
-    _: usize,
-    _: *const f32,
-    _: *const f32,
-    _: *const usize,
-    _: *mut f32,
-    _: usize,
-    _: bool,
-) {
-    unreachable!("indirect convolution kernel called without AVX2")
 }

@@ -6,7 +6,10 @@
 //!
 //! `offs` are element offsets, so the same kernels serve an im2col tile (offset = column · T)
 //! and a padded image read in place (offset = channel plane + kernel row · width + kernel
-//! column). AVX2/FMA when the CPU has it (checked at run time), portable loops otherwise.
+//! column). Both are written once, generic over the vector width, and dispatched at run time
+//! ([`crate::backend::cpu::simd::isa`]): AVX-512, AVX2/FMA, or portable loops.
+
+use crate::backend::cpu::simd::{isa, Isa};
 
 /// Columns of a tile (eight 8-wide vectors).
 pub const T: usize = 64;
@@ -32,10 +35,21 @@ pub fn spmm_row(offs: &[u32], vals: &[f32], base: &[f32], acc: &mut [f32; T]) {
 /// `base.add(offs[e] + j)` must be readable for every entry e and j < T.
 #[inline]
 pub unsafe fn spmm_row_unchecked(offs: &[u32], vals: &[f32], base: *const f32, acc: &mut [f32; T]) {
-    #[cfg(target_arch = "x86_64")]
-    if simd::available() {
-        simd::spmm_row(offs, vals, base, acc);
-        return;
+    spmm_row_isa(isa(), offs, vals, base, acc)
+}
+
+/// [`spmm_row_unchecked`] with the kernel of `isa` (at most [`crate::backend::cpu::simd::detected`]).
+///
+/// # Safety
+/// As [`spmm_row_unchecked`], and the CPU must support `isa`.
+#[inline]
+unsafe fn spmm_row_isa(isa: Isa, offs: &[u32], vals: &[f32], base: *const f32, acc: &mut [f32; T]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => return simd::spmm_row_avx512(offs, vals, base, acc),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => return simd::spmm_row_avx2(offs, vals, base, acc),
+        _ => {}
     }
     acc.fill(0.0);
     for (&o, &v) in offs.iter().zip(vals) {
@@ -72,10 +86,21 @@ pub fn sddmm_row(g: &[f32], offs: &[u32], base: &[f32], out: &mut [f32]) {
 /// entry e and j < T; `out.len() == offs.len()`.
 #[inline]
 pub unsafe fn sddmm_row_unchecked(g: *const f32, offs: &[u32], base: *const f32, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if simd::available() {
-        simd::sddmm_row(g, offs, base, out);
-        return;
+    sddmm_row_isa(isa(), g, offs, base, out)
+}
+
+/// [`sddmm_row_unchecked`] with the kernel of `isa`.
+///
+/// # Safety
+/// As [`sddmm_row_unchecked`], and the CPU must support `isa`.
+#[inline]
+unsafe fn sddmm_row_isa(isa: Isa, g: *const f32, offs: &[u32], base: *const f32, out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => return simd::sddmm_row_avx512(g, offs, base, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => return simd::sddmm_row_avx2(g, offs, base, out),
+        _ => {}
     }
     let g = std::slice::from_raw_parts(g, T);
     for (o, &c) in out.iter_mut().zip(offs) {
@@ -87,76 +112,115 @@ pub unsafe fn sddmm_row_unchecked(g: *const f32, offs: &[u32], base: *const f32,
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::T;
+    use crate::backend::cpu::simd::{Avx2, Avx512, Simd};
     use std::arch::x86_64::*;
 
-    /// AVX2 and FMA are available (std caches the check).
-    #[inline]
-    pub fn available() -> bool {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn spmm_row(offs: &[u32], vals: &[f32], b: *const f32, acc: &mut [f32; T]) {
-        let mut a = [_mm256_setzero_ps(); 8];
-        for (&c, &v) in offs.iter().zip(vals) {
-            let w = _mm256_set1_ps(v);
-            let p = b.add(c as usize);
+    /// acc = Σ_e vals[e] · b[offs[e]..][..T] with NV vectors per tile row and U independent
+    /// accumulator sets (consecutive entries alternate between them, hiding the FMA latency).
+    ///
+    /// # Safety
+    /// As [`super::spmm_row_unchecked`], on a CPU with `S`'s features; NV·LANES = T.
+    #[inline(always)]
+    unsafe fn spmm_body<S: Simd, const NV: usize, const U: usize>(
+        offs: &[u32],
+        vals: &[f32],
+        b: *const f32,
+        acc: &mut [f32; T],
+    ) {
+        debug_assert_eq!(NV * S::LANES, T);
+        let mut a = [[S::zero(); NV]; U];
+        let step = |a: &mut [S::V; NV], o: u32, v: &f32| {
+            let w = S::splat(v);
+            let p = b.add(o as usize);
             for (i, ai) in a.iter_mut().enumerate() {
-                *ai = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8 * i)), *ai);
+                *ai = S::fma(w, S::load(p.add(i * S::LANES)), *ai);
+            }
+        };
+        let (oc, vc) = (offs.chunks_exact(U), vals.chunks_exact(U));
+        let (orest, vrest) = (oc.remainder(), vc.remainder());
+        for (o, v) in oc.zip(vc) {
+            for (u, set) in a.iter_mut().enumerate() {
+                step(set, o[u], &v[u]);
             }
         }
-        for (i, ai) in a.iter().enumerate() {
-            _mm256_storeu_ps(acc.as_mut_ptr().add(8 * i), *ai);
+        for (&o, v) in orest.iter().zip(vrest) {
+            step(&mut a[0], o, v);
+        }
+        for i in 0..NV {
+            let mut s = a[0][i];
+            for set in &a[1..] {
+                s = S::add(s, set[i]);
+            }
+            S::store(acc.as_mut_ptr().add(i * S::LANES), s);
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum4(a0: __m256, a1: __m256, a2: __m256, a3: __m256) -> __m128 {
-        let t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn sddmm_row(g: *const f32, offs: &[u32], b: *const f32, out: &mut [f32]) {
+    /// out[e] += Σ_j g[j] · b[offs[e] + j], four entries at a time with two accumulators each.
+    ///
+    /// # Safety
+    /// As [`super::sddmm_row_unchecked`], on a CPU with `S`'s features; NV·LANES = T, NV even.
+    #[inline(always)]
+    unsafe fn sddmm_body<S: Simd, const NV: usize>(
+        g: *const f32,
+        offs: &[u32],
+        b: *const f32,
+        out: &mut [f32],
+    ) {
+        debug_assert!(NV * S::LANES == T && NV.is_multiple_of(2));
         let n = offs.len();
+        let l = S::LANES;
         let mut e = 0;
         while e + 4 <= n {
-            let p = [
-                b.add(offs[e] as usize),
-                b.add(offs[e + 1] as usize),
-                b.add(offs[e + 2] as usize),
-                b.add(offs[e + 3] as usize),
-            ];
-            let mut a = [_mm256_setzero_ps(); 4];
-            let mut c = [_mm256_setzero_ps(); 4];
-            for j in (0..T).step_by(16) {
-                let g0 = _mm256_loadu_ps(g.add(j));
-                let g1 = _mm256_loadu_ps(g.add(j + 8));
+            let p: [*const f32; 4] = std::array::from_fn(|q| b.add(offs[e + q] as usize));
+            let mut a = [S::zero(); 4];
+            let mut c = [S::zero(); 4];
+            for j in (0..NV).step_by(2) {
+                let g0 = S::load(g.add(j * l));
+                let g1 = S::load(g.add((j + 1) * l));
                 for q in 0..4 {
-                    a[q] = _mm256_fmadd_ps(g0, _mm256_loadu_ps(p[q].add(j)), a[q]);
-                    c[q] = _mm256_fmadd_ps(g1, _mm256_loadu_ps(p[q].add(j + 8)), c[q]);
+                    a[q] = S::fma(g0, S::load(p[q].add(j * l)), a[q]);
+                    c[q] = S::fma(g1, S::load(p[q].add((j + 1) * l)), c[q]);
                 }
             }
-            let s = hsum4(
-                _mm256_add_ps(a[0], c[0]),
-                _mm256_add_ps(a[1], c[1]),
-                _mm256_add_ps(a[2], c[2]),
-                _mm256_add_ps(a[3], c[3]),
-            );
+            let s = S::hsum4(std::array::from_fn(|q| S::add(a[q], c[q])));
             let o = _mm_loadu_ps(out.as_ptr().add(e));
             _mm_storeu_ps(out.as_mut_ptr().add(e), _mm_add_ps(o, s));
             e += 4;
         }
         while e < n {
             let p = b.add(offs[e] as usize);
-            let mut a = _mm256_setzero_ps();
-            for j in (0..T).step_by(8) {
-                a = _mm256_fmadd_ps(_mm256_loadu_ps(g.add(j)), _mm256_loadu_ps(p.add(j)), a);
+            let mut a = S::zero();
+            for j in 0..NV {
+                a = S::fma(S::load(g.add(j * l)), S::load(p.add(j * l)), a);
             }
-            let z = _mm256_setzero_ps();
-            out[e] += _mm_cvtss_f32(hsum4(a, z, z, z));
+            let z = S::zero();
+            out[e] += _mm_cvtss_f32(S::hsum4([a, z, z, z]));
             e += 1;
         }
+    }
+
+    /// [`spmm_body`] for AVX2: eight ymm accumulators.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn spmm_row_avx2(offs: &[u32], vals: &[f32], b: *const f32, acc: &mut [f32; T]) {
+        spmm_body::<Avx2, 8, 1>(offs, vals, b, acc)
+    }
+
+    /// [`spmm_body`] for AVX-512: two sets of four zmm accumulators.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn spmm_row_avx512(offs: &[u32], vals: &[f32], b: *const f32, acc: &mut [f32; T]) {
+        spmm_body::<Avx512, 4, 2>(offs, vals, b, acc)
+    }
+
+    /// [`sddmm_body`] for AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn sddmm_row_avx2(g: *const f32, offs: &[u32], b: *const f32, out: &mut [f32]) {
+        sddmm_body::<Avx2, 8>(g, offs, b, out)
+    }
+
+    /// [`sddmm_body`] for AVX-512.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn sddmm_row_avx512(g: *const f32, offs: &[u32], b: *const f32, out: &mut [f32]) {
+        sddmm_body::<Avx512, 4>(g, offs, b, out)
     }
 }
 
@@ -187,6 +251,53 @@ mod tests {
         for (e, &o) in offs.iter().enumerate() {
             let r: f32 = 1.0 + (0..T).map(|j| g[j] * base[o as usize + j]).sum::<f32>();
             assert!((out[e] - r).abs() < 1e-4, "sddmm {e}: {} vs {r}", out[e]);
+        }
+    }
+
+    /// Every instruction set this CPU has against the portable loops (AVX-512 is skipped,
+    /// with a note, on CPUs without it), with entry counts around the unroll widths.
+    #[test]
+    fn isa_kernels_match_portable() {
+        use crate::backend::cpu::simd::detected;
+        let mut r = crate::rng::Rng::new(5);
+        let base: Vec<f32> = (0..2000).map(|_| r.normal()).collect();
+        let g: Vec<f32> = (0..T).map(|_| r.normal()).collect();
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if isa > detected() {
+                eprintln!(
+                    "spmm isa_kernels_match_portable: skipped {}: not on this CPU",
+                    isa.name()
+                );
+                continue;
+            }
+            for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 33] {
+                let offs: Vec<u32> = (0..n).map(|e| ((e * 211) % 1900) as u32).collect();
+                let vals: Vec<f32> = (0..n).map(|_| r.normal()).collect();
+                let (mut want, mut got) = ([0f32; T], [0f32; T]);
+                // SAFETY: every offset + T ≤ 1964 < base.len(); isa ≤ detected().
+                unsafe {
+                    spmm_row_isa(Isa::Portable, &offs, &vals, base.as_ptr(), &mut want);
+                    spmm_row_isa(isa, &offs, &vals, base.as_ptr(), &mut got);
+                }
+                for j in 0..T {
+                    assert!(
+                        (want[j] - got[j]).abs() < 1e-4 * (1.0 + want[j].abs()),
+                        "spmm {n} {j}"
+                    );
+                }
+                let (mut want, mut got) = (vals.clone(), vals.clone());
+                // SAFETY: as above; g holds T floats.
+                unsafe {
+                    sddmm_row_isa(Isa::Portable, g.as_ptr(), &offs, base.as_ptr(), &mut want);
+                    sddmm_row_isa(isa, g.as_ptr(), &offs, base.as_ptr(), &mut got);
+                }
+                for e in 0..n {
+                    assert!(
+                        (want[e] - got[e]).abs() < 1e-4 * (1.0 + want[e].abs()),
+                        "sddmm {n} {e}"
+                    );
+                }
+            }
         }
     }
 }
