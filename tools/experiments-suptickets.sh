@@ -1,92 +1,62 @@
 #!/usr/bin/env bash
-# Regenerates the Sup-tickets tables of EXPERIMENTS.md on the real Fashion-MNIST:
-#   1. `suptickets compare` (base method vs the same method + Sup-tickets, same seed and epochs)
-#      for RigL and GraNet (SET with METHODS="rigl granet set") at sparsity 0.9 and 0.95,
-#      seeds 0 1 2, aggregated as mean ± sample std over the seeds;
-#   2. the superposition ablation on one setting (RigL 0.9, seed 0): CIA vs CAA vs CIMA
-#      averaging and AV vs BU batch norm (CIA + AV is the compare run itself).
+# The Sup-tickets study of EXPERIMENTS.md: at the same training budget, does the ultimate ticket
+# beat (a) the base method and (b) its best single ticket?
+#   1. `suptickets compare --config configs/study.toml` (RigL 90%, 30k Fashion-MNIST images,
+#      15 epochs = 12 normal + 3 one-epoch cycles, CIA + AV + global re-pruning) for each seed;
+#   2. the superposition ablation CIA / CAA / CIMA x AV / BU (+ layer-wise re-pruning) over each
+#      seed's saved tickets with `suptickets superpose` (no training: the cycles never depend on
+#      the superposition, so this is exactly what those runs would report).
 #
 #     bash tools/experiments-suptickets.sh            # run what is missing, print the tables
 #     bash tools/experiments-suptickets.sh --update   # ... and splice them into EXPERIMENTS.md
 #
-# A run whose directory holds a finished report.json is not run again, so a killed script
-# continues where it stopped (delete runs/exp-sup/<run> to redo one). Settings come from
-# configs/default.toml (RigL + Sup-tickets job: resnet18 x0.125, 5 epochs = 3 normal + 2 one-epoch
-# cycles, CIA, global re-prune, AV, ensemble) with these overrides from the environment:
-# METHODS SPARSITIES SEEDS LIMIT OUT.
+# A finished run is not run again, so a killed script continues where it stopped. Environment:
+# SEEDS (default "0 1 2"), METHODS (default "rigl"; "rigl granet" adds GraNet), OUT
+# (default runs/study). The binary is copied to $OUT/suptickets.bin once, so rebuilding the
+# crate meanwhile cannot change the runs halfway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-METHODS=${METHODS:-rigl granet}
-SPARSITIES=${SPARSITIES:-0.9 0.95}
 SEEDS=${SEEDS:-0 1 2}
-LIMIT=${LIMIT:-20000}
-OUT=${OUT:-runs/exp-sup}
+METHODS=${METHODS:-rigl}
+OUT=${OUT:-runs/study}
 update=0
 [ "${1:-}" = "--update" ] && update=1
 
 cargo build --release --quiet
 mkdir -p "$OUT"
-# A private copy, so rebuilding the crate while the runs go on cannot change them halfway; an
-# existing copy is kept (a continued study uses the binary it started with; delete it to renew).
 bin=$OUT/suptickets.bin
 [ -x "$bin" ] || cp target/release/suptickets "$bin"
-common=(--config configs/default.toml --limit-train "$LIMIT" --quiet)
 
-finished() { # DIR...: every DIR holds a finished report.json
-  for d in "$@"; do
-    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["finished"] else 1)' \
-      "$d/report.json" 2>/dev/null || return 1
-  done
-}
+finished() { [ -f "$1/base/report.json" ] && [ -f "$1/suptickets/report.json" ]; }
 
-run() { # NAME SUBCOMMAND FLAGS...: run once into $OUT/NAME, log the command and wall time
-  local name=$1 sub=$2
-  shift 2
-  local dir=$OUT/$name
-  local cmd=(suptickets "$sub" "${common[@]}" "$@" --out "$dir")
-  mkdir -p "$dir"
-  printf '%s\n' "${cmd[*]}" >"$dir/command.txt"
-  echo "== $name: ${cmd[*]}"
-  local start
-  start=$(date +%s)
-  "$bin" "${cmd[@]:1}" | tee "$dir/stdout.txt"
-  echo "== $name: $(($(date +%s) - start)) s"
-}
-
-# The ablation first (one setting, seed 0), then the seeds: a time-limited session gets both.
-ablation=(
-  "caa|--average caa"
-  "cima|--average cima"
-  "bu|--bn bu"
-  "layerwise|--reprune layerwise"
-)
-for row in "${ablation[@]}"; do
-  name=ablation-${row%%|*}
-  read -r -a flags <<<"${row#*|}"
-  if finished "$OUT/$name"; then
-    echo "== $name: done already"
-    continue
-  fi
-  rm -rf "${OUT:?}/$name"
-  run "$name" train --suptickets --method rigl --sparsity 0.9 --seed 0 "${flags[@]}"
-done
-
-for seed in $SEEDS; do
-  for m in $METHODS; do
-    for s in $SPARSITIES; do
-      name=$m-$s-seed$seed
-      if finished "$OUT/$name/base" "$OUT/$name/suptickets"; then
-        echo "== $name: done already"
-        continue
-      fi
-      rm -rf "${OUT:?}/$name"
-      run "$name" compare --method "$m" --sparsity "$s" --seed "$seed"
-    done
+for m in $METHODS; do
+  for seed in $SEEDS; do
+    dir=$OUT/$m-0.9-seed$seed
+    if ! finished "$dir"; then
+      mkdir -p "$dir"
+      cmd=(compare --config configs/study.toml --method "$m" --seed "$seed" --out "$dir" --quiet)
+      echo "suptickets ${cmd[*]}" >"$dir/command.txt"
+      echo "== $dir: suptickets ${cmd[*]}"
+      start=$(date +%s)
+      nice "$bin" "${cmd[@]}" | tee "$dir/stdout.txt"
+      echo "wall=$(($(date +%s) - start))s" >>"$dir/command.txt"
+    fi
+    abl=$dir/suptickets/ablation.jsonl
+    if [ ! -s "$abl" ]; then
+      tmp=$abl.tmp
+      : >"$tmp"
+      for avg in cia caa cima; do
+        for bn in av bu; do
+          nice "$bin" superpose --run "$dir/suptickets" --average $avg --bn $bn --json | tail -1 >>"$tmp"
+        done
+      done
+      nice "$bin" superpose --run "$dir/suptickets" --reprune layerwise --json | tail -1 >>"$tmp"
+      mv "$tmp" "$abl"
+    fi
   done
 done
 
-python3 tools/experiments_suptickets_table.py "$OUT" "$METHODS" "$SPARSITIES" "$SEEDS" >"$OUT/tables.md"
+python3 tools/experiments_suptickets_table.py "$OUT" "$METHODS" "$SEEDS" >"$OUT/tables.md"
 cat "$OUT/tables.md"
 
 if [ "$update" = 1 ]; then
