@@ -8,7 +8,9 @@
 
 use std::path::PathBuf;
 
-use suptickets::data::{load, DatasetKind, Split};
+mod common;
+use common::{have_data, have_gpu, tmp_dir};
+
 use suptickets::models::{build, ModelConfig};
 use suptickets::optim::Sgd;
 use suptickets::rng::Rng;
@@ -20,32 +22,13 @@ use suptickets::train::trainer::{ticket_path, CHECKPOINT_FILE, LOG_FILE};
 use suptickets::train::{train, ScheduleKind, TrainConfig};
 use suptickets::{Device, Tensor};
 
+/// Fashion-MNIST and a usable GPU (each absence prints why the test skips).
 fn ready() -> bool {
-    if let Err(e) = load(DatasetKind::FashionMnist, None, Split::Test) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs Fashion-MNIST: {e}"
-        );
-        println!("skipped: Fashion-MNIST not available ({e})");
-        return false;
-    }
-    match suptickets::Device::cuda(0) {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("SUPTICKETS_REQUIRE_GPU").map_or(true, |v| v != "1"),
-                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
-            );
-            println!("skipped: no GPU ({e})");
-            false
-        }
-    }
+    have_data() && have_gpu()
 }
 
 fn out(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("suptickets-gpu-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    tmp_dir("gpu", tag)
 }
 
 fn config(device: &str) -> TrainConfig {

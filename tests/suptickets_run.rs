@@ -8,43 +8,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use suptickets::data::{load, DatasetKind, Split};
+mod common;
+use common::{have_data, have_gpu, tmp_dir};
+
 use suptickets::sparse::methods::MethodKind;
 use suptickets::train::checkpoint::Checkpoint;
 use suptickets::train::trainer::{ticket_path, CHECKPOINT_FILE, LAST_FILE};
 use suptickets::train::{train, ScheduleKind, TrainConfig};
 
-fn have_data() -> bool {
-    match load(DatasetKind::FashionMnist, None, Split::Test) {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            println!("skipped: Fashion-MNIST not available ({e}); run tools/setup.sh");
-            false
-        }
-        Err(e) => panic!("CI needs Fashion-MNIST: {e}"),
-    }
-}
-
-/// True when CUDA is usable; prints `skipped: no GPU` (or fails under
-/// SUPTICKETS_REQUIRE_GPU=1) when it is not.
-fn have_gpu() -> bool {
-    match suptickets::Device::cuda(0) {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("SUPTICKETS_REQUIRE_GPU").map_or(true, |v| v != "1"),
-                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
-            );
-            println!("skipped: no GPU ({e})");
-            false
-        }
-    }
-}
-
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("suptickets-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    tmp_dir("run", name)
 }
 
 /// The bug check, made exact: RigL at 90% with one cycle whose learning rate is 0, so

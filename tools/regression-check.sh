@@ -6,7 +6,9 @@
 #   bash tools/regression-check.sh check BASELINE [BINARY] record into a temporary directory and
 #                                                           compare it against BASELINE
 #
-# BINARY defaults to target/release/suptickets (build it first). The runs: dense, static, SNIP,
+# BINARY defaults to target/release/suptickets (build it first). Float results depend on the
+# kernels' instruction set (AVX2 and AVX-512 sum in different orders), so record and check with
+# the same one: SUPTICKETS_ISA=avx2 pins the AVX2 path on any x86-64-v3 machine. The runs: dense, static, SNIP,
 # SET, RigL, GraNet, Sup-tickets with each averaging (cia, caa, cima), both batch-norm strategies
 # (av, bu), both re-prunings, the ensemble, a stop + resume in the normal phase and one inside the
 # cycles, plus `eval --json` and `superpose --json`; wrn-10-1 on 256 Fashion-MNIST training

@@ -37,6 +37,25 @@ use crate::tensor::Tensor;
 /// numbers during training).
 const TRAINER_STREAM: u64 = 0x7261_696e;
 
+/// The hooks' view of a [`Run`], built from its fields one by one, so that the borrow checker
+/// sees them apart from the network and metadata borrowed beside it.
+macro_rules! run_context {
+    ($run:expr) => {
+        RunContext {
+            cfg: &$run.cfg,
+            out: &$run.out,
+            device: &$run.device,
+            schedule: &$run.schedule,
+            iterations_per_epoch: $run.ipe,
+            train_loader: &$run.train_loader,
+            eval_loader: &$run.eval_loader,
+            train_examples: $run.n_train,
+            eval_split: $run.eval_split,
+            progress: $run.cfg.progress,
+        }
+    };
+}
+
 /// A prepared run: everything [`fit`] needs.
 pub struct Run {
     /// The configuration (validated).
@@ -81,35 +100,13 @@ impl Run {
 
     /// The hooks' view of the run beside the network and the metadata, which they change.
     fn split_mut(&mut self) -> (RunContext<'_>, &mut Network, &mut CheckpointMeta) {
-        let ctx = RunContext {
-            cfg: &self.cfg,
-            out: &self.out,
-            device: &self.device,
-            schedule: &self.schedule,
-            iterations_per_epoch: self.ipe,
-            train_loader: &self.train_loader,
-            eval_loader: &self.eval_loader,
-            train_examples: self.n_train,
-            eval_split: self.eval_split,
-            progress: self.cfg.progress,
-        };
+        let ctx = run_context!(self);
         (ctx, &mut self.net, &mut self.meta)
     }
 
     /// The hooks' view of the run beside the network and the metadata.
     fn split(&self) -> (RunContext<'_>, &Network, &CheckpointMeta) {
-        let ctx = RunContext {
-            cfg: &self.cfg,
-            out: &self.out,
-            device: &self.device,
-            schedule: &self.schedule,
-            iterations_per_epoch: self.ipe,
-            train_loader: &self.train_loader,
-            eval_loader: &self.eval_loader,
-            train_examples: self.n_train,
-            eval_split: self.eval_split,
-            progress: self.cfg.progress,
-        };
+        let ctx = run_context!(self);
         (ctx, &self.net, &self.meta)
     }
 }
