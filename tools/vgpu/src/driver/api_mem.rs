@@ -11,24 +11,20 @@ use crate::stats::Copy;
 type DevPtr = u64;
 type Stream = *mut c_void;
 
-fn check_stream(d: &Device, s: Stream) -> Result<(), CUresult> {
-    if d.valid_stream(s as usize) {
-        Ok(())
-    } else {
-        Err(INVALID_HANDLE)
+/// The device is usable (no sticky error) and `stream`, if given, is one of its streams.
+fn check_ready(d: &Device, stream: Option<Stream>) -> Result<(), CUresult> {
+    d.check()?;
+    match stream {
+        Some(s) if !d.valid_stream(s as usize) => Err(INVALID_HANDLE),
+        _ => Ok(()),
     }
 }
 
 fn alloc(what: &str, dptr: *mut DevPtr, bytes: usize, stream: Option<Stream>) -> CUresult {
     guard(what, || {
         let mut d = device();
-        if let Err(e) = d.check() {
+        if let Err(e) = check_ready(&d, stream) {
             return e;
-        }
-        if let Some(s) = stream {
-            if let Err(e) = check_stream(&d, s) {
-                return e;
-            }
         }
         if bytes == 0 || dptr.is_null() {
             return INVALID_VALUE;
@@ -120,13 +116,8 @@ fn copy(
 ) -> CUresult {
     guard(what, || {
         let mut d = device();
-        if let Err(e) = d.check() {
+        if let Err(e) = check_ready(&d, stream) {
             return e;
-        }
-        if let Some(s) = stream {
-            if let Err(e) = check_stream(&d, s) {
-                return e;
-            }
         }
         if bytes == 0 {
             return SUCCESS;
@@ -272,13 +263,8 @@ fn memset(
 ) -> CUresult {
     guard(what, || {
         let mut d = device();
-        if let Err(e) = d.check() {
+        if let Err(e) = check_ready(&d, stream) {
             return e;
-        }
-        if let Some(s) = stream {
-            if let Err(e) = check_stream(&d, s) {
-                return e;
-            }
         }
         if n == 0 {
             return SUCCESS;
