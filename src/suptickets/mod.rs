@@ -22,6 +22,7 @@ pub mod driver;
 pub mod ensemble;
 pub mod schedule;
 pub mod superpose;
+pub mod superpose_config;
 
 pub use bn::{bn_update, bn_update_loader, BnAverager, BnStrategy};
 pub use ensemble::{Ensemble, EnsembleReport};
