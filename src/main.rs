@@ -120,8 +120,13 @@ macro_rules! say {
     }};
 }
 
+/// Counts heap bytes so that `bench` can report the peak memory of a training step.
+#[global_allocator]
+static HEAP: suptickets::bench::memory::CountingAlloc = suptickets::bench::memory::CountingAlloc;
+
 fn main() -> ExitCode {
     suptickets::alloc_tuning::keep_freed_buffers();
+    HEAP.activate();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Train(a) => cmd_train(*a),
@@ -318,6 +323,13 @@ struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Measure at each of these sparsities (e.g. 0.5,0.8,0.9,0.95,0.98) instead of --sparsity,
+    /// and write sweep.csv, sweep.svg and sweep.json into --out.
+    #[arg(long, value_name = "S1,S2,...")]
+    sweep: Option<String>,
+    /// Folder for the --sweep outputs.
+    #[arg(long, value_name = "DIR", default_value = "bench-sweep")]
+    out: PathBuf,
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
@@ -347,6 +359,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         warmup: a.warmup,
         no_layers: a.no_layers,
     };
+    if let Some(list) = &a.sweep {
+        return bench_sweep(&cfg, list, &a.out, a.json);
+    }
     let r = suptickets::bench::run(&cfg)?;
     if a.json {
         say!(
@@ -355,6 +370,42 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         );
     } else {
         say!("{}", suptickets::bench::render(&r));
+    }
+    Ok(())
+}
+
+/// `bench --sweep`: every sparsity in turn, then the CSV, SVG and JSON files.
+fn bench_sweep(
+    cfg: &suptickets::bench::BenchConfig,
+    list: &str,
+    out: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    use suptickets::bench::sweep;
+    let sparsities = sweep::parse_sparsities(list)?;
+    if out.is_file() {
+        return Err(Error::Config(format!("--out {}: is a file", out.display())));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let reports = sweep::run_sweep(cfg, &sparsities, |r| {
+        eprintln!(
+            "sparsity {}: FLOP reduction {:.1}x, train step {:.2}x, inference {:.2}x",
+            r.sparsity, r.flop_reduction, r.train_speedup, r.inference_speedup
+        )
+    })?;
+    let js = serde_json::to_string_pretty(&reports).map_err(|e| Error::Config(e.to_string()))?;
+    for (name, text) in [
+        ("sweep.csv", sweep::csv(&reports)),
+        ("sweep.svg", sweep::svg(&reports)),
+        ("sweep.json", js.clone()),
+    ] {
+        let p = out.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+    }
+    if json {
+        say!("{js}");
+    } else {
+        say!("wrote {}/sweep.csv, sweep.svg, sweep.json", out.display());
     }
     Ok(())
 }

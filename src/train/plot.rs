@@ -216,15 +216,18 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64) {
                 pts.join(" ")
             );
         }
-        let ly = top + MT + 14.0 + i as f64 * 18.0;
+        // Crowded legends (one line per layer) shrink their spacing to fit the panel.
+        let gap = ((ph - 14.0) / panel.series.len() as f64).min(18.0);
+        let ly = top + MT + 14.0 + i as f64 * gap;
         let lx = ML + pw + 12.0;
         let _ = writeln!(
             out,
-            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="12">{}</text>"#,
+            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="{:.0}">{}</text>"#,
             lx + 20.0,
             s.color,
             lx + 26.0,
             ly + 4.0,
+            (gap - 3.0).clamp(8.0, 12.0),
             escape(&s.label)
         );
     }

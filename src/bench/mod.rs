@@ -26,6 +26,13 @@ use crate::sparse::density::DensityInit;
 use crate::sparse::mask::{init_random_masks, MaskInit};
 use crate::tensor::Tensor;
 
+pub mod memory;
+mod render;
+pub mod sweep;
+
+use memory::HeapPeak;
+pub use render::render;
+
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
@@ -58,6 +65,8 @@ pub struct StepTimes {
     pub forward_backward_ms: f64,
     /// Forward + backward + SGD step (masks applied).
     pub train_step_ms: f64,
+    /// Host heap of the training step (the largest over the timed rounds).
+    pub train_step_heap: HeapPeak,
 }
 
 /// One conv or linear layer.
@@ -199,6 +208,7 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         [Vec::new(), Vec::new(), Vec::new()],
         [Vec::new(), Vec::new(), Vec::new()],
     ];
+    let mut heap = [HeapPeak::default(); 2];
     for round in 0..cfg.warmup + cfg.steps {
         for (mode, t) in times.iter_mut().enumerate() {
             sparse_policy::set_sparse_kernels(if mode == 0 {
@@ -212,24 +222,29 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             net.logits(&x)?;
             let inf = ms_synced(t0, dev)?;
             let t1 = Instant::now();
-            let out = net.forward_backward(&x, &y)?;
-            let fb = ms_synced(t1, dev)?;
-            opt.step(&mut net.store, &out.grads, 1e-3)?;
-            let st = ms_synced(t1, dev)?;
+            let (step, hp) = HeapPeak::measure(|| -> Result<(f64, f64)> {
+                let out = net.forward_backward(&x, &y)?;
+                let fb = ms_synced(t1, dev)?;
+                opt.step(&mut net.store, &out.grads, 1e-3)?;
+                Ok((fb, ms_synced(t1, dev)?))
+            });
+            let (fb, st) = step?;
             if round >= cfg.warmup {
                 t[0].push(inf);
                 t[1].push(fb);
                 t[2].push(st);
+                heap[mode] = heap[mode].max(hp);
             }
         }
     }
     sparse_policy::set_sparse_kernels(prev.0);
-    let times_of = |t: &[Vec<f64>; 3]| StepTimes {
+    let times_of = |t: &[Vec<f64>; 3], h: HeapPeak| StepTimes {
         inference_ms: median(t[0].clone()),
         forward_backward_ms: median(t[1].clone()),
         train_step_ms: median(t[2].clone()),
+        train_step_heap: h,
     };
-    let (dense, sparse) = (times_of(&times[0]), times_of(&times[1]));
+    let (dense, sparse) = (times_of(&times[0], heap[0]), times_of(&times[1], heap[1]));
 
     let layers = if cfg.no_layers {
         Vec::new()
@@ -376,71 +391,4 @@ fn layer_bench(
         sparse_gflops: flop * density / (ss / 1e3),
         dense_gflops: flop / (ds / 1e3),
     })
-}
-
-/// The human-readable report.
-pub fn render(r: &BenchReport) -> String {
-    let mut s = format!(
-        "{} x{} on {} ({} threads), batch {}, sparsity {} ({}), auto crossover {}\n",
-        r.model, r.width, r.device, r.threads, r.batch, r.sparsity, r.init, r.crossover
-    );
-    s += &format!(
-        "training FLOPs per step: dense {:.1} GFLOP, sparse {:.2} GFLOP (reduction {:.1}x)\n",
-        r.dense_step_gflop, r.sparse_step_gflop, r.flop_reduction
-    );
-    s += &format!(
-        "maskable weights: dense {:.1} MB, CSR {:.2} MB ({:.1}% of dense)\n\n",
-        r.dense_weight_bytes as f64 / 1e6,
-        r.sparse_weight_bytes as f64 / 1e6,
-        100.0 * r.sparse_weight_bytes as f64 / r.dense_weight_bytes.max(1) as f64
-    );
-    s += &format!(
-        "{:<14} {:>12} {:>12} {:>9}\n",
-        "whole network", "dense ms", "sparse ms", "speed-up"
-    );
-    for (name, d, sp) in [
-        ("inference", r.dense.inference_ms, r.sparse.inference_ms),
-        (
-            "fwd+bwd",
-            r.dense.forward_backward_ms,
-            r.sparse.forward_backward_ms,
-        ),
-        ("train step", r.dense.train_step_ms, r.sparse.train_step_ms),
-    ] {
-        s += &format!("{name:<14} {d:>12.1} {sp:>12.1} {:>8.2}x\n", d / sp);
-    }
-    if !r.layers.is_empty() {
-        s += &format!(
-            "\n{:<28} {:>7} {:>6} {:>21} {:>27} {:>6} {:>8} {:>8} {:>9}\n",
-            "layer",
-            "density",
-            "auto",
-            "dense f/i/w ms",
-            "sparse f/i/w + build ms",
-            "x",
-            "1/d",
-            "sp GF/s",
-            "dense GF/s"
-        );
-        for l in &r.layers {
-            s += &format!(
-                "{:<28} {:>7.4} {:>6} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>5.1} {:>5.2}x {:>7.1}x {:>8.1} {:>9.1}\n",
-                l.name,
-                l.density,
-                l.auto_choice,
-                l.dense_ms[0],
-                l.dense_ms[1],
-                l.dense_ms[2],
-                l.sparse_ms[0],
-                l.sparse_ms[1],
-                l.sparse_ms[2],
-                l.build_ms,
-                l.speedup,
-                l.flop_reduction,
-                l.sparse_gflops,
-                l.dense_gflops
-            );
-        }
-    }
-    s
 }
