@@ -18,6 +18,15 @@ pub enum Storage {
     Cuda(crate::backend::cuda::CudaStorage),
 }
 
+impl Drop for Storage {
+    /// A CPU buffer goes back to the pool for the next kernel output of its length.
+    fn drop(&mut self) {
+        if let Storage::Cpu(v) = self {
+            crate::backend::cpu::buffers::recycle(std::mem::take(v));
+        }
+    }
+}
+
 /// A dense, contiguous, row-major f32 tensor.
 #[derive(Clone)]
 pub struct Tensor {

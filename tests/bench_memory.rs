@@ -24,6 +24,7 @@ fn peak_of_work_counts_its_allocations() {
         "transient {t} for a {n}-byte buffer"
     );
     assert!(hp.peak_bytes.unwrap() >= t);
+    assert!(hp.allocations.unwrap() >= 1);
     // Freed: live bytes are back near where they were.
     assert!(
         memory::current() < n,

@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// The system allocator, counting live bytes and their peak.
 pub struct CountingAlloc;
 
 fn grow(bytes: usize) {
+    CALLS.fetch_add(1, Ordering::Relaxed);
     let now = CURRENT.fetch_add(bytes, Ordering::Relaxed) + bytes;
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
@@ -77,6 +79,11 @@ pub fn current() -> usize {
     CURRENT.load(Ordering::Relaxed)
 }
 
+/// Allocations (and growing reallocations) made so far.
+pub fn allocations() -> usize {
+    CALLS.load(Ordering::Relaxed)
+}
+
 /// Restarts the high-water mark from the live bytes now; returns them.
 pub fn reset_peak() -> usize {
     let now = current();
@@ -97,18 +104,21 @@ pub struct HeapPeak {
     pub peak_bytes: Option<usize>,
     /// `peak_bytes` minus the bytes live when the work started.
     pub transient_bytes: Option<usize>,
+    /// Heap allocations the work made (all threads).
+    pub allocations: Option<usize>,
 }
 
 impl HeapPeak {
     /// Measures `work`.
     pub fn measure<T>(work: impl FnOnce() -> T) -> (T, HeapPeak) {
-        let base = reset_peak();
+        let (base, calls) = (reset_peak(), allocations());
         let out = work();
         let hp = if is_active() {
             let p = peak();
             HeapPeak {
                 peak_bytes: Some(p),
                 transient_bytes: Some(p.saturating_sub(base)),
+                allocations: Some(allocations() - calls),
             }
         } else {
             HeapPeak::default()
@@ -125,6 +135,7 @@ impl HeapPeak {
         HeapPeak {
             peak_bytes: m(self.peak_bytes, o.peak_bytes),
             transient_bytes: m(self.transient_bytes, o.transient_bytes),
+            allocations: m(self.allocations, o.allocations),
         }
     }
 }

@@ -8,8 +8,11 @@ fn mb(b: Option<usize>) -> String {
 }
 
 fn heap_line(name: &str, h: &HeapPeak) -> String {
+    let calls = h
+        .allocations
+        .map_or_else(|| "n/a".into(), |c| c.to_string());
     format!(
-        "{name:<14} {:>12} {:>12}\n",
+        "{name:<14} {:>12} {:>12} {calls:>12}\n",
         mb(h.peak_bytes),
         mb(h.transient_bytes)
     )
@@ -47,8 +50,8 @@ pub fn render(r: &BenchReport) -> String {
         s += &format!("{name:<14} {d:>12.1} {sp:>12.1} {:>8.2}x\n", d / sp);
     }
     s += &format!(
-        "\n{:<14} {:>12} {:>12}   (host heap, MB; the weights and optimizer state included in peak)\n",
-        "train step", "peak", "transient"
+        "\n{:<14} {:>12} {:>12} {:>12}   (host heap, MB; peak includes weights and optimizer state)\n",
+        "train step", "peak", "transient", "allocations"
     );
     s += &heap_line("  dense", &r.dense.train_step_heap);
     s += &heap_line("  sparse", &r.sparse.train_step_heap);

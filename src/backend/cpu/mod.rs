@@ -9,6 +9,7 @@
 //! larger maps). Timings against PyTorch: `notes/cpu-conv-timings.md`.
 
 pub mod batchnorm;
+pub mod buffers;
 pub mod conv;
 pub mod conv_gemm;
 pub mod conv_indirect;
@@ -160,7 +161,7 @@ impl Backend for CpuBackend {
         Device::Cpu
     }
     fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
-        Tensor::from_vec(vec![0.0; numel(shape)], shape)
+        Tensor::from_vec(buffers::zeroed(numel(shape)), shape)
     }
     fn upload(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         Tensor::from_vec(data.to_vec(), shape)
@@ -188,7 +189,7 @@ impl Backend for CpuBackend {
             }
             None => None,
         };
-        let mut y = vec![0.0; numel(&p.y_shape())];
+        let mut y = buffers::reused(numel(&p.y_shape()));
         conv_gemm::conv2d_forward(host(x, op, "x")?, host(w, op, "weight")?, bias, p, &mut y);
         Tensor::from_vec(y, &p.y_shape())
     }
@@ -197,7 +198,7 @@ impl Backend for CpuBackend {
         check_conv_params(p, op)?;
         check_shape(dy, &p.y_shape(), op, "dy")?;
         check_shape(w, &p.w_shape(), op, "weight")?;
-        let mut dx = vec![0.0; numel(&p.x_shape())];
+        let mut dx = buffers::reused(numel(&p.x_shape()));
         conv_gemm::conv2d_backward_input(host(dy, op, "dy")?, host(w, op, "weight")?, p, &mut dx);
         Tensor::from_vec(dx, &p.x_shape())
     }
@@ -213,14 +214,14 @@ impl Backend for CpuBackend {
         check_shape(x, &p.x_shape(), op, "x")?;
         check_shape(dy, &p.y_shape(), op, "dy")?;
         let mask = mask_of(mask, &p.w_shape(), op)?;
-        let mut dw = vec![0.0; numel(&p.w_shape())];
+        let mut dw = buffers::reused(numel(&p.w_shape()));
         conv_gemm::conv2d_backward_weight(host(x, op, "x")?, host(dy, op, "dy")?, p, &mut dw);
         apply_mask(&mut dw, mask);
         Tensor::from_vec(dw, &p.w_shape())
     }
     fn channel_sum(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, s) = bn_dims(x, "channel_sum")?;
-        let mut out = vec![0.0; c];
+        let mut out = buffers::reused(c);
         conv::channel_sum_f32(host(x, "channel_sum", "x")?, n, c, s, &mut out);
         Tensor::from_vec(out, &[c])
     }
@@ -245,7 +246,7 @@ impl Backend for CpuBackend {
             None => None,
         };
         let x = host(x, op, "x")?;
-        let mut y = vec![0.0; numel(&p.y_shape())];
+        let mut y = buffers::reused(numel(&p.y_shape()));
         if spconv_direct::applies(p) {
             spconv_direct::forward(x, w, bias, p, &mut y);
         } else {
@@ -259,7 +260,7 @@ impl Backend for CpuBackend {
         check_shape(dy, &p.y_shape(), op, "dy")?;
         wt.check(p.col_rows(), p.c_out as usize, op, "transposed weight")?;
         let dy = host(dy, op, "dy")?;
-        let mut dx = vec![0.0; numel(&p.x_shape())];
+        let mut dx = buffers::reused(numel(&p.x_shape()));
         if spconv_direct::applies(p) {
             spconv_direct::backward_input(dy, wt, p, &mut dx);
         } else {
@@ -300,7 +301,7 @@ impl Backend for CpuBackend {
                 x.shape()
             )));
         }
-        let mut y = vec![0.0; n * d_out];
+        let mut y = buffers::reused(n * d_out);
         let (xs, ws) = (host(x, op, "x")?, host(w, op, "weight")?);
         matmul::par_sgemm(
             false, true, n, d_out, d_in, xs, d_in, ws, d_in, &mut y, d_out,
@@ -322,7 +323,7 @@ impl Backend for CpuBackend {
                 dy.shape()
             )));
         }
-        let mut dx = vec![0.0; n * d_in];
+        let mut dx = buffers::reused(n * d_in);
         let (dys, ws) = (host(dy, op, "dy")?, host(w, op, "weight")?);
         matmul::par_sgemm(
             false, false, n, d_in, d_out, dys, d_out, ws, d_in, &mut dx, d_in,
@@ -341,7 +342,7 @@ impl Backend for CpuBackend {
             )));
         }
         let mask = mask_of(mask, &[d_out, d_in], op)?;
-        let mut dw = vec![0.0; d_out * d_in];
+        let mut dw = buffers::reused(d_out * d_in);
         let (xs, dys) = (host(x, op, "x")?, host(dy, op, "dy")?);
         matmul::par_sgemm(
             true, false, d_out, d_in, n, dys, d_out, xs, d_in, &mut dw, d_in,
@@ -363,10 +364,11 @@ impl Backend for CpuBackend {
         check_shape(gamma, &[c], op, "gamma")?;
         check_shape(beta, &[c], op, "beta")?;
         let xs = host(x, op, "x")?;
-        let (mut mean, mut var, mut invstd) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+        let (mut mean, mut var, mut invstd) =
+            (buffers::reused(c), buffers::reused(c), buffers::reused(c));
         batchnorm::bn_stats_f32(xs, n, c, s, &mut mean, &mut var);
         batchnorm::bn_invstd_f32(&var, eps, &mut invstd);
-        let mut y = vec![0.0; xs.len()];
+        let mut y = buffers::reused(xs.len());
         let (g, b) = (host(gamma, op, "gamma")?, host(beta, op, "beta")?);
         batchnorm::bn_fwd_f32(xs, n, c, s, &mean, &invstd, g, b, &mut y);
         Ok(BnForward {
@@ -396,9 +398,9 @@ impl Backend for CpuBackend {
             check_shape(t, &[c], op, what)?;
         }
         let xs = host(x, op, "x")?;
-        let mut invstd = vec![0.0; c];
+        let mut invstd = buffers::reused(c);
         batchnorm::bn_invstd_f32(host(var, op, "var")?, eps, &mut invstd);
-        let mut y = vec![0.0; xs.len()];
+        let mut y = buffers::reused(xs.len());
         batchnorm::bn_fwd_f32(
             xs,
             n,
@@ -428,9 +430,9 @@ impl Backend for CpuBackend {
         }
         let (xs, dys) = (host(x, op, "x")?, host(dy, op, "dy")?);
         let (m, inv) = (host(mean, op, "mean")?, host(invstd, op, "invstd")?);
-        let (mut sum_dy, mut sum_dy_xhat) = (vec![0.0; c], vec![0.0; c]);
+        let (mut sum_dy, mut sum_dy_xhat) = (buffers::reused(c), buffers::reused(c));
         batchnorm::bn_bwd_reduce_f32(dys, xs, n, c, s, m, inv, &mut sum_dy, &mut sum_dy_xhat);
-        let mut dx = vec![0.0; xs.len()];
+        let mut dx = buffers::reused(xs.len());
         let g = host(gamma, op, "gamma")?;
         batchnorm::bn_bwd_dx_f32(dys, xs, n, c, s, m, inv, g, &sum_dy, &sum_dy_xhat, &mut dx);
         Ok(BnBackward {
@@ -443,26 +445,26 @@ impl Backend for CpuBackend {
     // ---- elementwise ------------------------------------------------------------------------
     fn relu_fwd(&self, x: &Tensor) -> Result<Tensor> {
         let xs = host(x, "relu_fwd", "x")?;
-        let mut y = vec![0.0; xs.len()];
+        let mut y = buffers::reused(xs.len());
         elementwise::relu_fwd_f32(xs, &mut y);
         Tensor::from_vec(y, x.shape())
     }
     fn relu_bwd(&self, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
         let op = "relu_bwd";
         same_shape(dy, y, op, "dy", "y")?;
-        let mut dx = vec![0.0; dy.numel()];
+        let mut dx = buffers::reused(dy.numel());
         elementwise::relu_bwd_f32(host(dy, op, "dy")?, host(y, op, "y")?, &mut dx);
         Tensor::from_vec(dx, dy.shape())
     }
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         same_shape(a, b, "add", "a", "b")?;
-        let mut c = vec![0.0; a.numel()];
+        let mut c = buffers::reused(a.numel());
         elementwise::add_f32(host(a, "add", "a")?, host(b, "add", "b")?, &mut c);
         Tensor::from_vec(c, a.shape())
     }
     fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         same_shape(a, b, "mul", "a", "b")?;
-        let mut c = vec![0.0; a.numel()];
+        let mut c = buffers::reused(a.numel());
         elementwise::mul_f32(host(a, "mul", "a")?, host(b, "mul", "b")?, &mut c);
         Tensor::from_vec(c, a.shape())
     }
@@ -482,7 +484,7 @@ impl Backend for CpuBackend {
         check_pool_params(p, op)?;
         check_shape(x, &p.x_shape(), op, "x")?;
         let len = numel(&p.y_shape());
-        let (mut y, mut idx) = (vec![0.0; len], vec![0.0; len]);
+        let (mut y, mut idx) = (buffers::reused(len), buffers::reused(len));
         pool::maxpool2d_fwd_f32(host(x, op, "x")?, p, &mut y, &mut idx);
         Ok((
             Tensor::from_vec(y, &p.y_shape())?,
@@ -505,7 +507,7 @@ impl Backend for CpuBackend {
                 p.h_in, p.w_in
             )));
         }
-        let mut dx = vec![0.0; numel(&p.x_shape())];
+        let mut dx = buffers::reused(numel(&p.x_shape()));
         pool::maxpool2d_bwd_f32(host(dy, op, "dy")?, ids, p, &mut dx);
         Tensor::from_vec(dx, &p.x_shape())
     }
@@ -513,7 +515,7 @@ impl Backend for CpuBackend {
         let op = "avgpool2d_fwd";
         check_pool_params(p, op)?;
         check_shape(x, &p.x_shape(), op, "x")?;
-        let mut y = vec![0.0; numel(&p.y_shape())];
+        let mut y = buffers::reused(numel(&p.y_shape()));
         pool::avgpool2d_fwd_f32(host(x, op, "x")?, p, &mut y);
         Tensor::from_vec(y, &p.y_shape())
     }
@@ -521,7 +523,7 @@ impl Backend for CpuBackend {
         let op = "avgpool2d_bwd";
         check_pool_params(p, op)?;
         check_shape(dy, &p.y_shape(), op, "dy")?;
-        let mut dx = vec![0.0; numel(&p.x_shape())];
+        let mut dx = buffers::reused(numel(&p.x_shape()));
         pool::avgpool2d_bwd_f32(host(dy, op, "dy")?, p, &mut dx);
         Tensor::from_vec(dx, &p.x_shape())
     }
@@ -539,7 +541,7 @@ impl Backend for CpuBackend {
         }
         let ls = host(labels, op, "labels")?;
         check_labels(ls, k, op)?;
-        let (mut lp, mut nll) = (vec![0.0; n * k], vec![0.0; n]);
+        let (mut lp, mut nll) = (buffers::reused(n * k), buffers::reused(n));
         loss::log_softmax_ce_fwd_f32(host(logits, op, "logits")?, ls, n, k, &mut lp, &mut nll);
         let mean = nll.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
         Ok((
@@ -553,7 +555,7 @@ impl Backend for CpuBackend {
         check_shape(labels, &[n], op, "labels")?;
         let ls = host(labels, op, "labels")?;
         check_labels(ls, k, op)?;
-        let mut d = vec![0.0; n * k];
+        let mut d = buffers::reused(n * k);
         let lps = host(logprobs, op, "logprobs")?;
         loss::log_softmax_ce_bwd_f32(lps, ls, n, k, scale / n.max(1) as f32, &mut d);
         Tensor::from_vec(d, &[n, k])
