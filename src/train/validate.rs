@@ -71,11 +71,9 @@ impl TrainConfig {
         self.lr_schedule().validate()
     }
 
-    /// The sparse-training settings with every default applied, for `iterations_per_epoch`
-    /// steps per epoch (the default ΔT depends on it). Checks every value, and that no option
-    /// is given that the method would ignore (e.g. `--sparsity` with `--method dense`), naming
-    /// the flag.
-    pub fn sparse_config(&self, iterations_per_epoch: usize) -> Result<SparseConfig> {
+    /// Refuses an option the method would ignore (e.g. `--sparsity` with `--method dense`),
+    /// naming the flag.
+    fn check_used_options(&self) -> Result<()> {
         let m = self.method;
         let snip_global =
             m == MethodKind::Snip && self.snip_scope.unwrap_or_default() == SnipScope::Global;
@@ -143,6 +141,16 @@ impl TrainConfig {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The sparse-training settings with every default applied, for `iterations_per_epoch`
+    /// steps per epoch (the default ΔT depends on it). Checks every value, and that no option
+    /// is given that the method would ignore (e.g. `--sparsity` with `--method dense`), naming
+    /// the flag.
+    pub fn sparse_config(&self, iterations_per_epoch: usize) -> Result<SparseConfig> {
+        let m = self.method;
+        self.check_used_options()?;
         let sparsity = self
             .sparsity
             .unwrap_or(if m.is_sparse() { DEFAULT_SPARSITY } else { 0.0 });
