@@ -34,6 +34,9 @@ pub enum Error {
     /// A bad configuration value, flag or argument.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Training produced NaN or infinite values (the loss, or a weight or statistic).
+    #[error("training diverged: {0}")]
+    Diverged(String),
 }
 
 /// Result with the crate's [`Error`].

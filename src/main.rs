@@ -9,12 +9,23 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use suptickets::error::{Error, Result};
-use suptickets::models::{build, ModelConfig, MODEL_NAMES};
-use suptickets::sparse::density::{layer_counts, layer_densities, DensityInit};
 use suptickets::train::checkpoint::Checkpoint;
-use suptickets::train::config::TrainFlags;
-use suptickets::train::trainer::{checkpoint_path, eval_checkpoint, output_dir, resume, train};
-use suptickets::train::{FlopsTable, Report, TrainConfig};
+use suptickets::train::config::{toml_keys, OptionSources, TrainFlags};
+use suptickets::train::trainer::{checkpoint_path, eval_checkpoint, output_dir, train_from_with};
+use suptickets::train::{Report, TrainConfig};
+
+/// `println!` that ignores a closed stdout (e.g. `suptickets info | head`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+mod cli;
+use cli::bench::{cmd_bench, BenchArgs};
+use cli::flops::{cmd_flops, FlopsArgs};
+use cli::info::cmd_info;
 
 /// Sparse neural-network training from scratch with Sup-tickets (Yin et al., UAI 2022).
 #[derive(Parser, Debug)]
@@ -60,6 +71,10 @@ struct TrainArgs {
     /// Every option of the run.
     #[command(flatten)]
     flags: TrainFlags,
+    /// Replace a run already in the output directory (its outputs are removed first); without
+    /// it, a fresh run into a directory holding a run is refused.
+    #[arg(long)]
+    overwrite: bool,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -82,42 +97,6 @@ struct EvalArgs {
     /// cpu, cuda or cuda:N (default: the run's).
     #[arg(long)]
     device: Option<String>,
-}
-
-#[derive(Args, Debug)]
-struct FlopsArgs {
-    /// Model name.
-    #[arg(long)]
-    model: String,
-    /// Output classes.
-    #[arg(long, default_value_t = 10)]
-    classes: usize,
-    /// Input size HxWxC (default 32x32x3; 224x224x3 for resnet50-imagenet).
-    #[arg(long, value_name = "HxWxC")]
-    input: Option<String>,
-    /// Channel multiplier.
-    #[arg(long, default_value_t = 1.0)]
-    width: f32,
-    /// Global sparsity of the maskable tensors (0 = dense).
-    #[arg(long, default_value_t = 0.0)]
-    sparsity: f64,
-    /// Layer-wise density allocation for --sparsity: uniform, er or erk.
-    #[arg(long, default_value = "erk")]
-    init: String,
-    /// Keep the first conv dense under --sparsity.
-    #[arg(long)]
-    dense_first_layer: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-/// `println!` that ignores a closed stdout (e.g. `suptickets info | head`) instead of panicking.
-macro_rules! say {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($t)*);
-    }};
 }
 
 /// Counts heap bytes so that `bench` can report the peak memory of a training step.
@@ -147,12 +126,59 @@ fn main() -> ExitCode {
 }
 
 /// Applies the flags that were given to `cfg`.
-fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) -> Result<()> {
+fn apply_flags(cfg: &mut TrainConfig, a: &TrainArgs) {
     a.flags.apply_to(cfg);
     if a.quiet {
         cfg.progress = false;
     }
-    Ok(())
+}
+
+/// A resumed run: its checkpoint and the `--resume` path.
+type Resumed = (Checkpoint, PathBuf);
+
+/// The configuration of `train`: the defaults (with `--resume`, the checkpoint's),
+/// then the keys the `--config` file sets, then the flags; the checkpoint to resume; and where
+/// each option came from (messages name a file's key as the key, a flag as the flag).
+fn train_config(a: &TrainArgs) -> Result<(TrainConfig, Option<Resumed>, OptionSources)> {
+    let mut sources = OptionSources {
+        file: None,
+        flags: a.flags.given(),
+    };
+    let (mut cfg, resumed) = match &a.resume {
+        Some(dir) => {
+            let ck = Checkpoint::read(&checkpoint_path(dir))?;
+            let mut cfg = ck.meta.train_config.clone().ok_or_else(|| {
+                Error::data(
+                    &ck.path,
+                    "the checkpoint has no training configuration to resume",
+                )
+            })?;
+            cfg.stop_after = None;
+            (cfg, Some((ck, dir.clone())))
+        }
+        None => (TrainConfig::default(), None),
+    };
+    if let Some(f) = &a.config {
+        let (c, keys) = match resumed {
+            Some(_) => cfg.overlay_toml_file(f)?,
+            None => (TrainConfig::from_toml_file(f)?, toml_keys(f)?),
+        };
+        cfg = c;
+        sources.file = Some((f.clone(), keys));
+    }
+    if let Some((_, dir)) = &resumed {
+        // Resuming writes into the run's own directory unless --out is given.
+        cfg.out = Some(if dir.is_dir() {
+            dir.clone()
+        } else {
+            dir.parent().map(PathBuf::from).unwrap_or_default()
+        });
+    }
+    apply_flags(&mut cfg, a);
+    if cfg.out.is_none() {
+        cfg.out = Some(output_dir(&cfg));
+    }
+    Ok((cfg, resumed, sources))
 }
 
 /// What differs between `compare`'s two arms besides the Sup-tickets settings: the schedule
@@ -195,41 +221,9 @@ fn arm_differences(base: &Report, sup: &Report) -> Vec<String> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let resumed = match &a.resume {
-        Some(dir) => {
-            let ck = Checkpoint::read(&checkpoint_path(dir))?;
-            let cfg = ck.meta.train_config.clone().ok_or_else(|| {
-                Error::data(
-                    &ck.path,
-                    "the checkpoint has no training configuration to resume",
-                )
-            })?;
-            Some((dir.clone(), cfg))
-        }
-        None => None,
-    };
-    let mut cfg = match (&a.config, &resumed) {
-        (Some(f), _) => TrainConfig::from_toml_file(f)?,
-        (None, Some((_, c))) => c.clone(),
-        (None, None) => TrainConfig::default(),
-    };
-    if let Some((dir, _)) = &resumed {
-        // Resuming writes into the run's own directory unless told otherwise.
-        cfg.out = Some(if dir.is_dir() {
-            dir.clone()
-        } else {
-            dir.parent().map(PathBuf::from).unwrap_or_default()
-        });
-        cfg.stop_after = None;
-    }
-    apply_flags(&mut cfg, &a)?;
-    if cfg.out.is_none() {
-        cfg.out = Some(output_dir(&cfg));
-    }
-    let report = match &resumed {
-        Some((dir, _)) => resume(&cfg, dir)?,
-        None => train(&cfg)?,
-    };
+    let (cfg, resumed, sources) = train_config(&a)?;
+    cfg.validate().map_err(|e| sources.rename(e))?;
+    let report = train_from_with(&cfg, resumed, a.overwrite).map_err(|e| sources.rename(e))?;
     let out = cfg.out.clone().unwrap_or_default();
     if a.json {
         say!(
@@ -287,140 +281,13 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Arguments of `suptickets bench`.
-#[derive(clap::Args, Debug)]
-struct BenchArgs {
-    /// Model (vgg16, resnet18, ...; CIFAR 32x32x3 input, 10 classes).
-    #[arg(long, default_value = "vgg16")]
-    model: String,
-    /// Channel multiplier.
-    #[arg(long, default_value_t = 1.0)]
-    width: f32,
-    /// Global sparsity of the random masks.
-    #[arg(long, default_value_t = 0.95)]
-    sparsity: f64,
-    /// Layer-wise density allocation: uniform, er or erk.
-    #[arg(long, default_value = "erk")]
-    init: String,
-    /// Batch size.
-    #[arg(long, default_value_t = 128)]
-    batch: usize,
-    /// cpu or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Timed repetitions (medians reported).
-    #[arg(long, default_value_t = 3)]
-    steps: usize,
-    /// Untimed repetitions first.
-    #[arg(long, default_value_t = 1)]
-    warmup: usize,
-    /// Crossover density of the auto kernel choice.
-    #[arg(long, value_name = "DENSITY")]
-    sparse_crossover: Option<f64>,
-    /// Whole network only (no per-layer table).
-    #[arg(long)]
-    no_layers: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Measure at each of these sparsities (e.g. 0.5,0.8,0.9,0.95,0.98) instead of --sparsity,
-    /// and write sweep.csv, sweep.svg and sweep.json into --out.
-    #[arg(long, value_name = "S1,S2,...")]
-    sweep: Option<String>,
-    /// Folder for the --sweep outputs.
-    #[arg(long, value_name = "DIR", default_value = "bench-sweep")]
-    out: PathBuf,
-}
-
-fn cmd_bench(a: BenchArgs) -> Result<()> {
-    if !(0.0..1.0).contains(&a.sparsity) {
-        return Err(Error::Config(format!(
-            "--sparsity: expected a value in [0, 1), got {}",
-            a.sparsity
-        )));
-    }
-    if a.batch == 0 || a.steps == 0 {
-        return Err(Error::Config(
-            "--batch and --steps must be at least 1".into(),
-        ));
-    }
-    if let Some(c) = a.sparse_crossover {
-        suptickets::backend::sparse_policy::set_crossover(c)?;
-    }
-    let cfg = suptickets::bench::BenchConfig {
-        model: a.model,
-        width: a.width,
-        sparsity: a.sparsity,
-        init: suptickets::sparse::density::DensityInit::parse(&a.init)
-            .map_err(|e| Error::Config(format!("--init: {e}")))?,
-        batch: a.batch,
-        device: suptickets::Device::parse(&a.device)?,
-        steps: a.steps,
-        warmup: a.warmup,
-        no_layers: a.no_layers,
-    };
-    if let Some(list) = &a.sweep {
-        return bench_sweep(&cfg, list, &a.out, a.json);
-    }
-    let r = suptickets::bench::run(&cfg)?;
-    if a.json {
-        say!(
-            "{}",
-            serde_json::to_string(&r).map_err(|e| Error::Config(e.to_string()))?
-        );
-    } else {
-        say!("{}", suptickets::bench::render(&r));
-    }
-    Ok(())
-}
-
-/// `bench --sweep`: every sparsity in turn, then the CSV, SVG and JSON files.
-fn bench_sweep(
-    cfg: &suptickets::bench::BenchConfig,
-    list: &str,
-    out: &std::path::Path,
-    json: bool,
-) -> Result<()> {
-    use suptickets::bench::sweep;
-    let sparsities = sweep::parse_sparsities(list)?;
-    if out.is_file() {
-        return Err(Error::Config(format!("--out {}: is a file", out.display())));
-    }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let reports = sweep::run_sweep(cfg, &sparsities, |r| {
-        eprintln!(
-            "sparsity {}: FLOP reduction {:.1}x, train step {:.2}x, inference {:.2}x",
-            r.sparsity, r.flop_reduction, r.train_speedup, r.inference_speedup
-        )
-    })?;
-    let js = serde_json::to_string_pretty(&reports).map_err(|e| Error::Config(e.to_string()))?;
-    for (name, text) in [
-        ("sweep.csv", sweep::csv(&reports)),
-        ("sweep.svg", sweep::svg(&reports)),
-        ("sweep.json", js.clone()),
-    ] {
-        let p = out.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
-    }
-    if json {
-        say!("{js}");
-    } else {
-        say!("wrote {}/sweep.csv, sweep.svg, sweep.json", out.display());
-    }
-    Ok(())
-}
-
 fn cmd_compare(a: TrainArgs) -> Result<()> {
     if a.resume.is_some() {
         return Err(Error::Config(
             "compare: --resume is not supported; resume each run with `train --resume OUT/base` or `OUT/suptickets`".into(),
         ));
     }
-    let mut cfg = match &a.config {
-        Some(f) => TrainConfig::from_toml_file(f)?,
-        None => TrainConfig::default(),
-    };
-    apply_flags(&mut cfg, &a)?;
+    let (cfg, _, sources) = train_config(&a)?;
     let out = cfg.out.clone().unwrap_or_else(|| output_dir(&cfg));
     let mut sup = cfg.clone();
     sup.suptickets = true;
@@ -449,10 +316,10 @@ fn cmd_compare(a: TrainArgs) -> Result<()> {
         cfg.name.clone().unwrap_or_else(|| "compare".into())
     ));
     // Check both before spending time on either.
-    base.validate()?;
-    sup.validate()?;
-    let rb = train(&base)?;
-    let rs = train(&sup)?;
+    base.validate().map_err(|e| sources.rename(e))?;
+    sup.validate().map_err(|e| sources.rename(e))?;
+    let rb = train_from_with(&base, None, a.overwrite)?;
+    let rs = train_from_with(&sup, None, a.overwrite)?;
     let rows = [("base", &rb), ("suptickets", &rs)];
     if a.json {
         let v: serde_json::Value = serde_json::json!({
@@ -542,155 +409,6 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         say!("  ECE      {:.4}", r.test_ece);
     }
     Ok(())
-}
-
-/// Parses `HxWxC` (or `HxW`, with C = 3).
-fn parse_input(s: &str) -> Result<(usize, usize, usize)> {
-    let v: Vec<std::result::Result<usize, _>> = s.split(['x', 'X']).map(str::parse).collect();
-    match v[..] {
-        [Ok(h), Ok(w), Ok(c)] if h > 0 && w > 0 && c > 0 => Ok((h, w, c)),
-        [Ok(h), Ok(w)] if h > 0 && w > 0 => Ok((h, w, 3)),
-        _ => Err(Error::Config(format!(
-            "--input: expected HxWxC (e.g. 32x32x3), got {s:?}"
-        ))),
-    }
-}
-
-fn cmd_flops(a: FlopsArgs) -> Result<()> {
-    let (h, w, c) = match &a.input {
-        Some(s) => parse_input(s)?,
-        None => {
-            let s = if a.model.eq_ignore_ascii_case("resnet50-imagenet") {
-                224
-            } else {
-                32
-            };
-            (s, s, 3)
-        }
-    };
-    if h != w {
-        return Err(Error::Config(format!(
-            "--input: the models take square images, got {h}x{w}"
-        )));
-    }
-    if !(0.0..1.0).contains(&a.sparsity) {
-        return Err(Error::Config(format!(
-            "--sparsity must be in [0, 1), got {}",
-            a.sparsity
-        )));
-    }
-    let init = DensityInit::parse(&a.init)?;
-    let mut net = build(&ModelConfig {
-        name: a.model.clone(),
-        num_classes: a.classes,
-        in_channels: c,
-        image_size: Some(h),
-        width: a.width,
-        seed: 0,
-    })?;
-    let mut table = FlopsTable::of(&mut net)?;
-    if a.sparsity > 0.0 || a.dense_first_layer {
-        // The density allocation of SPEC §2 (exact counts round(d_l · N_l)); no masks drawn.
-        let ids = net.store.maskable_ids();
-        let shapes: Vec<Vec<usize>> = ids
-            .iter()
-            .map(|&id| net.store.param(id).value.shape().to_vec())
-            .collect();
-        let dens = layer_densities(&shapes, 1.0 - a.sparsity, init, a.dense_first_layer)?;
-        let counts = layer_counts(&shapes, &dens);
-        let named: Vec<(String, usize)> = ids
-            .iter()
-            .zip(counts)
-            .map(|(&id, k)| (net.store.param(id).name.clone(), k))
-            .collect();
-        table = table.with_nonzero(&named)?;
-    }
-    if a.json {
-        say!(
-            "{}",
-            serde_json::to_string_pretty(&table.to_json())
-                .map_err(|e| Error::Config(e.to_string()))?
-        );
-    } else {
-        say!(
-            "{} ({} classes, input {h}x{w}x{c}, width {}{})",
-            net.arch,
-            a.classes,
-            a.width,
-            if a.sparsity > 0.0 || a.dense_first_layer {
-                format!(
-                    ", sparsity {} {}{}",
-                    a.sparsity,
-                    a.init,
-                    if a.dense_first_layer {
-                        ", dense first layer"
-                    } else {
-                        ""
-                    }
-                )
-            } else {
-                String::new()
-            }
-        );
-        say!("{}", table.to_text().trim_end());
-    }
-    Ok(())
-}
-
-fn cmd_info() -> Result<()> {
-    say!("suptickets {}", env!("CARGO_PKG_VERSION"));
-    say!("backends:");
-    say!(
-        "  cpu: available (rayon, {} threads)",
-        rayon::current_num_threads()
-    );
-    match suptickets::Device::cuda(0) {
-        #[cfg(feature = "cuda")]
-        Ok(suptickets::Device::Cuda(b)) => {
-            let (major, minor) = b.compute_capability();
-            let total = b.mem_info().map(|(_, t)| t).unwrap_or(0);
-            say!(
-                "  cuda: available (cuda:0: {}, compute {major}.{minor}, {} SMs, {:.1} GiB)",
-                b.gpu_name(),
-                b.sm_count(),
-                total as f64 / (1u64 << 30) as f64
-            )
-        }
-        Ok(d) => say!("  cuda: available ({})", d.name()),
-        Err(e) => say!("  cuda: unavailable: {e}"),
-    }
-    say!("  nvrtc: {}", nvrtc_status());
-    say!("models: {}", MODEL_NAMES.join(", "));
-    let kernels = suptickets::backend::registry::KERNELS;
-    say!("kernels ({}):", kernels.len());
-    for k in kernels {
-        say!("  {:<12} {:<24} {}", k.family, k.name, k.doc);
-    }
-    Ok(())
-}
-
-/// Whether the NVRTC library can be loaded, and its version.
-fn nvrtc_status() -> String {
-    #[cfg(feature = "cuda")]
-    {
-        // SAFETY: only probes for the shared library and asks it for its version.
-        unsafe {
-            if !cudarc::nvrtc::sys::is_culib_present() {
-                return "not found (install the NVRTC library, e.g. `bash tools/setup.sh`, and put it on LD_LIBRARY_PATH)".into();
-            }
-            let (mut major, mut minor) = (0, 0);
-            let r = cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor);
-            if r == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
-                format!("available (version {major}.{minor})")
-            } else {
-                format!("library found but nvrtcVersion failed ({r:?})")
-            }
-        }
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        "not built (the `cuda` feature is off)".into()
-    }
 }
 
 /// `superpose` flags.

@@ -34,7 +34,7 @@ for m in $METHODS; do
     dir=$OUT/$m-0.9-seed$seed
     if ! finished "$dir"; then
       mkdir -p "$dir"
-      cmd=(compare --config configs/study.toml --method "$m" --seed "$seed" --out "$dir" --quiet)
+      cmd=(compare --config configs/study.toml --method "$m" --seed "$seed" --out "$dir" --overwrite --quiet)
       echo "suptickets ${cmd[*]}" >"$dir/command.txt"
       echo "== $dir: suptickets ${cmd[*]}"
       start=$(date +%s)

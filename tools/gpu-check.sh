@@ -81,7 +81,7 @@ if has train && time_left train; then
     --cycle-fraction 0.4 --seed 0 --quiet)
   for dev in cuda cpu; do
     s0=$(date +%s)
-    timeout 120 "$bin" "${common[@]}" --device "$dev" --out "$out/train-$dev" \
+    timeout 120 "$bin" "${common[@]}" --device "$dev" --out "$out/train-$dev" --overwrite \
       >"$logs/train-$dev.log" 2>&1
     say "train $dev rc=$? wall=$(($(date +%s) - s0))s"
     tail -25 "$logs/train-$dev.log" >>"$out/summary.txt"
@@ -106,7 +106,7 @@ fi
 if has default && time_left default; then
   s0=$(date +%s)
   timeout 150 "$bin" train --config configs/default.toml --device cuda --data-dir "$pack/data" \
-    --out "$out/default-cuda" --quiet >"$logs/default-cuda.log" 2>&1
+    --out "$out/default-cuda" --overwrite --quiet >"$logs/default-cuda.log" 2>&1
   say "default job on cuda rc=$? wall=$(($(date +%s) - s0))s"
   tail -12 "$logs/default-cuda.log" >>"$out/summary.txt"
   cp "$out/default-cuda/report.json" "$logs/report-default-cuda.json" 2>/dev/null

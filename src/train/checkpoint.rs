@@ -25,6 +25,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
+use super::finite::has_non_finite;
 use crate::error::{Error, Result};
 use crate::models::{build, ModelConfig};
 use crate::nn::Network;
@@ -245,6 +246,12 @@ pub fn save_with(
     for (k, t) in extra {
         tensors.insert(k.clone(), (t.shape().to_vec(), t.to_vec()?));
     }
+    if let Some((k, _)) = tensors.iter().find(|(_, (_, d))| has_non_finite(d)) {
+        return Err(Error::data(
+            path,
+            format!("not written: tensor {k} holds NaN or infinite values (training diverged)"),
+        ));
+    }
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(k, (shape, data))| {
@@ -278,8 +285,10 @@ impl Checkpoint {
     /// Reads and validates a checkpoint file (errors name the file and the tensor).
     pub fn read(path: &Path) -> Result<Checkpoint> {
         let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let (_, header) = SafeTensors::read_metadata(&buf)
-            .map_err(|e| Error::data(path, format!("not a safetensors file: {e:?}")))?;
+        let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| {
+            let why = layout_error(&buf).unwrap_or_else(|| e.to_string());
+            Error::data(path, format!("not a safetensors checkpoint: {why}"))
+        })?;
         let meta_map = header.metadata().clone().unwrap_or_default();
         let meta = CheckpointMeta::from_map(path, &meta_map)?;
         if meta.format_version > FORMAT_VERSION {
@@ -292,7 +301,7 @@ impl Checkpoint {
             ));
         }
         let st = SafeTensors::deserialize(&buf)
-            .map_err(|e| Error::data(path, format!("corrupt safetensors file: {e:?}")))?;
+            .map_err(|e| Error::data(path, format!("corrupt safetensors file: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
@@ -321,6 +330,16 @@ impl Checkpoint {
     pub fn restore(&self, net: &mut Network) -> Result<()> {
         let device = net.device();
         let path = &self.path;
+        if let Some((k, _)) = self
+            .tensors
+            .iter()
+            .find(|(k, (_, d))| !k.starts_with(SUP_PREFIX) && has_non_finite(d))
+        {
+            return Err(Error::data(
+                path,
+                format!("tensor {k} holds NaN or infinite values: the run that wrote this checkpoint diverged"),
+            ));
+        }
         let mut used = std::collections::BTreeSet::new();
         let mut get = |name: &str, shape: &[usize], required: bool| -> Result<Option<Tensor>> {
             match self.tensors.get(name) {
@@ -384,6 +403,46 @@ impl Checkpoint {
         self.restore(&mut net)?;
         Ok(net)
     }
+}
+
+/// What is wrong with the safetensors layout of `buf` (an 8-byte little-endian header length,
+/// a JSON header, then the tensor data), with the sizes involved; None when the layout holds.
+fn layout_error(buf: &[u8]) -> Option<String> {
+    let size = buf.len();
+    let Some(len) = buf.get(..8) else {
+        return Some(format!(
+            "the file is {size} bytes, too short for the 8-byte header length"
+        ));
+    };
+    let n = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+    let rest = (size - 8) as u64;
+    if n > rest {
+        return Some(format!(
+            "the header length field says {n} bytes, but the file has only {rest} bytes after it ({size} bytes in all: truncated, or not a safetensors file)"
+        ));
+    }
+    let header: serde_json::Value = match serde_json::from_slice(&buf[8..8 + n as usize]) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("the {n}-byte header is not valid JSON ({e})")),
+    };
+    let Some(entries) = header.as_object() else {
+        return Some(format!("the {n}-byte header is not a JSON object"));
+    };
+    let need = entries
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    let data = rest - n;
+    if need > data {
+        return Some(format!(
+            "truncated: the header lists {need} bytes of tensor data, but the file holds only {data} after its {n}-byte header ({size} bytes in all)"
+        ));
+    }
+    (need < data).then(|| {
+        format!("the header lists {need} bytes of tensor data, but the file holds {data} after its {n}-byte header ({size} bytes in all)")
+    })
 }
 
 /// Reads `path` and returns the restored model (on the CPU) and the metadata.

@@ -4,6 +4,7 @@
 pub mod assemble;
 pub mod checkpoint;
 pub mod config;
+pub mod finite;
 pub mod flops;
 pub mod hooks;
 pub mod metrics;
@@ -12,8 +13,10 @@ pub mod progress;
 pub mod report;
 pub mod resuperpose;
 pub mod run;
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
+pub mod validate;
 
 pub use checkpoint::{Checkpoint, CheckpointMeta, ModelSpec};
 pub use config::TrainConfig;
@@ -21,4 +24,6 @@ pub use flops::{FlopsTable, LayerFlops, Method};
 pub use metrics::{Metrics, MetricsAccumulator};
 pub use report::{EpochLog, Report};
 pub use schedule::{LrSchedule, ScheduleKind};
-pub use trainer::{eval_checkpoint, evaluate, resume, train, train_from, EvalResult};
+pub use trainer::{
+    eval_checkpoint, evaluate, resume, train, train_from, train_from_with, EvalResult,
+};

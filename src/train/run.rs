@@ -17,6 +17,7 @@ use super::hooks::{Resume, RunContext, RunHooks};
 use super::metrics::Metrics;
 use super::progress::{epoch_line, start_line, Progress};
 use super::report::{self, EpochLog, Report};
+use super::run_dir::{self, Existing, RunDirLock};
 use super::schedule::LrSchedule;
 use super::trainer::{
     datasets, eval_loader, evaluate, model_config, output_dir, CHECKPOINT_FILE, LOG_FILE,
@@ -90,6 +91,10 @@ pub struct Run {
     pub schedule: LrSchedule,
     /// The checkpoint this invocation continues from.
     pub from: Option<Checkpoint>,
+    /// What to do with a run already in the directory.
+    pub existing: Existing,
+    /// The run directory's lock, held from the first write to the end of the run.
+    pub lock: Option<RunDirLock>,
 }
 
 impl Run {
@@ -112,8 +117,19 @@ impl Run {
 }
 
 /// The training run, from scratch or from a checkpoint (and the directory it came from).
+/// A fresh run refuses a directory that already holds a run; see [`train_from_with`].
 pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Report> {
-    let mut run = prepare(cfg, from)?;
+    train_from_with(cfg, from, false)
+}
+
+/// [`train_from`]; with `overwrite`, a previous run in the output directory (other than the
+/// one resumed) is replaced instead of refused.
+pub fn train_from_with(
+    cfg: &TrainConfig,
+    from: Option<(Checkpoint, PathBuf)>,
+    overwrite: bool,
+) -> Result<Report> {
+    let mut run = prepare(cfg, from, overwrite)?;
     let mut hooks = method_hooks(&mut run)?;
     start(&mut run, hooks.as_mut())?;
     let first_epoch = run.meta.epoch;
@@ -138,14 +154,24 @@ pub fn train_from(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Res
     Ok(report)
 }
 
-/// Checks the configuration, sets the kernel policy, builds (or restores) the network and the
-/// loaders.
-pub fn prepare(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result<Run> {
+/// Checks the configuration and the run directory, sets the kernel policy, builds (or
+/// restores) the network and the loaders.
+pub fn prepare(
+    cfg: &TrainConfig,
+    from: Option<(Checkpoint, PathBuf)>,
+    overwrite: bool,
+) -> Result<Run> {
     cfg.validate()?;
+    let out = output_dir(cfg);
+    let existing = match &from {
+        Some((_, dir)) if same_dir(&run_dir_of(dir), &out) => Existing::Continue,
+        _ if overwrite => Existing::Overwrite,
+        _ => Existing::Refuse,
+    };
+    run_dir::precheck(&out, existing)?;
     crate::backend::sparse_policy::set_sparse_kernels(cfg.sparse_kernels);
     crate::backend::sparse_policy::set_crossover(cfg.sparse_crossover)?;
     let device = Device::parse(&cfg.device)?;
-    let out = output_dir(cfg);
     let name = cfg.name.clone().unwrap_or_else(|| {
         out.file_name()
             .map(|s| s.to_string_lossy().into_owned())
@@ -163,11 +189,7 @@ pub fn prepare(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result
         Some((ck, from_dir)) => {
             check_same_model(&ck, &spec)?;
             let net = ck.build_network()?;
-            let dir = if from_dir.is_dir() {
-                from_dir.clone()
-            } else {
-                from_dir.parent().map(Path::to_path_buf).unwrap_or_default()
-            };
+            let dir = run_dir_of(&from_dir);
             let mut log = report::read_log(&dir.join(LOG_FILE))?;
             log.retain(|e| e.epoch <= ck.meta.epoch);
             let mut meta = ck.meta.clone();
@@ -215,7 +237,27 @@ pub fn prepare(cfg: &TrainConfig, from: Option<(Checkpoint, PathBuf)>) -> Result
         n_train,
         schedule: cfg.lr_schedule(),
         from,
+        existing,
+        lock: None,
     })
+}
+
+/// The run directory of a `--resume` path (the directory itself, or a checkpoint's folder).
+fn run_dir_of(from: &Path) -> PathBuf {
+    if from.is_dir() {
+        from.to_path_buf()
+    } else {
+        from.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+/// Whether `a` and `b` name the same directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (a.canonicalize(), b.canonicalize()),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 /// The error of a checkpoint whose model is not the configuration's.
@@ -296,8 +338,8 @@ fn start(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<()> {
     hooks.start(&ctx, net, meta, resume, &first_batch)?;
     run.log = log;
     run.from = from;
+    run.lock = Some(run_dir::claim(&run.out, run.existing)?);
     let out = &run.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     report::write_log(&out.join(LOG_FILE), &run.log)?;
     std::fs::write(out.join("config.toml"), run.cfg.to_toml())
         .map_err(|e| Error::io(out.join("config.toml"), e))?;
@@ -321,6 +363,13 @@ pub fn fit(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<Option<Metrics>> {
     for epoch in first_epoch..last_epoch {
         let epoch_start = Instant::now();
         let (mut entry, seen, train_secs) = train_epoch(run, hooks, epoch, last_epoch)?;
+        if let Some(name) = super::finite::first_non_finite(&run.net)? {
+            return Err(Error::Diverged(format!(
+                "in epoch {}, {name} holds NaN or infinite values although the loss stayed finite (lr {}); nothing of this epoch was written; try a lower --lr",
+                epoch + 1,
+                entry.lr
+            )));
+        }
         let done = epoch + 1;
         // A ticket captured at this epoch's last step is evaluated now.
         let evaluate_now = done.is_multiple_of(run.cfg.eval_every)
@@ -383,8 +432,8 @@ fn train_epoch(
         lr = plan.lr;
         let outp = run.net.forward_backward_with(&x, &y, plan.dense_grad)?;
         if !outp.loss.is_finite() {
-            return Err(Error::Config(format!(
-                "training diverged: loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
+            return Err(Error::Diverged(format!(
+                "loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
                 outp.loss,
                 epoch + 1,
                 run.meta.step

@@ -52,6 +52,9 @@ pub fn datasets(
 ) -> Result<(Option<Dataset>, Dataset, &'static str)> {
     let kind = DatasetKind::parse(&cfg.dataset)?;
     let dir = cfg.data_dir.as_deref();
+    if let Some(d) = dir {
+        check_readable_dir(d)?;
+    }
     if cfg.valid_split > 0.0 {
         let full = data::load(kind, dir, Split::Train)?;
         let (train, valid) = data::split_validation(&full, cfg.valid_split, cfg.seed)?;
@@ -64,6 +67,27 @@ pub fn datasets(
         };
         Ok((train, data::load(kind, dir, Split::Test)?, "test"))
     }
+}
+
+/// Reports the OS error of a data directory that exists but cannot be read (permission
+/// denied, a file where a folder should be), which the dataset readers would otherwise report
+/// as missing files. A missing directory is left to them (their message says how to install).
+fn check_readable_dir(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let p = entry.path();
+        if let Err(e) = std::fs::metadata(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io(p, e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The evaluation loader of `cfg` over `set`.
@@ -101,7 +125,7 @@ pub fn model_config(cfg: &TrainConfig) -> Result<ModelConfig> {
 }
 
 pub use super::progress::fmt_secs;
-pub use super::run::train_from;
+pub use super::run::{train_from, train_from_with};
 
 /// Trains from scratch as `cfg` says; see [`train_from`].
 pub fn train(cfg: &TrainConfig) -> Result<Report> {
