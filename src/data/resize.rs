@@ -9,7 +9,7 @@
 //! the same call and the discarded border is never computed.
 
 /// A rectangle in pixels: left column, top row, width, height.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rect {
     /// Left column.
     pub x: usize,
