@@ -343,6 +343,8 @@ fn undecodable_file_panics_naming_it_or_is_skipped() {
     let k = b.indices.iter().position(|&i| f.file(i) == bad).unwrap();
     assert!(b.x[k * il..(k + 1) * il].iter().all(|&v| v == 0.0));
     assert_eq!(f.skipped(), 1);
+    let _ = l.batch(1, 0);
+    assert_eq!(f.skipped(), 1, "counted once");
 }
 
 fn train_cli(root: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -404,6 +406,15 @@ fn train_cli_runs_on_an_image_folder() {
         assert_eq!(r["model"]["num_classes"], 3);
         assert!(r["train_loss"].as_f64().unwrap().is_finite());
     }
+    let o = Command::new(env!("CARGO_BIN_EXE_suptickets"))
+        .arg("info")
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        info.contains("datasets: fashion-mnist, cifar10, cifar100, imagefolder"),
+        "{info}"
+    );
     // --image-size belongs to image folders only.
     let o = Command::new(env!("CARGO_BIN_EXE_suptickets"))
         .args(["train", "--image-size", "64", "--quiet"])

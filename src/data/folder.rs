@@ -12,8 +12,10 @@
 //! torchvision's `ImageFolder`); files are `.jpg`/`.jpeg`/`.JPEG` (any case) anywhere under
 //! a class folder, in sorted path order; other files are ignored.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -138,6 +140,7 @@ pub struct ImageFolder {
     norm: Normalizer,
     name: String,
     skipped: AtomicUsize,
+    undecodable: Mutex<BTreeSet<usize>>,
     pool: rayon::ThreadPool,
 }
 
@@ -206,6 +209,7 @@ impl ImageFolder {
             norm: Normalizer::new(&IMAGENET_MEAN, &IMAGENET_STD),
             name,
             skipped: AtomicUsize::new(0),
+            undecodable: Mutex::new(BTreeSet::new()),
             pool,
         })
     }
@@ -318,9 +322,15 @@ impl ImageFolder {
         &self.name
     }
 
-    /// Files skipped as unreadable so far: at the scan, and at decoding (with `skip_bad`).
+    /// Files skipped as unreadable: at the scan, and (with `skip_bad`) those found
+    /// undecodable so far, each counted once however often it is drawn.
     pub fn skipped(&self) -> usize {
-        self.skipped.load(Ordering::Relaxed)
+        self.skipped.load(Ordering::Relaxed) + self.failed().len()
+    }
+
+    fn failed(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
+        // A panic elsewhere cannot leave the set inconsistent: recover it.
+        self.undecodable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The augmentation of training example `i` in `epoch` of a `width × height` image: a
@@ -338,8 +348,12 @@ impl ImageFolder {
         let img = match jpeg::read(&self.files[i]) {
             Ok(img) => img,
             Err(e) if self.skip_bad => {
-                self.skipped.fetch_add(1, Ordering::Relaxed);
-                eprintln!("{}: skipped at decoding: {e}", self.name);
+                if self.failed().insert(i) {
+                    eprintln!(
+                        "{}: skipped at decoding (zeros in its place): {e}",
+                        self.name
+                    );
+                }
                 out.fill(0.0);
                 return;
             }
