@@ -10,6 +10,7 @@ use std::process::Command;
 use jpeg_encoder::{ColorType, Encoder};
 use suptickets::data::augment::Normalizer;
 use suptickets::data::jpeg;
+use suptickets::data::resize::{resize_window, Rect};
 use suptickets::data::transform::{self, IMAGENET_MEAN, IMAGENET_STD};
 use suptickets::data::{FolderOptions, ImageFolder, Loader, LoaderConfig, Source, Split};
 
@@ -233,7 +234,7 @@ fn flip_mirrors_the_crop() {
     write_rgb(&p, 60, 45, pattern(2));
     let img = jpeg::read(&p).unwrap();
     let norm = Normalizer::new(&IMAGENET_MEAN, &IMAGENET_STD);
-    let rect = suptickets::data::resize::Rect {
+    let rect = Rect {
         x: 7,
         y: 3,
         w: 40,
@@ -422,4 +423,48 @@ fn train_cli_runs_on_an_image_folder() {
         .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("--image-size"), "{e}");
+}
+
+#[test]
+fn resize_matches_pillow() {
+    // tests/data/pil_resize: crops resized by Pillow's bilinear filter (what torchvision
+    // applies to PIL images), written by tools/pil_resize_fixture.py. Pillow computes in
+    // fixed point, we in f32: allow one gray level on a few values.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pil_resize");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let cases = cases.as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for (k, c) in cases.iter().enumerate() {
+        let g = |key: &str| c[key].as_u64().unwrap() as usize;
+        let src = std::fs::read(dir.join(format!("src{k}.rgb"))).unwrap();
+        let want = std::fs::read(dir.join(format!("pil{k}.rgb"))).unwrap();
+        let (ow, oh) = (g("ow"), g("oh"));
+        let rect = Rect {
+            x: g("x"),
+            y: g("y"),
+            w: g("cw"),
+            h: g("ch"),
+        };
+        let all = Rect {
+            x: 0,
+            y: 0,
+            w: ow,
+            h: oh,
+        };
+        let got = resize_window(&src, g("w"), rect, ow, oh, all);
+        assert_eq!(got.len(), want.len(), "case {k}");
+        let off: Vec<i32> = got
+            .iter()
+            .zip(&want)
+            .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+            .filter(|&d| d > 0)
+            .collect();
+        assert!(off.iter().all(|&d| d <= 1), "case {k}: {off:?}");
+        assert!(
+            off.len() * 20 < want.len(),
+            "case {k}: {} values off",
+            off.len()
+        );
+    }
 }
