@@ -370,7 +370,10 @@ impl ImageFolder {
     }
 
     /// Fills `x` (`indices.len()` images of 3×S×S) with examples `indices` on the decode
-    /// threads; `train` as in [`load_into`](Self::load_into).
+    /// threads: the training transform with the crop of `(seed, epoch, i)` (its flip only if
+    /// `flip`) when `train` is `Some((seed, epoch, flip))`, the evaluation transform otherwise.
+    /// A file that fails to decode panics with the error naming it, or with `skip_bad` is
+    /// counted once and comes out as zeros (the mean image).
     pub fn fill(&self, indices: &[usize], train: Option<(u64, usize, bool)>, x: &mut [f32]) {
         let il = 3 * self.size * self.size;
         assert_eq!(x.len(), indices.len() * il, "fill: output length");

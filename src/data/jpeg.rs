@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 
 /// Bytes at the end of a file searched for the end-of-image marker (encoders and cameras may
 /// pad a JPEG after it).
-const TAIL: u64 = 1024;
+pub const TAIL: u64 = 1024;
 
 /// A decoded image: interleaved 8-bit RGB, `height` rows of `width` pixels.
 #[derive(Clone, Debug, PartialEq)]
