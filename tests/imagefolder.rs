@@ -357,8 +357,6 @@ fn train_cli(root: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         root.to_str().unwrap(),
         "--image-size",
         "32",
-        "--epochs",
-        "1",
         "--batch-size",
         "4",
         "--eval-batch-size",
@@ -382,7 +380,7 @@ fn train_cli_runs_on_an_image_folder() {
     std::fs::write(root.join("train/dog/broken.jpg"), b"GIF89a....").unwrap();
     let out = common::tmp_dir("imagefolder", "cli-out");
     // The bad file stops the run with a clear error...
-    let o = train_cli(&root, &out, &["--model", "resnet18", "--width", "0.125"]);
+    let o = train_cli(&root, &out, &["--model", "resnet18", "--epochs", "1"]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && e.contains("broken.jpg") && e.contains("GIF"),
@@ -394,7 +392,15 @@ fn train_cli_runs_on_an_image_folder() {
         let o = train_cli(
             &root,
             &out,
-            &["--model", model, "--width", "0.125", "--skip-bad-images"],
+            &[
+                "--model",
+                model,
+                "--width",
+                "0.125",
+                "--epochs",
+                "1",
+                "--skip-bad-images",
+            ],
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r: serde_json::Value =
@@ -466,5 +472,34 @@ fn resize_matches_pillow() {
             "case {k}: {} values off",
             off.len()
         );
+    }
+}
+
+#[test]
+fn resumed_folder_run_matches_uninterrupted_run() {
+    let root = tree("resume", 4);
+    let (full, part) = (
+        common::tmp_dir("imagefolder", "resume-full"),
+        common::tmp_dir("imagefolder", "resume-part"),
+    );
+    let net = ["--model", "resnet18", "--width", "0.125", "--epochs", "2"];
+    let o = train_cli(&root, &full, &net);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stop: Vec<&str> = net.iter().copied().chain(["--stop-after", "1"]).collect();
+    let o = train_cli(&root, &part, &stop);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_suptickets"))
+        .args(["train", "--resume", part.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (report(&full), report(&part));
+    assert_eq!(b["epochs_completed"], 2);
+    for key in ["train_loss", "train_accuracy", "test_nll", "test_accuracy"] {
+        assert!(a[key].is_number(), "{key}: {}", a[key]);
+        assert_eq!(a[key], b[key], "{key}");
     }
 }
