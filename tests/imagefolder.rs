@@ -76,6 +76,13 @@ fn tree(name: &str, n: usize) -> PathBuf {
     root
 }
 
+/// Removes a passing test's folders (a failing one leaves them for inspection).
+fn clean(dirs: &[&Path]) {
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 fn opts(size: usize) -> FolderOptions {
     FolderOptions {
         image_size: size,
@@ -104,6 +111,7 @@ fn class_indexing_follows_sorted_train_folders() {
     assert_eq!((0..4).map(|i| v.label(i)).collect::<Vec<_>>(), [0, 0, 2, 2]);
     let s = Source::from(v);
     assert_eq!((s.shape(), s.num_classes()), ([3, 32, 32], 3));
+    clean(&[&root]);
 }
 
 #[test]
@@ -150,6 +158,7 @@ fn eval_transform_matches_hand_computed_values() {
             }
         }
     }
+    clean(&[&root]);
 }
 
 #[test]
@@ -181,6 +190,7 @@ fn train_crops_are_bounded_and_deterministic_per_example() {
     assert_ne!(base, f.train_crop(8, 1, 5, w, h), "seed");
     assert_ne!(base, f.train_crop(7, 2, 5, w, h), "epoch");
     assert_ne!(base, f.train_crop(7, 1, 6, w, h), "index");
+    clean(&[&root]);
 }
 
 #[test]
@@ -225,6 +235,7 @@ fn loader_batches_depend_only_on_seed_epoch_and_example() {
     );
     let l1 = Loader::new(one, LoaderConfig::train(6, 3)).unwrap();
     assert_eq!(l1.batch(1, 0), big.batch(1, 0));
+    clean(&[&root]);
 }
 
 #[test]
@@ -250,6 +261,7 @@ fn flip_mirrors_the_crop() {
         let rev: Vec<f32> = a.iter().rev().copied().collect();
         assert_eq!(rev, b);
     }
+    clean(&[&root]);
 }
 
 #[test]
@@ -313,6 +325,7 @@ fn bad_trees_and_files_fail_naming_them() {
     std::fs::remove_file(&good).unwrap();
     let e = err(&root, Split::Train, &skip);
     assert!(e.contains("train/ant") && e.contains("no readable"), "{e}");
+    clean(&[&root]);
 }
 
 #[test]
@@ -346,6 +359,7 @@ fn undecodable_file_panics_naming_it_or_is_skipped() {
     assert_eq!(f.skipped(), 1);
     let _ = l.batch(1, 0);
     assert_eq!(f.skipped(), 1, "counted once");
+    clean(&[&root]);
 }
 
 fn train_cli(root: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -429,6 +443,7 @@ fn train_cli_runs_on_an_image_folder() {
         .unwrap();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("--image-size"), "{e}");
+    clean(&[&root, &out]);
 }
 
 #[test]
@@ -502,4 +517,5 @@ fn resumed_folder_run_matches_uninterrupted_run() {
         assert!(a[key].is_number(), "{key}: {}", a[key]);
         assert_eq!(a[key], b[key], "{key}");
     }
+    clean(&[&root, &full, &part]);
 }
