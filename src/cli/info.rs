@@ -28,6 +28,12 @@ pub fn cmd_info() -> Result<()> {
     }
     say!("  nvrtc: {}", nvrtc_status());
     say!("models: {}", MODEL_NAMES.join(", "));
+    say!(
+        "datasets: {}",
+        suptickets::data::DatasetKind::ALL
+            .map(|k| k.name())
+            .join(", ")
+    );
     let kernels = suptickets::backend::registry::KERNELS;
     say!("kernels ({}):", kernels.len());
     for k in kernels {

@@ -167,7 +167,7 @@ pub fn load_files(
         channels: 3,
         height: SIDE,
         width: SIDE,
-        num_classes: kind.num_classes(),
+        num_classes: kind.num_classes().expect("a fixed class count"),
         mean,
         std,
         name: name.to_string(),
@@ -255,14 +255,14 @@ pub fn parse_into(
             ));
         }
         let label = chunk[lb - 1];
-        if usize::from(label) >= kind.num_classes() {
+        if usize::from(label) >= kind.num_classes().expect("a fixed class count") {
             return Err(Error::data(
                 path,
                 format!(
                     "label {label} of record {r} at byte offset {} is out of range \
                      (expected < {})",
                     off + lb - 1,
-                    kind.num_classes()
+                    kind.num_classes().expect("a fixed class count")
                 ),
             ));
         }

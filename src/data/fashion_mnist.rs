@@ -85,7 +85,7 @@ pub fn load_files(images: &Path, labels: &Path, name: &str) -> Result<Dataset> {
             ),
         ));
     }
-    let lbl = idx::read_labels(labels, kind.num_classes())?;
+    let lbl = idx::read_labels(labels, kind.num_classes().expect("a fixed class count"))?;
     if lbl.len() != n {
         return Err(Error::data(
             labels,
@@ -104,7 +104,7 @@ pub fn load_files(images: &Path, labels: &Path, name: &str) -> Result<Dataset> {
         channels: 1,
         height: h + 2 * PAD,
         width: w + 2 * PAD,
-        num_classes: kind.num_classes(),
+        num_classes: kind.num_classes().expect("a fixed class count"),
         mean,
         std,
         name: name.to_string(),

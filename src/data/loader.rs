@@ -5,8 +5,14 @@
 //! `(seed, e)` and the augmentation of batch `b` of epoch `e` only on `(seed, e, b)`, so a
 //! run resumed at any epoch (or batch, with [`Loader::epoch_from`]) sees exactly the batches
 //! an uninterrupted run would, whatever the thread timing.
+//!
+//! The examples come from a [`Source`]: an in-memory [`Dataset`] (augmented by pad + random
+//! crop + flip, see [`super::augment`]) or an [`super::folder::ImageFolder`] (decoded on its
+//! own threads; random-resized crop + flip drawn per example from `(seed, epoch, example
+//! index)`, see [`super::transform`]).
 
 use super::augment::{augment_into, normalize_into, CropFlip, Normalizer};
+use super::source::Source;
 use super::Dataset;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -21,7 +27,7 @@ const AUGMENT_STREAM: u64 = 0x4155_474d; // "AUGM"
 const VALIDATION_STREAM: u64 = 0x5641_4c49; // "VALI"
 
 /// A generator for the stream named by `ids` under `seed` (nested [`Rng::derive`]).
-fn stream(seed: u64, ids: &[u64]) -> Rng {
+pub(crate) fn stream(seed: u64, ids: &[u64]) -> Rng {
     ids.iter()
         .fold(Rng::new(seed), |mut r, &id| Rng::derive(r.next_u64(), id))
 }
@@ -50,12 +56,13 @@ pub struct LoaderConfig {
     pub seed: u64,
     /// Batches assembled ahead of the consumer (bounded channel depth, at least 1).
     pub prefetch: usize,
-    /// Zero padding before the random crop (training only).
+    /// Zero padding before the random crop (training only; in-memory datasets).
     pub pad: usize,
     /// Random horizontal flips with probability 1/2 (training only).
     pub flip: bool,
     /// Augment the examples of one batch in parallel on the rayon pool (the worker thread
     /// alone is usually fast enough; enabling this competes with a CPU training step).
+    /// Image folders always decode on their own decode threads.
     pub parallel: bool,
 }
 
@@ -101,7 +108,7 @@ pub struct Batch {
 }
 
 struct Inner {
-    data: Arc<Dataset>,
+    data: Source,
     cfg: LoaderConfig,
     norm: Normalizer,
     len: usize,
@@ -126,22 +133,44 @@ impl Inner {
     }
 
     fn assemble(&self, order: &[usize], epoch: usize, index: usize) -> Batch {
-        let d = &*self.data;
         let bs = self.cfg.batch_size;
         let indices = order[index * bs..((index + 1) * bs).min(order.len())].to_vec();
         let n = indices.len();
-        let il = d.image_len();
+        let il: usize = self.data.shape().iter().product();
         let mut x = vec![0.0f32; n * il];
-        let y = indices.iter().map(|&i| f32::from(d.labels[i])).collect();
+        let y = indices
+            .iter()
+            .map(|&i| f32::from(self.data.label(i)))
+            .collect();
+        match &self.data {
+            Source::Memory(d) => self.augment(d, epoch, index, &indices, &mut x),
+            Source::Folder(f) => {
+                let train =
+                    (self.cfg.mode == Mode::Train).then_some((self.cfg.seed, epoch, self.cfg.flip));
+                f.fill(&indices, train, &mut x);
+            }
+        }
+        Batch {
+            x,
+            y,
+            n,
+            index,
+            indices,
+        }
+    }
+
+    /// The in-memory path: normalisation, or pad + crop + flip drawn per batch.
+    fn augment(&self, d: &Dataset, epoch: usize, index: usize, indices: &[usize], x: &mut [f32]) {
+        let il = d.image_len();
         match self.cfg.mode {
             Mode::Eval => {
                 let work = |(out, &i): (&mut [f32], &usize)| {
                     normalize_into(d.image(i), &self.norm, out);
                 };
                 if self.cfg.parallel {
-                    x.par_chunks_mut(il).zip(&indices).for_each(work);
+                    x.par_chunks_mut(il).zip(indices).for_each(work);
                 } else {
-                    x.chunks_mut(il).zip(&indices).for_each(work);
+                    x.chunks_mut(il).zip(indices).for_each(work);
                 }
             }
             Mode::Train => {
@@ -155,32 +184,27 @@ impl Inner {
                     augment_into(d.image(i), d.height, d.width, pad, cf, &self.norm, out);
                 };
                 if self.cfg.parallel {
-                    x.par_chunks_mut(il).zip(&indices).zip(&cfs).for_each(work);
+                    x.par_chunks_mut(il).zip(indices).zip(&cfs).for_each(work);
                 } else {
-                    x.chunks_mut(il).zip(&indices).zip(&cfs).for_each(work);
+                    x.chunks_mut(il).zip(indices).zip(&cfs).for_each(work);
                 }
             }
-        }
-        Batch {
-            x,
-            y,
-            n,
-            index,
-            indices,
         }
     }
 }
 
 /// Cuts a dataset into normalised (and, in training mode, shuffled and augmented) batches,
-/// assembled on a background thread. Cheap to clone (the dataset is shared).
+/// assembled on a background thread ahead of the consumer. Cheap to clone (the data are
+/// shared).
 #[derive(Clone)]
 pub struct Loader {
     inner: Arc<Inner>,
 }
 
 impl Loader {
-    /// A loader over `data` (a [`Dataset`] or an `Arc<Dataset>` shared with other loaders).
-    pub fn new(data: impl Into<Arc<Dataset>>, cfg: LoaderConfig) -> Result<Loader> {
+    /// A loader over `data`: a [`Dataset`] or an `Arc<Dataset>` shared with other loaders, an
+    /// [`ImageFolder`](super::folder::ImageFolder), or a [`Source`].
+    pub fn new(data: impl Into<Source>, cfg: LoaderConfig) -> Result<Loader> {
         let data = data.into();
         data.validate()?;
         if cfg.batch_size == 0 {
@@ -191,10 +215,11 @@ impl Loader {
                 "loader prefetch depth must be positive".into(),
             ));
         }
-        let len = cfg.limit.map_or(data.n, |l| l.min(data.n));
+        let len = cfg.limit.map_or(data.len(), |l| l.min(data.len()));
+        let (mean, std) = data.mean_std();
         Ok(Loader {
             inner: Arc::new(Inner {
-                norm: Normalizer::new(&data.mean, &data.std),
+                norm: Normalizer::new(mean, std),
                 data,
                 cfg,
                 len,
@@ -202,9 +227,20 @@ impl Loader {
         })
     }
 
-    /// The dataset.
-    pub fn dataset(&self) -> &Arc<Dataset> {
+    /// Where the examples come from.
+    pub fn source(&self) -> &Source {
         &self.inner.data
+    }
+
+    /// The in-memory dataset.
+    ///
+    /// # Panics
+    /// When the loader reads an image folder (use [`source`](Loader::source)).
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        match &self.inner.data {
+            Source::Memory(d) => d,
+            Source::Folder(f) => panic!("loader over {} has no in-memory dataset", f.name()),
+        }
     }
 
     /// The configuration.
@@ -269,7 +305,7 @@ impl Loader {
         let inner = Arc::clone(&self.inner);
         let (tx, rx) = sync_channel(inner.cfg.prefetch);
         let worker = std::thread::Builder::new()
-            .name(format!("loader-{}", inner.data.name))
+            .name(format!("loader-{}", inner.data.name()))
             .spawn(move || {
                 let order = inner.order(epoch);
                 for b in first..total {
@@ -290,7 +326,7 @@ impl Loader {
 impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loader")
-            .field("dataset", &self.inner.data.name)
+            .field("dataset", &self.inner.data.name())
             .field("len", &self.inner.len)
             .field("config", &self.inner.cfg)
             .finish()
@@ -347,19 +383,25 @@ impl Drop for EpochIter {
 /// Splits off a random validation set of `round(fraction × n)` examples (chosen by `seed`);
 /// returns `(train, validation)`, each in the original dataset order.
 pub fn split_validation(data: &Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+    let (train, val) = validation_indices(data.n, fraction, seed)?;
+    Ok((data.subset(&train, "/fit"), data.subset(&val, "/val")))
+}
+
+/// The indices `(train, validation)` of [`split_validation`] for a dataset of `n` examples.
+pub fn validation_indices(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(0.0..1.0).contains(&fraction) {
         return Err(Error::Config(format!(
             "validation fraction {fraction} must be in [0, 1)"
         )));
     }
-    let n_val = (fraction * data.n as f64).round() as usize;
-    let val = stream(seed, &[VALIDATION_STREAM]).choose(data.n, n_val);
-    let mut in_val = vec![false; data.n];
+    let n_val = (fraction * n as f64).round() as usize;
+    let val = stream(seed, &[VALIDATION_STREAM]).choose(n, n_val);
+    let mut in_val = vec![false; n];
     for &i in &val {
         in_val[i] = true;
     }
-    let train: Vec<usize> = (0..data.n).filter(|&i| !in_val[i]).collect();
-    Ok((data.subset(&train, "/fit"), data.subset(&val, "/val")))
+    let train: Vec<usize> = (0..n).filter(|&i| !in_val[i]).collect();
+    Ok((train, val))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The data layer (SPEC §7): readers for Fashion-MNIST (gzipped IDX) and CIFAR-10/100
 //! (binary batches), training augmentation (pad-4 random crop, horizontal flip,
-//! normalisation) and a deterministic, prefetching batch [`Loader`].
+//! normalisation), ImageNet-format JPEG folders decoded lazily ([`folder`]) and a
+//! deterministic, prefetching batch [`Loader`].
 //!
 //! Every reader checks sizes, magic numbers and label ranges and fails with an
 //! [`Error::Data`] that names the file and the byte offset; a dataset is never silently short.
@@ -8,10 +9,19 @@
 pub mod augment;
 pub mod cifar;
 pub mod fashion_mnist;
+pub mod folder;
 pub mod idx;
+pub mod jpeg;
 pub mod loader;
+pub mod resize;
+pub mod source;
+pub mod transform;
 
-pub use loader::{split_validation, Batch, EpochIter, Loader, LoaderConfig, Mode};
+pub use folder::{FolderOptions, ImageFolder};
+pub use loader::{
+    split_validation, validation_indices, Batch, EpochIter, Loader, LoaderConfig, Mode,
+};
+pub use source::Source;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -40,18 +50,23 @@ pub enum DatasetKind {
     Cifar10,
     /// CIFAR-100, 3×32×32, 100 fine classes.
     Cifar100,
+    /// An ImageNet-format folder of JPEGs (`train/<class>/`, `val/<class>/`), 3×S×S, one
+    /// class per folder under `train/` (see [`folder`]).
+    ImageFolder,
 }
 
 impl DatasetKind {
     /// Every kind, in the order their names are listed in messages.
-    pub const ALL: [DatasetKind; 3] = [
+    pub const ALL: [DatasetKind; 4] = [
         DatasetKind::FashionMnist,
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
+        DatasetKind::ImageFolder,
     ];
 
-    /// Parses a command-line name: `fashion-mnist`, `cifar10` or `cifar100`
-    /// (case-insensitive; `fashion_mnist`, `fmnist`, `cifar-10`, `cifar-100` are accepted too).
+    /// Parses a command-line name: `fashion-mnist`, `cifar10`, `cifar100` or `imagefolder`
+    /// (case-insensitive; `fashion_mnist`, `fmnist`, `cifar-10`, `cifar-100`, `image-folder`
+    /// are accepted too).
     pub fn parse(s: &str) -> Result<DatasetKind> {
         match s.trim().to_ascii_lowercase().as_str() {
             "fashion-mnist" | "fashion_mnist" | "fashionmnist" | "fmnist" => {
@@ -59,6 +74,7 @@ impl DatasetKind {
             }
             "cifar10" | "cifar-10" | "cifar_10" => Ok(DatasetKind::Cifar10),
             "cifar100" | "cifar-100" | "cifar_100" => Ok(DatasetKind::Cifar100),
+            "imagefolder" | "image-folder" | "image_folder" => Ok(DatasetKind::ImageFolder),
             _ => Err(Error::Config(format!(
                 "unknown dataset '{s}'; valid names: {}",
                 DatasetKind::ALL.map(|k| k.name()).join(", ")
@@ -72,14 +88,17 @@ impl DatasetKind {
             DatasetKind::FashionMnist => "fashion-mnist",
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::ImageFolder => "imagefolder",
         }
     }
 
-    /// Number of classes.
-    pub fn num_classes(self) -> usize {
+    /// Number of classes; `None` for an image folder, whose classes are its folders (see
+    /// [`folder::class_names`]).
+    pub fn num_classes(self) -> Option<usize> {
         match self {
-            DatasetKind::FashionMnist | DatasetKind::Cifar10 => 10,
-            DatasetKind::Cifar100 => 100,
+            DatasetKind::FashionMnist | DatasetKind::Cifar10 => Some(10),
+            DatasetKind::Cifar100 => Some(100),
+            DatasetKind::ImageFolder => None,
         }
     }
 
@@ -87,7 +106,7 @@ impl DatasetKind {
     pub fn channels(self) -> usize {
         match self {
             DatasetKind::FashionMnist => 1,
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 3,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::ImageFolder => 3,
         }
     }
 
@@ -97,17 +116,23 @@ impl DatasetKind {
             DatasetKind::FashionMnist => (vec![0.2860], vec![0.3530]),
             DatasetKind::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2023, 0.1994, 0.2010]),
             DatasetKind::Cifar100 => (vec![0.5071, 0.4865, 0.4409], vec![0.2673, 0.2564, 0.2762]),
+            DatasetKind::ImageFolder => (
+                transform::IMAGENET_MEAN.to_vec(),
+                transform::IMAGENET_STD.to_vec(),
+            ),
         }
     }
 
     /// The directory used when neither `--data-dir` nor [`DATA_DIR_ENV`] is given:
     /// `/usr/share/datasets/fashion-mnist/` (Debian package `dataset-fashion-mnist`) for
     /// Fashion-MNIST, `./data` (relative to the working directory; the extracted
-    /// `cifar-10-batches-bin/` or `cifar-100-binary/` folder may sit inside it) for CIFAR.
+    /// `cifar-10-batches-bin/` or `cifar-100-binary/` folder may sit inside it) for CIFAR,
+    /// `./data/imagenet` (holding `train/` and `val/`) for an image folder.
     pub fn default_dir(self) -> PathBuf {
         match self {
             DatasetKind::FashionMnist => PathBuf::from(fashion_mnist::DEFAULT_DIR),
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => PathBuf::from("data"),
+            DatasetKind::ImageFolder => PathBuf::from("data/imagenet"),
         }
     }
 }
@@ -169,13 +194,19 @@ pub fn resolve_dir_with(
     }
 }
 
-/// Loads one split of a dataset. `dir` is an explicit `--data-dir`; without it the directory
-/// comes from [`DATA_DIR_ENV`] or [`DatasetKind::default_dir`] (see [`resolve_dir`]).
+/// Loads one split of an in-memory dataset. `dir` is an explicit `--data-dir`; without it the
+/// directory comes from [`DATA_DIR_ENV`] or [`DatasetKind::default_dir`] (see
+/// [`resolve_dir`]). An image folder is not loaded into memory: open it with
+/// [`ImageFolder::open`] (this returns an error saying so).
 pub fn load(kind: DatasetKind, dir: Option<&Path>, split: Split) -> Result<Dataset> {
     let (dir, source) = resolve_dir(kind, dir);
     match kind {
         DatasetKind::FashionMnist => fashion_mnist::load(&dir, source, split),
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load(kind, &dir, source, split),
+        DatasetKind::ImageFolder => Err(Error::Config(format!(
+            "{}: an image folder is read lazily (ImageFolder::open), not loaded into memory",
+            dir.display()
+        ))),
     }
 }
 
@@ -344,7 +375,7 @@ mod tests {
         }
         let e = DatasetKind::parse("mnist").unwrap_err().to_string();
         assert!(
-            e.contains("mnist") && e.contains("fashion-mnist, cifar10, cifar100"),
+            e.contains("mnist") && e.contains("fashion-mnist, cifar10, cifar100, imagefolder"),
             "{e}"
         );
     }

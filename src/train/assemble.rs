@@ -6,6 +6,7 @@ use super::hooks::RunHooks;
 use super::metrics::Metrics;
 use super::report::Report;
 use super::run::Run;
+use crate::data::Source;
 use crate::error::Result;
 use crate::suptickets::driver::maskable_nonzero;
 
@@ -59,9 +60,16 @@ pub fn assemble_report(run: &mut Run, hooks: &dyn RunHooks, metrics: Metrics) ->
         } else {
             ips.iter().sum::<f64>() / ips.len() as f64
         },
+        skipped_images: skipped_images(run),
         layers: table.layers,
         tickets: part.tickets,
         ultimate: part.ultimate,
         ensemble: part.ensemble,
     })
+}
+
+/// Image files the run's image folders skipped (None for in-memory datasets).
+fn skipped_images(run: &Run) -> Option<usize> {
+    let (train, eval) = (run.train_loader.source(), run.eval_loader.source());
+    matches!(train, Source::Folder(_)).then(|| train.skipped() + eval.skipped())
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::schedule::{default_milestones, LrSchedule, ScheduleKind};
 use crate::backend::sparse_policy::SparseKernels;
+use crate::data::folder::{FolderOptions, DEFAULT_IMAGE_SIZE};
 use crate::error::{Error, Result};
 use crate::sparse::density::DensityInit;
 use crate::sparse::explore::Regrown;
@@ -117,10 +118,19 @@ train_options! {
     model: value String = "resnet18".into(), [];
     /// Channel multiplier (1.0 = the reference model).
     width: value f32 = 1.0, [];
-    /// `fashion-mnist`, `cifar10` or `cifar100`.
+    /// `fashion-mnist`, `cifar10`, `cifar100` or `imagefolder` (an ImageNet-format folder:
+    /// `DIR/train/<class>/*.JPEG`, `DIR/val/<class>/*.JPEG`).
     dataset: value String = "fashion-mnist".into(), [];
     /// Data directory (default: the dataset's, or `SUPTICKETS_DATA_DIR`).
     data_dir: option PathBuf = None, [value_name = "DIR"];
+    /// `imagefolder` only: side S of the square training crops and evaluation centre crops
+    /// (default 224; evaluation first resizes the shorter side to ⌊S·256/224⌋).
+    image_size: option usize = None, [value_name = "S"];
+    /// `imagefolder` only: skip unreadable image files (not a JPEG, truncated, undecodable)
+    /// and count them in the report, instead of failing on the first one.
+    skip_bad_images: switch bool = false, [];
+    /// `imagefolder` only: threads decoding JPEGs ahead of the training step.
+    decode_threads: value usize = 2, [value_name = "N"];
     /// Training epochs.
     epochs: value usize = 10, [];
     /// Mini-batch size.
@@ -299,6 +309,16 @@ impl TrainConfig {
     /// The Sup-tickets batch-norm strategy of the ultimate ticket.
     pub fn bn_strategy(&self) -> Result<BnStrategy> {
         Ok(self.bn)
+    }
+
+    /// The image-folder settings: `--image-size` (default 224), `--skip-bad-images`,
+    /// `--decode-threads`.
+    pub fn folder_options(&self) -> FolderOptions {
+        FolderOptions {
+            image_size: self.image_size.unwrap_or(DEFAULT_IMAGE_SIZE),
+            skip_bad: self.skip_bad_images,
+            decode_threads: self.decode_threads,
+        }
     }
 
     /// The learning-rate schedule of the base method (over P epochs with `--suptickets`).

@@ -158,6 +158,10 @@ pub struct Report {
     pub wall_seconds: f64,
     /// Mean training throughput over the logged epochs.
     pub images_per_sec: f64,
+    /// `imagefolder` with `--skip-bad-images`: unreadable image files skipped (training and
+    /// evaluation splits, at the scan and at decoding); absent for other datasets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_images: Option<usize>,
     /// Per-layer table (params, nonzeros, FLOPs, final density and sparsity).
     pub layers: Vec<LayerFlops>,
     /// Sup-tickets: each ticket W_k (0..=K) evaluated at its capture.

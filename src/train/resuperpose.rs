@@ -163,7 +163,7 @@ fn override_settings(cfg: &mut TrainConfig, a: &ResuperposeArgs) {
 fn bn_update(net: &mut Network, cfg: &TrainConfig) -> Result<()> {
     let (train, _, _) = datasets(cfg, true)?;
     let train = train.expect("requested");
-    let n = cfg.limit_train.map_or(train.n, |l| l.min(train.n));
+    let n = cfg.limit_train.map_or(train.len(), |l| l.min(train.len()));
     let mut lc = LoaderConfig::train(cfg.batch_size, cfg.seed);
     lc.limit = cfg.limit_train;
     lc.drop_last = n % cfg.batch_size == 1 && n > 1; // as the training loop

@@ -201,16 +201,21 @@ pub fn prepare(
     let rng = Rng::from_state(meta.rng);
     let (train_set, eval_set, eval_split) = datasets(cfg, true)?;
     let train_set = train_set.expect("requested");
-    let shape = [train_set.channels, train_set.height, train_set.width];
-    if shape != net.input_shape || train_set.num_classes != net.num_classes {
+    let shape = train_set.shape();
+    if shape != net.input_shape || train_set.num_classes() != net.num_classes {
         return Err(Error::Config(format!(
             "{}: images {shape:?} with {} classes do not fit the model's input {:?} and {} classes",
-            train_set.name, train_set.num_classes, net.input_shape, net.num_classes
+            train_set.name(),
+            train_set.num_classes(),
+            net.input_shape,
+            net.num_classes
         )));
     }
     let mut lc = LoaderConfig::train(cfg.batch_size, cfg.seed);
     lc.limit = cfg.limit_train;
-    let n_train = cfg.limit_train.map_or(train_set.n, |l| l.min(train_set.n));
+    let n_train = cfg
+        .limit_train
+        .map_or(train_set.len(), |l| l.min(train_set.len()));
     // A final batch of one example would give batch norm a single sample per channel in the
     // classifier's BatchNorm1d (VGG); drop it rather than train on it.
     lc.drop_last = n_train % cfg.batch_size == 1 && n_train > 1;

@@ -3,13 +3,12 @@
 //! configuration, evaluation. The run itself is [`super::run`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::checkpoint::Checkpoint;
 use super::config::TrainConfig;
 use super::metrics::{Metrics, MetricsAccumulator};
 use super::report::Report;
-use crate::data::{self, Dataset, DatasetKind, Loader, LoaderConfig, Split};
+use crate::data::{self, folder, DatasetKind, Loader, LoaderConfig, Source, Split};
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
@@ -49,23 +48,30 @@ pub fn checkpoint_path(path: &Path) -> PathBuf {
 pub fn datasets(
     cfg: &TrainConfig,
     need_train: bool,
-) -> Result<(Option<Dataset>, Dataset, &'static str)> {
+) -> Result<(Option<Source>, Source, &'static str)> {
     let kind = DatasetKind::parse(&cfg.dataset)?;
     let dir = cfg.data_dir.as_deref();
     if let Some(d) = dir {
         check_readable_dir(d)?;
     }
+    if kind == DatasetKind::ImageFolder {
+        let (root, _) = data::resolve_dir(kind, dir);
+        let opts = cfg.folder_options();
+        let (train, eval, split) =
+            folder::open_splits(&root, &opts, need_train, cfg.valid_split, cfg.seed)?;
+        return Ok((train.map(Source::from), eval.into(), split));
+    }
     if cfg.valid_split > 0.0 {
         let full = data::load(kind, dir, Split::Train)?;
         let (train, valid) = data::split_validation(&full, cfg.valid_split, cfg.seed)?;
-        Ok((need_train.then_some(train), valid, "validation"))
+        Ok((need_train.then(|| train.into()), valid.into(), "validation"))
     } else {
         let train = if need_train {
-            Some(data::load(kind, dir, Split::Train)?)
+            Some(data::load(kind, dir, Split::Train)?.into())
         } else {
             None
         };
-        Ok((train, data::load(kind, dir, Split::Test)?, "test"))
+        Ok((train, data::load(kind, dir, Split::Test)?.into(), "test"))
     }
 }
 
@@ -91,7 +97,7 @@ fn check_readable_dir(dir: &Path) -> Result<()> {
 }
 
 /// The evaluation loader of `cfg` over `set`.
-pub fn eval_loader(cfg: &TrainConfig, set: impl Into<Arc<Dataset>>) -> Result<Loader> {
+pub fn eval_loader(cfg: &TrainConfig, set: impl Into<Source>) -> Result<Loader> {
     let mut lc = LoaderConfig::eval(cfg.eval_batch_size);
     lc.limit = cfg.limit_test;
     Loader::new(set, lc)
@@ -111,14 +117,23 @@ pub fn evaluate(net: &mut Network, loader: &Loader) -> Result<Metrics> {
     Ok(acc.finish())
 }
 
-/// The model configuration `cfg` asks for on its dataset (every dataset is 32×32).
+/// The model configuration `cfg` asks for on its dataset (32×32 images, S×S for an image
+/// folder, whose classes are counted from its `train/` folder).
 pub fn model_config(cfg: &TrainConfig) -> Result<ModelConfig> {
     let kind = DatasetKind::parse(&cfg.dataset)?;
+    let (num_classes, size) = match kind.num_classes() {
+        Some(k) => (k, 32),
+        None => {
+            let (root, _) = data::resolve_dir(kind, cfg.data_dir.as_deref());
+            let classes = folder::class_names(&root)?.len();
+            (classes, cfg.folder_options().image_size)
+        }
+    };
     Ok(ModelConfig {
         name: cfg.model.clone(),
-        num_classes: kind.num_classes(),
+        num_classes,
         in_channels: kind.channels(),
-        image_size: Some(32),
+        image_size: Some(size),
         width: cfg.width,
         seed: cfg.seed,
     })

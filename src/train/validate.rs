@@ -2,6 +2,7 @@
 //! chosen method would ignore, is an error naming the option's flag.
 
 use super::config::TrainConfig;
+use crate::data::DatasetKind;
 use crate::error::{Error, Result};
 use crate::sparse::density::DensityInit;
 use crate::sparse::explore::Regrown;
@@ -24,6 +25,7 @@ impl TrainConfig {
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());
         }
+        self.validate_folder_options()?;
         if self.batch_size == 0 {
             return bad("--batch-size must be at least 1".into());
         }
@@ -198,6 +200,24 @@ impl TrainConfig {
     }
 
     /// Checks the Sup-tickets settings.
+    /// Checks the image-folder options, and that none is given for another dataset.
+    fn validate_folder_options(&self) -> Result<()> {
+        let folder = DatasetKind::parse(&self.dataset)? == DatasetKind::ImageFolder;
+        if !folder && (self.image_size.is_some() || self.skip_bad_images) {
+            return Err(Error::Config(format!(
+                "--image-size and --skip-bad-images apply to --dataset imagefolder only, not {}",
+                self.dataset
+            )));
+        }
+        if self.image_size == Some(0) {
+            return Err(Error::Config("--image-size must be at least 1".into()));
+        }
+        if self.decode_threads == 0 {
+            return Err(Error::Config("--decode-threads must be at least 1".into()));
+        }
+        Ok(())
+    }
+
     fn validate_suptickets(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         let d = TrainConfig::default();
