@@ -24,6 +24,8 @@ use suptickets::suptickets::{
 use suptickets::train::metrics;
 use suptickets::{Device, Tensor};
 
+mod common;
+
 // ---- a counting allocator (for the memory measurement) -------------------------------------
 
 /// Live heap bytes of this process.
@@ -820,16 +822,8 @@ fn superposer_memory_is_one_copy_whatever_the_tickets() {
 #[cfg(feature = "cuda")]
 #[test]
 fn superposer_on_cuda_matches_cpu() {
-    let gpu = match Device::cuda(0) {
-        Ok(d) => d,
-        Err(e) => {
-            assert!(
-                std::env::var("SUPTICKETS_REQUIRE_GPU").map_or(true, |v| v != "1"),
-                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
-            );
-            println!("skipped: no GPU ({e})");
-            return;
-        }
+    let Some(gpu) = common::gpu_device() else {
+        return;
     };
     for averaging in [
         Averaging::Cia,
