@@ -273,7 +273,10 @@ fn bad_flags_fail_clearly() {
         "--snip-scope",
     );
     fails_clearly(&run(&["train", "--no-such-flag"]), "--no-such-flag");
+}
 
+#[test]
+fn bad_files_and_devices_fail_clearly() {
     // an unknown key in the TOML file is named
     let dir = tmp("bad-toml");
     std::fs::create_dir_all(&dir).unwrap();
