@@ -30,25 +30,11 @@ fn fails_clearly(o: &Output, needle: &str) {
     assert!(e.contains(needle), "expected {needle:?} in: {e}");
 }
 
-fn have_data() -> bool {
-    match suptickets::data::load(
-        suptickets::data::DatasetKind::FashionMnist,
-        None,
-        suptickets::data::Split::Test,
-    ) {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            println!("skipped: Fashion-MNIST not available ({e}); run tools/setup.sh");
-            false
-        }
-        Err(e) => panic!("CI needs Fashion-MNIST: {e}"),
-    }
-}
+mod common;
+use common::{have_data, tmp_dir};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("suptickets-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    tmp_dir("cli", name)
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -287,7 +273,10 @@ fn bad_flags_fail_clearly() {
         "--snip-scope",
     );
     fails_clearly(&run(&["train", "--no-such-flag"]), "--no-such-flag");
+}
 
+#[test]
+fn bad_files_and_devices_fail_clearly() {
     // an unknown key in the TOML file is named
     let dir = tmp("bad-toml");
     std::fs::create_dir_all(&dir).unwrap();

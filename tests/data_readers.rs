@@ -8,6 +8,8 @@ use flate2::Compression;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use suptickets::data::augment::{augment_into, normalize_into, CropFlip, Normalizer};
 use suptickets::data::{
     cifar, idx, load, split_validation, Dataset, DatasetKind, Loader, LoaderConfig, Mode, Split,
@@ -23,12 +25,8 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "suptickets-data-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = common::tmp_dir("data", &format!("{tag}-{n}"));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -377,16 +375,7 @@ fn fashion_mnist_count_mismatch_and_trailing_bytes_and_shape() {
 
 #[test]
 fn real_fashion_mnist_if_installed() {
-    let (dir, _) = suptickets::data::resolve_dir(DatasetKind::FashionMnist, None);
-    if !dir.join("train-images-idx3-ubyte.gz").is_file() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "CI is set but the Fashion-MNIST files are not in {} \
-                 (apt-get install dataset-fashion-mnist)",
-                dir.display()
-            );
-        }
-        println!("skipped: no Fashion-MNIST files in {}", dir.display());
+    if !common::have_data() {
         return;
     }
     let train = load(DatasetKind::FashionMnist, None, Split::Train).unwrap();

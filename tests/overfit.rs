@@ -6,16 +6,14 @@ use suptickets::models::{build, ModelConfig};
 use suptickets::optim::Sgd;
 use suptickets::Tensor;
 
+mod common;
+
 #[test]
 fn tiny_resnet_overfits_64_fashion_mnist_images() {
-    let data = match load(DatasetKind::FashionMnist, None, Split::Train) {
-        Ok(d) => d,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            println!("skipped: Fashion-MNIST not available ({e}); run tools/setup.sh");
-            return;
-        }
-        Err(e) => panic!("CI needs Fashion-MNIST: {e}"),
-    };
+    if !common::have_data() {
+        return;
+    }
+    let data = load(DatasetKind::FashionMnist, None, Split::Train).unwrap();
     let mut cfg = LoaderConfig::eval(64);
     cfg.limit = Some(64);
     let loader = Loader::new(data, cfg).unwrap();

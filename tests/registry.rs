@@ -2,7 +2,7 @@
 //! every `__global__` kernel in `kernels/*.cu` is registered under its file's family and every
 //! registered kernel is defined there; every registered kernel has its CPU twin
 //! `pub fn <name>` in `src/backend/cpu/<family>.rs` and a `fn parity_<name>` test in
-//! `tests/parity.rs`; every family has `src/backend/cuda/<family>.rs`.
+//! `tests/parity/<family>.rs`; every family has `src/backend/cuda/<family>.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -165,9 +165,9 @@ fn every_registered_kernel_has_a_cpu_twin() {
 
 #[test]
 fn every_registered_kernel_has_a_parity_test() {
-    let path = root().join("tests/parity.rs");
-    let src = read(&path);
     for k in KERNELS {
+        let path = root().join(format!("tests/parity/{}.rs", k.family));
+        let src = read(&path);
         assert!(
             defines_fn(&src, "fn ", &format!("parity_{}", k.name)),
             "{} has no `fn parity_{}` in {}",

@@ -1,6 +1,6 @@
 //! The prune (Ψ) and grow (Φ) primitives of SPEC §3 through the public sparse API, on the CPU
 //! and, when a GPU is present, on `cuda:0` too (the same expectations must hold there; the
-//! kernel-level CPU ↔ CUDA comparisons are in `tests/parity.rs`).
+//! kernel-level CPU ↔ CUDA comparisons are in `tests/parity/`).
 //!
 //! Hand-made cases pin the exact semantics (counts, ties to the lower flat index, k = 0,
 //! k = all, weight and momentum zeroed); random cases compare against a brute-force sort; the
@@ -17,18 +17,12 @@ use suptickets::sparse::{
 };
 use suptickets::{Device, Tensor};
 
+mod common;
+
 /// The CPU, and `cuda:0` when this machine has a usable GPU.
 fn devices() -> Vec<Device> {
     let mut d = vec![Device::Cpu];
-    match Device::cuda(0) {
-        Ok(g) => d.push(g),
-        Err(e) => {
-            assert!(
-                std::env::var("SUPTICKETS_REQUIRE_GPU").map_or(true, |v| v != "1"),
-                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
-            );
-        }
-    }
+    d.extend(common::gpu_device());
     d
 }
 

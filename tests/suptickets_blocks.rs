@@ -24,6 +24,8 @@ use suptickets::suptickets::{
 use suptickets::train::metrics;
 use suptickets::{Device, Tensor};
 
+mod common;
+
 // ---- a counting allocator (for the memory measurement) -------------------------------------
 
 /// Live heap bytes of this process.
@@ -404,6 +406,29 @@ fn host_topk(a: &[f32], k: usize) -> Vec<bool> {
     sel
 }
 
+/// The host reference of a re-pruning of the averaged values `avg` (flat over layers of
+/// `sizes`): the global top-`total`, or per layer the top-`active[l]`.
+fn host_reprune(
+    avg: &[f32],
+    reprune: Reprune,
+    total: usize,
+    sizes: &[usize],
+    active: &[usize],
+) -> Vec<bool> {
+    match reprune {
+        Reprune::Global => host_topk(avg, total),
+        Reprune::Layerwise => {
+            let mut sel = Vec::with_capacity(avg.len());
+            let mut at = 0;
+            for (l, &n) in sizes.iter().enumerate() {
+                sel.extend(host_topk(&avg[at..at + n], active[l]));
+                at += n;
+            }
+            sel
+        }
+    }
+}
+
 #[test]
 fn repruned_density_is_exact_on_resnet18() {
     for (reprune, density) in [
@@ -459,18 +484,7 @@ fn repruned_density_is_exact_on_resnet18() {
                 .zip(&w)
                 .map(|(&s, &w)| (k as f32 * s + w) / (k + 1) as f32)
                 .collect();
-            let mut sel = vec![false; total];
-            match reprune {
-                Reprune::Global => sel = host_topk(&avg, want_total),
-                Reprune::Layerwise => {
-                    let mut at = 0;
-                    for (l, &n) in sizes.iter().enumerate() {
-                        let s = host_topk(&avg[at..at + n], active[l]);
-                        sel[at..at + n].copy_from_slice(&s);
-                        at += n;
-                    }
-                }
-            }
+            let sel = host_reprune(&avg, reprune, want_total, &sizes, &active);
             host = avg
                 .iter()
                 .zip(&sel)
@@ -488,14 +502,13 @@ fn repruned_density_is_exact_on_resnet18() {
             assert_eq!(got_m, want_m, "{reprune:?} {density:?} ticket {k}: masks");
             let mut at = 0;
             for (l, u) in ult.iter().enumerate() {
-                let n = sizes[l];
                 let ones = v(u.mask.as_ref().unwrap())
                     .iter()
                     .filter(|&&m| m == 1.0)
                     .count();
                 assert_eq!(ones, st.kept[l], "layer {l}");
-                assert_eq!(ones, sel[at..at + n].iter().filter(|&&s| s).count());
-                at += n;
+                assert_eq!(ones, sel[at..at + sizes[l]].iter().filter(|&&s| s).count());
+                at += sizes[l];
             }
         }
         // The training store is untouched by superposing (training continues from W_k).
@@ -820,16 +833,8 @@ fn superposer_memory_is_one_copy_whatever_the_tickets() {
 #[cfg(feature = "cuda")]
 #[test]
 fn superposer_on_cuda_matches_cpu() {
-    let gpu = match Device::cuda(0) {
-        Ok(d) => d,
-        Err(e) => {
-            assert!(
-                std::env::var("SUPTICKETS_REQUIRE_GPU").map_or(true, |v| v != "1"),
-                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
-            );
-            println!("skipped: no GPU ({e})");
-            return;
-        }
+    let Some(gpu) = common::gpu_device() else {
+        return;
     };
     for averaging in [
         Averaging::Cia,

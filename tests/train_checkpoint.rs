@@ -8,9 +8,10 @@ use suptickets::train::checkpoint::{self, Checkpoint, CheckpointMeta, ModelSpec}
 use suptickets::train::TrainConfig;
 use suptickets::Tensor;
 
+mod common;
+
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("suptickets-ck-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    let d = common::tmp_dir("ck", name);
     std::fs::create_dir_all(&d).unwrap();
     d
 }

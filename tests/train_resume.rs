@@ -5,28 +5,17 @@
 
 use std::path::PathBuf;
 
-use suptickets::data::{load, DatasetKind, Split};
 use suptickets::sparse::methods::{MethodKind, SparseState};
 use suptickets::train::checkpoint::Checkpoint;
 use suptickets::train::report::read_log;
 use suptickets::train::trainer::{CHECKPOINT_FILE, LOG_FILE};
 use suptickets::train::{resume, train, ScheduleKind, TrainConfig};
 
-fn have_data() -> bool {
-    match load(DatasetKind::FashionMnist, None, Split::Test) {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            println!("skipped: Fashion-MNIST not available ({e}); run tools/setup.sh");
-            false
-        }
-        Err(e) => panic!("CI needs Fashion-MNIST: {e}"),
-    }
-}
+mod common;
+use common::{have_data, tmp_dir};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("suptickets-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    tmp_dir("resume", name)
 }
 
 fn base() -> TrainConfig {

@@ -9,7 +9,13 @@
 //! - batch norm treats a tensor `[n, c, rest...]` as n × c × s with s = product(rest), so the same
 //!   kernels serve BatchNorm2d (`[n,c,h,w]`) and BatchNorm1d (`[n,c]`); variance is biased (÷ n·s)
 //!   in the normalisation, as in PyTorch.
+//!
+//! Inputs are checked once for every backend by `check` (src/backend/check.rs: shapes,
+//! convolution and pooling geometry, class labels), which each backend calls before it
+//! dispatches; a backend itself checks only memory safety (the device of each tensor, buffer
+//! lengths against what its kernels read and write).
 
+mod check;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

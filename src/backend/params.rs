@@ -67,6 +67,23 @@ impl Conv2dParams {
             w_out: w_out as u32,
         })
     }
+    /// Errors (naming `op`) unless the derived sizes are consistent, as [`Conv2dParams::new`]
+    /// makes them: the kernels divide by the stride and index the input from the output size.
+    pub fn check(&self, op: &str) -> Result<()> {
+        let p = self;
+        let fits = |size: u32, k: u32, out: u32| {
+            p.stride > 0
+                && k > 0
+                && size + 2 * p.pad >= k
+                && out == (size + 2 * p.pad - k) / p.stride + 1
+        };
+        if !fits(p.h_in, p.k_h, p.h_out) || !fits(p.w_in, p.k_w, p.w_out) {
+            return Err(Error::Shape(format!(
+                "{op}: inconsistent convolution parameters {p:?} (build them with Conv2dParams::new)"
+            )));
+        }
+        Ok(())
+    }
     /// Input shape [n, c_in, h_in, w_in].
     pub fn x_shape(&self) -> [usize; 4] {
         [
@@ -159,6 +176,24 @@ impl Pool2dParams {
             h_out: ((h_in + 2 * pad - k) / stride + 1) as u32,
             w_out: ((w_in + 2 * pad - k) / stride + 1) as u32,
         })
+    }
+    /// Errors (naming `op`) unless the derived sizes are consistent, as [`Pool2dParams::new`]
+    /// makes them.
+    pub fn check(&self, op: &str) -> Result<()> {
+        let p = self;
+        let fits = |size: u32, out: u32| {
+            p.stride > 0
+                && p.k > 0
+                && 2 * p.pad <= p.k
+                && size + 2 * p.pad >= p.k
+                && out == (size + 2 * p.pad - p.k) / p.stride + 1
+        };
+        if !fits(p.h_in, p.h_out) || !fits(p.w_in, p.w_out) {
+            return Err(Error::Shape(format!(
+                "{op}: inconsistent pooling parameters {p:?} (build them with Pool2dParams::new)"
+            )));
+        }
+        Ok(())
     }
     /// Input shape.
     pub fn x_shape(&self) -> [usize; 4] {

@@ -1,7 +1,7 @@
 //! The kernel registry: every `__global__` kernel in `kernels/*.cu`, the file (family) it lives
 //! in, and the CPU twin with the same semantics, `pub fn <name>` in `src/backend/cpu/<family>.rs`.
 //! `tests/registry.rs` checks this table against the `.cu` sources, the CPU twins and the
-//! parity tests (`fn parity_<name>` in `tests/parity.rs`), in both directions.
+//! parity tests (`fn parity_<name>` in `tests/parity/<family>.rs`), in both directions.
 
 /// One CUDA kernel and where its CPU twin lives.
 #[derive(Clone, Copy, Debug)]

@@ -8,7 +8,6 @@ pub mod grow;
 pub mod mask;
 pub mod methods;
 pub mod prune;
-pub mod run_hooks;
 pub mod topk;
 
 pub use density::{layer_counts, layer_densities, DensityInit};

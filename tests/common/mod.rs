@@ -18,20 +18,29 @@ pub fn have_data() -> bool {
     }
 }
 
+/// True under `SUPTICKETS_REQUIRE_GPU=1`: a CUDA test must then fail instead of skipping.
+pub fn gpu_required() -> bool {
+    std::env::var("SUPTICKETS_REQUIRE_GPU").is_ok_and(|v| v == "1")
+}
+
+/// Prints `skipped: no GPU (<why>)`, or fails when `SUPTICKETS_REQUIRE_GPU=1`.
+pub fn skip_no_gpu(why: impl std::fmt::Display) {
+    assert!(
+        !gpu_required(),
+        "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {why}"
+    );
+    println!("skipped: no GPU ({why})");
+}
+
+/// `cuda:0` when CUDA is usable; otherwise None after [`skip_no_gpu`].
+pub fn gpu_device() -> Option<suptickets::Device> {
+    suptickets::Device::cuda(0).map_err(skip_no_gpu).ok()
+}
+
 /// True when CUDA is usable; otherwise prints `skipped: no GPU` and returns false, or fails
 /// when `SUPTICKETS_REQUIRE_GPU=1`.
 pub fn have_gpu() -> bool {
-    match suptickets::Device::cuda(0) {
-        Ok(_) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("SUPTICKETS_REQUIRE_GPU").map_or(true, |v| v != "1"),
-                "SUPTICKETS_REQUIRE_GPU=1 but CUDA is unusable: {e}"
-            );
-            println!("skipped: no GPU ({e})");
-            false
-        }
-    }
+    gpu_device().is_some()
 }
 
 /// A fresh (removed if present) temporary directory `suptickets-<tag>-<pid>-<name>`.

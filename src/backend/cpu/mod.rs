@@ -1,7 +1,7 @@
 //! The rayon CPU backend. Each family file holds the CPU twins of the CUDA kernels of the same
 //! stem (`pub fn <kernel_name>` on slices, the reference semantics) and the fast paths the
-//! backend actually runs. This file validates shapes and parameters, allocates the outputs
-//! and dispatches.
+//! backend actually runs. This file runs the shared input checks (`backend::check`),
+//! allocates the outputs and dispatches.
 //!
 //! The convolution fast paths have files of their own: [`gemm`] (packed SGEMM with a 6×16
 //! AVX2/FMA micro-kernel), [`conv_gemm`] (batched im2col + packed GEMM, every geometry) and
@@ -32,7 +32,7 @@ pub mod superpose;
 use rayon::prelude::*;
 
 use crate::backend::{
-    Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
+    check, Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
     SgdParams, SparseWeight, SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
@@ -46,86 +46,17 @@ pub struct CpuBackend;
 /// The CPU backend instance.
 pub static CPU: CpuBackend = CpuBackend;
 
-/// Errors unless `t` has exactly `shape`; the message names the operation and argument.
-fn check_shape(t: &Tensor, shape: &[usize], op: &str, what: &str) -> Result<()> {
-    if t.shape() != shape {
-        return Err(Error::Shape(format!(
-            "{op}: {what} shape {:?} does not match {:?}",
-            t.shape(),
-            shape
-        )));
-    }
-    Ok(())
-}
-
 /// The host elements of `t`, or a device error naming the operation and argument.
 fn host<'a>(t: &'a Tensor, op: &str, what: &str) -> Result<&'a [f32]> {
     t.as_cpu()
         .map_err(|e| Error::Device(format!("{op}: {what}: {e}")))
 }
 
-/// Errors unless the derived sizes of a convolution geometry are consistent.
-fn check_conv_params(p: &Conv2dParams, op: &str) -> Result<()> {
-    let fits = |size: u32, k: u32, out: u32| {
-        p.stride > 0
-            && k > 0
-            && size + 2 * p.pad >= k
-            && out == (size + 2 * p.pad - k) / p.stride + 1
-    };
-    if !fits(p.h_in, p.k_h, p.h_out) || !fits(p.w_in, p.k_w, p.w_out) {
-        return Err(Error::Shape(format!(
-            "{op}: inconsistent conv params {p:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// Errors unless the derived sizes of a pooling geometry are consistent.
-fn check_pool_params(p: &Pool2dParams, op: &str) -> Result<()> {
-    let fits = |size: u32, out: u32| {
-        p.stride > 0
-            && p.k > 0
-            && 2 * p.pad <= p.k
-            && size + 2 * p.pad >= p.k
-            && out == (size + 2 * p.pad - p.k) / p.stride + 1
-    };
-    if !fits(p.h_in, p.h_out) || !fits(p.w_in, p.w_out) {
-        return Err(Error::Shape(format!(
-            "{op}: inconsistent pool params {p:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// (n, c, s) of a batch-norm input [n, c, rest...].
-fn bn_dims(x: &Tensor, op: &str) -> Result<(usize, usize, usize)> {
-    match x.shape() {
-        [n, c, rest @ ..] => Ok((*n, *c, numel(rest))),
-        s => Err(Error::Shape(format!(
-            "{op}: x must have at least 2 dimensions [n, c, ...], got {s:?}"
-        ))),
-    }
-}
-
-/// Errors unless every label is an integer in [0, k).
-fn check_labels(labels: &[f32], k: usize, op: &str) -> Result<()> {
-    if let Some((i, &l)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| loss::label_index(l, k).is_none())
-    {
-        return Err(Error::Shape(format!(
-            "{op}: labels[{i}] = {l} is not a class index in [0, {k})"
-        )));
-    }
-    Ok(())
-}
-
 /// The host elements of an optional mask, checked to have `shape`.
 fn mask_of<'a>(mask: Option<&'a Tensor>, shape: &[usize], op: &str) -> Result<Option<&'a [f32]>> {
     match mask {
         Some(m) => {
-            check_shape(m, shape, op, "mask")?;
+            check::shape(m, shape, op, "mask")?;
             Ok(Some(host(m, op, "mask")?))
         }
         None => Ok(None),
@@ -139,18 +70,6 @@ fn apply_mask(dw: &mut [f32], mask: Option<&[f32]>) {
             .zip(m.par_chunks(elementwise::CHUNK))
             .for_each(|(d, m)| d.iter_mut().zip(m).for_each(|(d, &m)| *d *= m));
     }
-}
-
-/// Checks that `a` and `b` have the same shape.
-fn same_shape(a: &Tensor, b: &Tensor, op: &str, an: &str, bn: &str) -> Result<()> {
-    if a.shape() != b.shape() {
-        return Err(Error::Shape(format!(
-            "{op}: {an} shape {:?} differs from {bn} shape {:?}",
-            a.shape(),
-            b.shape()
-        )));
-    }
-    Ok(())
 }
 
 impl Backend for CpuBackend {
@@ -179,25 +98,15 @@ impl Backend for CpuBackend {
         p: &Conv2dParams,
     ) -> Result<Tensor> {
         let op = "conv2d_fwd";
-        check_conv_params(p, op)?;
-        check_shape(x, &p.x_shape(), op, "x")?;
-        check_shape(w, &p.w_shape(), op, "weight")?;
-        let bias = match bias {
-            Some(b) => {
-                check_shape(b, &[p.c_out as usize], op, "bias")?;
-                Some(host(b, op, "bias")?)
-            }
-            None => None,
-        };
+        check::conv2d_fwd(x, w, bias, p)?;
+        let bias = bias.map(|b| host(b, op, "bias")).transpose()?;
         let mut y = buffers::reused(numel(&p.y_shape()));
         conv_gemm::conv2d_forward(host(x, op, "x")?, host(w, op, "weight")?, bias, p, &mut y);
         Tensor::from_vec(y, &p.y_shape())
     }
     fn conv2d_bwd_input(&self, dy: &Tensor, w: &Tensor, p: &Conv2dParams) -> Result<Tensor> {
         let op = "conv2d_bwd_input";
-        check_conv_params(p, op)?;
-        check_shape(dy, &p.y_shape(), op, "dy")?;
-        check_shape(w, &p.w_shape(), op, "weight")?;
+        check::conv2d_bwd_input(dy, w, p)?;
         let mut dx = buffers::reused(numel(&p.x_shape()));
         conv_gemm::conv2d_backward_input(host(dy, op, "dy")?, host(w, op, "weight")?, p, &mut dx);
         Tensor::from_vec(dx, &p.x_shape())
@@ -210,9 +119,7 @@ impl Backend for CpuBackend {
         mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let op = "conv2d_bwd_weight";
-        check_conv_params(p, op)?;
-        check_shape(x, &p.x_shape(), op, "x")?;
-        check_shape(dy, &p.y_shape(), op, "dy")?;
+        check::conv2d_bwd_weight(x, dy, p, mask)?;
         let mask = mask_of(mask, &p.w_shape(), op)?;
         let mut dw = buffers::reused(numel(&p.w_shape()));
         conv_gemm::conv2d_backward_weight(host(x, op, "x")?, host(dy, op, "dy")?, p, &mut dw);
@@ -220,7 +127,7 @@ impl Backend for CpuBackend {
         Tensor::from_vec(dw, &p.w_shape())
     }
     fn channel_sum(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, c, s) = bn_dims(x, "channel_sum")?;
+        let (n, c, s) = check::ncs(x, "channel_sum")?;
         let mut out = buffers::reused(c);
         conv::channel_sum_f32(host(x, "channel_sum", "x")?, n, c, s, &mut out);
         Tensor::from_vec(out, &[c])
@@ -235,16 +142,8 @@ impl Backend for CpuBackend {
         p: &Conv2dParams,
     ) -> Result<Tensor> {
         let op = "spconv_fwd";
-        check_conv_params(p, op)?;
-        check_shape(x, &p.x_shape(), op, "x")?;
-        w.check(p.c_out as usize, p.col_rows(), op, "weight")?;
-        let bias = match bias {
-            Some(b) => {
-                check_shape(b, &[p.c_out as usize], op, "bias")?;
-                Some(host(b, op, "bias")?)
-            }
-            None => None,
-        };
+        check::spconv_fwd(x, w, bias, p)?;
+        let bias = bias.map(|b| host(b, op, "bias")).transpose()?;
         let x = host(x, op, "x")?;
         let mut y = buffers::reused(numel(&p.y_shape()));
         if spconv_direct::applies(p) {
@@ -256,9 +155,7 @@ impl Backend for CpuBackend {
     }
     fn spconv_bwd_input(&self, dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<Tensor> {
         let op = "spconv_bwd_input";
-        check_conv_params(p, op)?;
-        check_shape(dy, &p.y_shape(), op, "dy")?;
-        wt.check(p.col_rows(), p.c_out as usize, op, "transposed weight")?;
+        check::spconv_bwd_input(dy, wt, p)?;
         let dy = host(dy, op, "dy")?;
         let mut dx = buffers::reused(numel(&p.x_shape()));
         if spconv_direct::applies(p) {
@@ -276,10 +173,7 @@ impl Backend for CpuBackend {
         p: &Conv2dParams,
     ) -> Result<Tensor> {
         let op = "spconv_bwd_weight";
-        check_conv_params(p, op)?;
-        check_shape(x, &p.x_shape(), op, "x")?;
-        check_shape(dy, &p.y_shape(), op, "dy")?;
-        w.check(p.c_out as usize, p.col_rows(), op, "weight")?;
+        check::spconv_bwd_weight(x, dy, w, p)?;
         let (x, dy) = (host(x, op, "x")?, host(dy, op, "dy")?);
         let dv = if spconv_direct::applies(p) {
             spconv_direct::backward_weight(x, dy, w, p)
@@ -292,37 +186,20 @@ impl Backend for CpuBackend {
     // ---- matmul -----------------------------------------------------------------------------
     fn linear_fwd(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let op = "linear_fwd";
-        let (n, d_in) = x.dims2("linear_fwd: x")?;
-        let (d_out, w_in) = w.dims2("linear_fwd: weight")?;
-        if w_in != d_in {
-            return Err(Error::Shape(format!(
-                "{op}: weight shape {:?} does not match x shape {:?}",
-                w.shape(),
-                x.shape()
-            )));
-        }
+        let (n, d_in, d_out) = check::linear_fwd(x, w, bias)?;
         let mut y = buffers::reused(n * d_out);
         let (xs, ws) = (host(x, op, "x")?, host(w, op, "weight")?);
         matmul::par_sgemm(
             false, true, n, d_out, d_in, xs, d_in, ws, d_in, &mut y, d_out,
         );
         if let Some(b) = bias {
-            check_shape(b, &[d_out], op, "bias")?;
             conv::bias_add_f32(&mut y, host(b, op, "bias")?, n, d_out, 1);
         }
         Tensor::from_vec(y, &[n, d_out])
     }
     fn linear_bwd_input(&self, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
         let op = "linear_bwd_input";
-        let (n, d_out) = dy.dims2("linear_bwd_input: dy")?;
-        let (w_out, d_in) = w.dims2("linear_bwd_input: weight")?;
-        if w_out != d_out {
-            return Err(Error::Shape(format!(
-                "{op}: weight shape {:?} does not match dy shape {:?}",
-                w.shape(),
-                dy.shape()
-            )));
-        }
+        let (n, d_out, d_in) = check::linear_bwd_input(dy, w)?;
         let mut dx = buffers::reused(n * d_in);
         let (dys, ws) = (host(dy, op, "dy")?, host(w, op, "weight")?);
         matmul::par_sgemm(
@@ -332,15 +209,7 @@ impl Backend for CpuBackend {
     }
     fn linear_bwd_weight(&self, x: &Tensor, dy: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let op = "linear_bwd_weight";
-        let (n, d_in) = x.dims2("linear_bwd_weight: x")?;
-        let (dn, d_out) = dy.dims2("linear_bwd_weight: dy")?;
-        if dn != n {
-            return Err(Error::Shape(format!(
-                "{op}: dy shape {:?} does not match x shape {:?} (batch)",
-                dy.shape(),
-                x.shape()
-            )));
-        }
+        let (n, d_in, d_out) = check::linear_bwd_weight(x, dy, mask)?;
         let mask = mask_of(mask, &[d_out, d_in], op)?;
         let mut dw = buffers::reused(d_out * d_in);
         let (xs, dys) = (host(x, op, "x")?, host(dy, op, "dy")?);
@@ -360,9 +229,7 @@ impl Backend for CpuBackend {
         eps: f32,
     ) -> Result<BnForward> {
         let op = "batchnorm_fwd_train";
-        let (n, c, s) = bn_dims(x, op)?;
-        check_shape(gamma, &[c], op, "gamma")?;
-        check_shape(beta, &[c], op, "beta")?;
+        let (n, c, s) = check::batchnorm(x, &[(gamma, "gamma"), (beta, "beta")], op)?;
         let xs = host(x, op, "x")?;
         let (mut mean, mut var, mut invstd) =
             (buffers::reused(c), buffers::reused(c), buffers::reused(c));
@@ -388,15 +255,13 @@ impl Backend for CpuBackend {
         eps: f32,
     ) -> Result<Tensor> {
         let op = "batchnorm_fwd_eval";
-        let (n, c, s) = bn_dims(x, op)?;
-        for (t, what) in [
+        let per_channel = [
             (gamma, "gamma"),
             (beta, "beta"),
             (mean, "mean"),
             (var, "var"),
-        ] {
-            check_shape(t, &[c], op, what)?;
-        }
+        ];
+        let (n, c, s) = check::batchnorm(x, &per_channel, op)?;
         let xs = host(x, op, "x")?;
         let mut invstd = buffers::reused(c);
         batchnorm::bn_invstd_f32(host(var, op, "var")?, eps, &mut invstd);
@@ -423,11 +288,9 @@ impl Backend for CpuBackend {
         invstd: &Tensor,
     ) -> Result<BnBackward> {
         let op = "batchnorm_bwd";
-        let (n, c, s) = bn_dims(x, op)?;
-        same_shape(dy, x, op, "dy", "x")?;
-        for (t, what) in [(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")] {
-            check_shape(t, &[c], op, what)?;
-        }
+        let per_channel = [(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")];
+        let (n, c, s) = check::batchnorm(x, &per_channel, op)?;
+        check::same_shape(dy, x, op, "dy", "x")?;
         let (xs, dys) = (host(x, op, "x")?, host(dy, op, "dy")?);
         let (m, inv) = (host(mean, op, "mean")?, host(invstd, op, "invstd")?);
         let (mut sum_dy, mut sum_dy_xhat) = (buffers::reused(c), buffers::reused(c));
@@ -451,25 +314,25 @@ impl Backend for CpuBackend {
     }
     fn relu_bwd(&self, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
         let op = "relu_bwd";
-        same_shape(dy, y, op, "dy", "y")?;
+        check::same_shape(dy, y, op, "dy", "y")?;
         let mut dx = buffers::reused(dy.numel());
         elementwise::relu_bwd_f32(host(dy, op, "dy")?, host(y, op, "y")?, &mut dx);
         Tensor::from_vec(dx, dy.shape())
     }
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        same_shape(a, b, "add", "a", "b")?;
+        check::same_shape(a, b, "add", "a", "b")?;
         let mut c = buffers::reused(a.numel());
         elementwise::add_f32(host(a, "add", "a")?, host(b, "add", "b")?, &mut c);
         Tensor::from_vec(c, a.shape())
     }
     fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        same_shape(a, b, "mul", "a", "b")?;
+        check::same_shape(a, b, "mul", "a", "b")?;
         let mut c = buffers::reused(a.numel());
         elementwise::mul_f32(host(a, "mul", "a")?, host(b, "mul", "b")?, &mut c);
         Tensor::from_vec(c, a.shape())
     }
     fn axpby(&self, a: f32, x: &Tensor, b: f32, y: &mut Tensor) -> Result<()> {
-        same_shape(x, y, "axpby", "x", "y")?;
+        check::same_shape(x, y, "axpby", "x", "y")?;
         let xs = host(x, "axpby", "x")?;
         let ys = y
             .as_cpu_mut()
@@ -481,8 +344,7 @@ impl Backend for CpuBackend {
     // ---- pooling ----------------------------------------------------------------------------
     fn maxpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<(Tensor, Tensor)> {
         let op = "maxpool2d_fwd";
-        check_pool_params(p, op)?;
-        check_shape(x, &p.x_shape(), op, "x")?;
+        check::pool(x, p, true, op)?;
         let len = numel(&p.y_shape());
         let (mut y, mut idx) = (buffers::reused(len), buffers::reused(len));
         pool::maxpool2d_fwd_f32(host(x, op, "x")?, p, &mut y, &mut idx);
@@ -493,9 +355,8 @@ impl Backend for CpuBackend {
     }
     fn maxpool2d_bwd(&self, dy: &Tensor, idx: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
         let op = "maxpool2d_bwd";
-        check_pool_params(p, op)?;
-        check_shape(dy, &p.y_shape(), op, "dy")?;
-        check_shape(idx, &p.y_shape(), op, "idx")?;
+        check::pool(dy, p, false, op)?;
+        check::shape(idx, &p.y_shape(), op, "idx")?;
         let ids = host(idx, op, "idx")?;
         let plane = (p.h_in * p.w_in) as f32;
         if let Some(bad) = ids
@@ -513,16 +374,14 @@ impl Backend for CpuBackend {
     }
     fn avgpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
         let op = "avgpool2d_fwd";
-        check_pool_params(p, op)?;
-        check_shape(x, &p.x_shape(), op, "x")?;
+        check::pool(x, p, true, op)?;
         let mut y = buffers::reused(numel(&p.y_shape()));
         pool::avgpool2d_fwd_f32(host(x, op, "x")?, p, &mut y);
         Tensor::from_vec(y, &p.y_shape())
     }
     fn avgpool2d_bwd(&self, dy: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
         let op = "avgpool2d_bwd";
-        check_pool_params(p, op)?;
-        check_shape(dy, &p.y_shape(), op, "dy")?;
+        check::pool(dy, p, false, op)?;
         let mut dx = buffers::reused(numel(&p.x_shape()));
         pool::avgpool2d_bwd_f32(host(dy, op, "dy")?, p, &mut dx);
         Tensor::from_vec(dx, &p.x_shape())
@@ -531,16 +390,9 @@ impl Backend for CpuBackend {
     // ---- loss -------------------------------------------------------------------------------
     fn cross_entropy_fwd(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
         let op = "cross_entropy_fwd";
-        let (n, k) = logits.dims2("cross_entropy_fwd: logits")?;
-        check_shape(labels, &[n], op, "labels")?;
-        if n == 0 || k == 0 {
-            return Err(Error::Shape(format!(
-                "{op}: empty logits {:?}",
-                logits.shape()
-            )));
-        }
+        let (n, k) = check::cross_entropy(logits, labels, op, "logits")?;
         let ls = host(labels, op, "labels")?;
-        check_labels(ls, k, op)?;
+        check::labels(ls, k, op)?;
         let (mut lp, mut nll) = (buffers::reused(n * k), buffers::reused(n));
         loss::log_softmax_ce_fwd_f32(host(logits, op, "logits")?, ls, n, k, &mut lp, &mut nll);
         let mean = nll.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
@@ -551,10 +403,9 @@ impl Backend for CpuBackend {
     }
     fn cross_entropy_bwd(&self, logprobs: &Tensor, labels: &Tensor, scale: f32) -> Result<Tensor> {
         let op = "cross_entropy_bwd";
-        let (n, k) = logprobs.dims2("cross_entropy_bwd: logprobs")?;
-        check_shape(labels, &[n], op, "labels")?;
+        let (n, k) = check::cross_entropy(logprobs, labels, op, "logprobs")?;
         let ls = host(labels, op, "labels")?;
-        check_labels(ls, k, op)?;
+        check::labels(ls, k, op)?;
         let mut d = buffers::reused(n * k);
         let lps = host(logprobs, op, "logprobs")?;
         loss::log_softmax_ce_bwd_f32(lps, ls, n, k, scale / n.max(1) as f32, &mut d);
@@ -571,11 +422,7 @@ impl Backend for CpuBackend {
         p: &SgdParams,
     ) -> Result<()> {
         let op = "sgd_step";
-        same_shape(g, w, op, "g", "w")?;
-        same_shape(m, w, op, "m", "w")?;
-        if let Some(k) = mask {
-            same_shape(k, w, op, "mask", "w")?;
-        }
+        check::sgd_step(w, g, m, mask)?;
         let gs = host(g, op, "g")?;
         let ks = match mask {
             Some(k) => Some(host(k, op, "mask")?),

@@ -35,10 +35,16 @@ fn conv_shape_errors_name_the_argument() {
     shape_err(CPU.conv2d_bwd_weight(&x, &y, &p, Some(&x)), "mask");
     let mut q = p;
     q.stride = 0;
-    shape_err(CPU.conv2d_fwd(&x, &w, None, &q), "params");
+    shape_err(
+        CPU.conv2d_fwd(&x, &w, None, &q),
+        "inconsistent convolution parameters",
+    );
     q = p;
     q.h_out = 7;
-    shape_err(CPU.conv2d_fwd(&x, &w, None, &q), "params");
+    shape_err(
+        CPU.conv2d_fwd(&x, &w, None, &q),
+        "inconsistent convolution parameters",
+    );
 }
 
 #[test]

@@ -3,8 +3,8 @@
 
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
-use super::{check_len, cuda_err, ncs, to_i32, to_i64, CudaBackend};
-use crate::backend::{BnBackward, BnForward};
+use super::{check_len, cuda_err, to_i32, to_i64, CudaBackend};
+use crate::backend::{check, BnBackward, BnForward};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -313,9 +313,8 @@ pub(super) fn fwd_train(
     beta: &Tensor,
     eps: f32,
 ) -> Result<BnForward> {
-    let (n, c, s) = ncs(x, "batchnorm_fwd_train: x")?;
-    be.expect(gamma, &[c], "batchnorm_fwd_train: gamma")?;
-    be.expect(beta, &[c], "batchnorm_fwd_train: beta")?;
+    let per_channel = [(gamma, "gamma"), (beta, "beta")];
+    let (n, c, s) = check::batchnorm(x, &per_channel, "batchnorm_fwd_train")?;
     let xv = be.buf(x, "batchnorm_fwd_train: x")?.view();
     let gv = be.buf(gamma, "batchnorm_fwd_train: gamma")?.view();
     let bv = be.buf(beta, "batchnorm_fwd_train: beta")?.view();
@@ -352,15 +351,13 @@ pub(super) fn fwd_eval(
     var: &Tensor,
     eps: f32,
 ) -> Result<Tensor> {
-    let (n, c, s) = ncs(x, "batchnorm_fwd_eval: x")?;
-    for (t, what) in [
-        (gamma, "batchnorm_fwd_eval: gamma"),
-        (beta, "batchnorm_fwd_eval: beta"),
-        (mean, "batchnorm_fwd_eval: running mean"),
-        (var, "batchnorm_fwd_eval: running var"),
-    ] {
-        be.expect(t, &[c], what)?;
-    }
+    let per_channel = [
+        (gamma, "gamma"),
+        (beta, "beta"),
+        (mean, "mean"),
+        (var, "var"),
+    ];
+    let (n, c, s) = check::batchnorm(x, &per_channel, "batchnorm_fwd_eval")?;
     let xv = be.buf(x, "batchnorm_fwd_eval: x")?.view();
     let mut invstd = be.alloc(c, "batchnorm_fwd_eval: invstd")?;
     be.launch_bn_invstd(
@@ -390,15 +387,9 @@ pub(super) fn bwd(
     mean: &Tensor,
     invstd: &Tensor,
 ) -> Result<BnBackward> {
-    let (n, c, s) = ncs(x, "batchnorm_bwd: x")?;
-    be.expect(dy, x.shape(), "batchnorm_bwd: dy")?;
-    for (t, what) in [
-        (gamma, "batchnorm_bwd: gamma"),
-        (mean, "batchnorm_bwd: mean"),
-        (invstd, "batchnorm_bwd: invstd"),
-    ] {
-        be.expect(t, &[c], what)?;
-    }
+    let per_channel = [(gamma, "gamma"), (mean, "mean"), (invstd, "invstd")];
+    let (n, c, s) = check::batchnorm(x, &per_channel, "batchnorm_bwd")?;
+    check::same_shape(dy, x, "batchnorm_bwd", "dy", "x")?;
     let dyv = be.buf(dy, "batchnorm_bwd: dy")?.view();
     let xv = be.buf(x, "batchnorm_bwd: x")?.view();
     let mv = be.buf(mean, "batchnorm_bwd: mean")?.view();

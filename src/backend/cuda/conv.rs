@@ -9,9 +9,9 @@
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
 use super::matmul::Gemm;
-use super::{check_len, cuda_err, ncs, to_i32, to_i64, CudaBackend};
-use crate::backend::Conv2dParams;
-use crate::error::{Error, Result};
+use super::{check_len, cuda_err, to_i32, to_i64, CudaBackend};
+use crate::backend::{check, Conv2dParams};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Most f32 a convolution's im2col workspace may hold by default (256 MiB); larger batches are
@@ -26,19 +26,6 @@ static COL_BUDGET: std::sync::atomic::AtomicUsize =
 /// virtual GPU) can run.
 pub fn set_im2col_budget(floats: usize) {
     COL_BUDGET.store(floats.max(1), std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Errors unless `p` describes a well-formed convolution (the kernels divide by the stride).
-pub(super) fn check_params(p: &Conv2dParams, what: &str) -> Result<()> {
-    let fits = |i: u32, k: u32, o: u32| {
-        p.stride > 0 && k > 0 && i + 2 * p.pad >= k && (i + 2 * p.pad - k) / p.stride + 1 == o
-    };
-    if !fits(p.h_in, p.k_h, p.h_out) || !fits(p.w_in, p.k_w, p.w_out) {
-        return Err(Error::Shape(format!(
-            "{what}: inconsistent convolution parameters {p:?} (build them with Conv2dParams::new)"
-        )));
-    }
-    Ok(())
 }
 
 /// A 1×1, stride-1, unpadded convolution: the input already is its im2col matrix.
@@ -62,7 +49,7 @@ impl CudaBackend {
         col: &mut CudaViewMut<'_, f32>,
         nimg: usize,
     ) -> Result<()> {
-        check_params(p, "im2col_f32")?;
+        p.check("im2col_f32")?;
         let img_in = (p.c_in * p.h_in * p.w_in) as usize;
         check_len(x.len(), nimg * img_in, "im2col_f32: x")?;
         check_len(
@@ -92,7 +79,7 @@ impl CudaBackend {
         x: &mut CudaViewMut<'_, f32>,
         nimg: usize,
     ) -> Result<()> {
-        check_params(p, "col2im_f32")?;
+        p.check("col2im_f32")?;
         let img_in = (p.c_in * p.h_in * p.w_in) as usize;
         check_len(
             col.len(),
@@ -236,12 +223,7 @@ pub(super) fn conv2d_fwd(
     bias: Option<&Tensor>,
     p: &Conv2dParams,
 ) -> Result<Tensor> {
-    check_params(p, "conv2d_fwd")?;
-    be.expect(x, &p.x_shape(), "conv2d_fwd: x")?;
-    be.expect(w, &p.w_shape(), "conv2d_fwd: w")?;
-    if let Some(b) = bias {
-        be.expect(b, &[p.c_out as usize], "conv2d_fwd: bias")?;
-    }
+    check::conv2d_fwd(x, w, bias, p)?;
     let n = p.n as usize;
     let (cout, kk, hw) = (p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
@@ -304,9 +286,7 @@ pub(super) fn conv2d_bwd_input(
     w: &Tensor,
     p: &Conv2dParams,
 ) -> Result<Tensor> {
-    check_params(p, "conv2d_bwd_input")?;
-    be.expect(dy, &p.y_shape(), "conv2d_bwd_input: dy")?;
-    be.expect(w, &p.w_shape(), "conv2d_bwd_input: w")?;
+    check::conv2d_bwd_input(dy, w, p)?;
     let n = p.n as usize;
     let (cout, kk, hw) = (p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
@@ -366,12 +346,7 @@ pub(super) fn conv2d_bwd_weight(
     p: &Conv2dParams,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    check_params(p, "conv2d_bwd_weight")?;
-    be.expect(x, &p.x_shape(), "conv2d_bwd_weight: x")?;
-    be.expect(dy, &p.y_shape(), "conv2d_bwd_weight: dy")?;
-    if let Some(m) = mask {
-        be.expect(m, &p.w_shape(), "conv2d_bwd_weight: mask")?;
-    }
+    check::conv2d_bwd_weight(x, dy, p, mask)?;
     let n = p.n as usize;
     let (cout, kk, hw) = (p.c_out as usize, p.col_rows(), p.col_cols());
     let img_in = (p.c_in * p.h_in * p.w_in) as usize;
@@ -448,7 +423,7 @@ pub(super) fn conv2d_bwd_weight(
 
 /// Σ over every dimension but 1: [n, c, rest...] -> [c].
 pub(super) fn channel_sum(be: &CudaBackend, x: &Tensor) -> Result<Tensor> {
-    let (n, c, s) = ncs(x, "channel_sum: x")?;
+    let (n, c, s) = check::ncs(x, "channel_sum")?;
     let xv = be.buf(x, "channel_sum: x")?.view();
     let mut out = be.alloc(c, "channel_sum: out")?;
     be.launch_channel_sum(&xv, n, c, s, &mut out.view_mut())?;

@@ -4,20 +4,9 @@
 use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i64, CudaBackend, BLOCK};
+use crate::backend::check;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-
-/// Errors unless `a` and `b` have the same shape.
-fn same_shape(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
-    if a.shape() != b.shape() {
-        return Err(Error::Shape(format!(
-            "{what}: shapes differ: {:?} vs {:?}",
-            a.shape(),
-            b.shape()
-        )));
-    }
-    Ok(())
-}
 
 impl CudaBackend {
     /// `relu_fwd_f32`: y = max(x, 0) over `y.len()` elements.
@@ -198,7 +187,7 @@ impl CudaBackend {
 
     /// Runs the CPU twin's `axpby_f32` on device tensors: y = a·x + b·y (same shapes).
     pub fn axpby_f32(&self, a: f32, x: &Tensor, b: f32, y: &mut Tensor) -> Result<()> {
-        same_shape(x, y, "axpby: x and y")?;
+        check::same_shape(x, y, "axpby", "x", "y")?;
         let xv = self.buf(x, "axpby: x")?.view();
         let yb = self.buf_mut(y, "axpby: y")?;
         self.launch_axpby(a, &xv, b, &mut yb.view_mut())
@@ -228,7 +217,7 @@ pub(super) fn relu_fwd(be: &CudaBackend, x: &Tensor) -> Result<Tensor> {
 
 /// dy where y > 0, else 0.
 pub(super) fn relu_bwd(be: &CudaBackend, dy: &Tensor, y: &Tensor) -> Result<Tensor> {
-    same_shape(dy, y, "relu_bwd: dy and y")?;
+    check::same_shape(dy, y, "relu_bwd", "dy", "y")?;
     let dyv = be.buf(dy, "relu_bwd: dy")?.view();
     let yv = be.buf(y, "relu_bwd: y")?.view();
     let mut dx = be.alloc(dy.numel(), "relu_bwd: dx")?;
@@ -243,7 +232,7 @@ pub(super) fn binary(
     a: &Tensor,
     b: &Tensor,
 ) -> Result<Tensor> {
-    same_shape(a, b, name)?;
+    check::same_shape(a, b, name, "a", "b")?;
     let av = be.buf(a, name)?.view();
     let bv = be.buf(b, name)?.view();
     let mut c = be.alloc(a.numel(), name)?;

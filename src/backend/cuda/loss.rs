@@ -4,8 +4,8 @@
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i32, CudaBackend};
-use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::backend::{check, Backend};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 impl CudaBackend {
@@ -115,30 +115,21 @@ impl CudaBackend {
     }
 }
 
-/// (n, k) of logits [n, k] with labels [n], after checking that every label is a class index
-/// in [0, k) as the CPU backend does. The labels (n floats) are downloaded for that, which
-/// waits for the work queued before; training loops read the loss every step anyway.
-fn check_ce(be: &CudaBackend, x: &Tensor, labels: &Tensor, what: &str) -> Result<(usize, usize)> {
-    let (n, k) = x.dims2(&format!("{what}: logits"))?;
-    be.buf(x, &format!("{what}: logits"))?;
-    if labels.shape() != [n] {
-        return Err(Error::Shape(format!(
-            "{what}: labels have shape {:?}, expected [{n}] for logits {:?}",
-            labels.shape(),
-            x.shape()
-        )));
-    }
-    be.buf(labels, &format!("{what}: labels"))?;
-    let host = be.download(labels)?;
-    if let Some((i, l)) = host
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| !(l >= 0.0 && l.fract() == 0.0 && (l as usize) < k))
-    {
-        return Err(Error::Shape(format!(
-            "{what}: labels[{i}] = {l} is not a class index in [0, {k})"
-        )));
-    }
+/// (n, k) of `x` [n, k] (logits or log-probabilities, `what`) with labels [n] after the shared
+/// checks, including that every label is a class index in [0, k): the labels (n floats) are
+/// downloaded for that, which waits for the work queued before; training loops read the loss
+/// every step anyway.
+fn check_ce(
+    be: &CudaBackend,
+    x: &Tensor,
+    labels: &Tensor,
+    op: &str,
+    what: &str,
+) -> Result<(usize, usize)> {
+    let (n, k) = check::cross_entropy(x, labels, op, what)?;
+    be.buf(x, &format!("{op}: {what}"))?;
+    be.buf(labels, &format!("{op}: labels"))?;
+    check::labels(&be.download(labels)?, k, op)?;
     Ok((n, k))
 }
 
@@ -149,14 +140,7 @@ pub(super) fn cross_entropy_fwd(
     logits: &Tensor,
     labels: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let (n, k) = logits.dims2("cross_entropy_fwd: logits")?;
-    if n == 0 || k == 0 {
-        return Err(Error::Shape(format!(
-            "cross_entropy_fwd: empty logits {:?}",
-            logits.shape()
-        )));
-    }
-    check_ce(be, logits, labels, "cross_entropy_fwd")?;
+    let (n, k) = check_ce(be, logits, labels, "cross_entropy_fwd", "logits")?;
     let xv = be.buf(logits, "cross_entropy_fwd: logits")?.view();
     let lv = be.buf(labels, "cross_entropy_fwd: labels")?.view();
     let mut logprobs = be.alloc(n * k, "cross_entropy_fwd: logprobs")?;
@@ -180,7 +164,7 @@ pub(super) fn cross_entropy_bwd(
     labels: &Tensor,
     scale: f32,
 ) -> Result<Tensor> {
-    let (n, k) = check_ce(be, logprobs, labels, "cross_entropy_bwd")?;
+    let (n, k) = check_ce(be, logprobs, labels, "cross_entropy_bwd", "logprobs")?;
     let pv = be.buf(logprobs, "cross_entropy_bwd: logprobs")?.view();
     let lv = be.buf(labels, "cross_entropy_bwd: labels")?.view();
     let mut d = be.alloc(n * k, "cross_entropy_bwd: dlogits")?;

@@ -3,6 +3,7 @@
 use cudarc::driver::{CudaView, CudaViewMut, LaunchConfig, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i32, to_i64, CudaBackend};
+use crate::backend::check;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -222,15 +223,7 @@ pub(super) fn linear_fwd(
     w: &Tensor,
     bias: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (n, din) = x.dims2("linear_fwd: x")?;
-    let (dout, win) = w.dims2("linear_fwd: w")?;
-    if win != din {
-        return Err(Error::Shape(format!(
-            "linear_fwd: x is {:?} but w is {:?} (w must be [out, {din}])",
-            x.shape(),
-            w.shape()
-        )));
-    }
+    let (n, din, dout) = check::linear_fwd(x, w, bias)?;
     let xv = be.buf(x, "linear_fwd: x")?.view();
     let wv = be.buf(w, "linear_fwd: w")?.view();
     let mut y = be.alloc(n * dout, "linear_fwd: y")?;
@@ -241,7 +234,6 @@ pub(super) fn linear_fwd(
         &mut y.view_mut(),
     )?;
     if let Some(bias) = bias {
-        be.expect(bias, &[dout], "linear_fwd: bias")?;
         let bv = be.buf(bias, "linear_fwd: bias")?.view();
         be.launch_bias_add(&mut y.view_mut(), &bv, n, dout, 1)?;
     }
@@ -250,15 +242,7 @@ pub(super) fn linear_fwd(
 
 /// dx[n, in] = dy[n, out] · w[out, in].
 pub(super) fn linear_bwd_input(be: &CudaBackend, dy: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (n, dout) = dy.dims2("linear_bwd_input: dy")?;
-    let (wout, din) = w.dims2("linear_bwd_input: w")?;
-    if wout != dout {
-        return Err(Error::Shape(format!(
-            "linear_bwd_input: dy is {:?} but w is {:?} (w must be [{dout}, in])",
-            dy.shape(),
-            w.shape()
-        )));
-    }
+    let (n, dout, din) = check::linear_bwd_input(dy, w)?;
     let dyv = be.buf(dy, "linear_bwd_input: dy")?.view();
     let wv = be.buf(w, "linear_bwd_input: w")?.view();
     let mut dx = be.alloc(n * din, "linear_bwd_input: dx")?;
@@ -278,15 +262,7 @@ pub(super) fn linear_bwd_weight(
     dy: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (n, din) = x.dims2("linear_bwd_weight: x")?;
-    let (ndy, dout) = dy.dims2("linear_bwd_weight: dy")?;
-    if ndy != n {
-        return Err(Error::Shape(format!(
-            "linear_bwd_weight: x is {:?} but dy is {:?} (batch sizes differ)",
-            x.shape(),
-            dy.shape()
-        )));
-    }
+    let (n, din, dout) = check::linear_bwd_weight(x, dy, mask)?;
     let xv = be.buf(x, "linear_bwd_weight: x")?.view();
     let dyv = be.buf(dy, "linear_bwd_weight: dy")?.view();
     let mut dw = be.alloc(dout * din, "linear_bwd_weight: dw")?;
@@ -299,10 +275,7 @@ pub(super) fn linear_bwd_weight(
     )?;
     let dw = be.wrap(dw, &[dout, din]);
     match mask {
-        Some(mask) => {
-            be.expect(mask, &[dout, din], "linear_bwd_weight: mask")?;
-            super::elementwise::binary(be, "mul_f32", &dw, mask)
-        }
+        Some(mask) => super::elementwise::binary(be, "mul_f32", &dw, mask),
         None => Ok(dw),
     }
 }

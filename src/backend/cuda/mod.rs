@@ -390,22 +390,6 @@ impl CudaBackend {
             Storage::Cpu(_) => unreachable!("checked above"),
         }
     }
-
-    /// Checks that `t` is on this device and has exactly `shape`.
-    pub(crate) fn expect(&self, t: &Tensor, shape: &[usize], what: &str) -> Result<()> {
-        self.buf(t, what)?;
-        t.expect_shape(shape, what)
-    }
-}
-
-/// (n, c, s) of a tensor [n, c, rest...] viewed as n × c × product(rest).
-pub(crate) fn ncs(t: &Tensor, what: &str) -> Result<(usize, usize, usize)> {
-    match t.shape() {
-        [n, c, rest @ ..] => Ok((*n, *c, rest.iter().product())),
-        s => Err(Error::Shape(format!(
-            "{what}: expected a tensor [n, c, ...] with at least 2 dimensions, got {s:?}"
-        ))),
-    }
 }
 
 impl Backend for CudaBackend {

@@ -3,8 +3,8 @@
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i64, CudaBackend};
-use crate::backend::SgdParams;
-use crate::error::{Error, Result};
+use crate::backend::{check, SgdParams};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 impl CudaBackend {
@@ -70,18 +70,7 @@ pub(super) fn sgd_step(
     mask: Option<&Tensor>,
     p: &SgdParams,
 ) -> Result<()> {
-    let shape = w.shape().to_vec();
+    check::sgd_step(w, g, m, mask)?;
     be.buf(w, "sgd_step: w")?;
-    for (t, what) in [(&*m, "sgd_step: momentum"), (g, "sgd_step: gradient")]
-        .into_iter()
-        .chain(mask.map(|t| (t, "sgd_step: mask")))
-    {
-        if t.shape() != shape.as_slice() {
-            return Err(Error::Shape(format!(
-                "{what} has shape {:?}, the weight {shape:?}",
-                t.shape()
-            )));
-        }
-    }
     be.sgd_step_f32(w, g, m, mask, p)
 }

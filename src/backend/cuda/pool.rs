@@ -4,22 +4,9 @@
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
 use super::{check_len, cuda_err, CudaBackend};
-use crate::backend::Pool2dParams;
-use crate::error::{Error, Result};
+use crate::backend::{check, Pool2dParams};
+use crate::error::Result;
 use crate::tensor::{numel, Tensor};
-
-/// Errors unless `p` describes a well-formed pooling window (the kernels divide by the stride).
-fn check_params(p: &Pool2dParams, what: &str) -> Result<()> {
-    let fits = |i: u32, o: u32| {
-        p.stride > 0 && p.k > 0 && i + 2 * p.pad >= p.k && (i + 2 * p.pad - p.k) / p.stride + 1 == o
-    };
-    if !fits(p.h_in, p.h_out) || !fits(p.w_in, p.w_out) || 2 * p.pad > p.k {
-        return Err(Error::Shape(format!(
-            "{what}: inconsistent pooling parameters {p:?} (build them with Pool2dParams::new)"
-        )));
-    }
-    Ok(())
-}
 
 impl CudaBackend {
     /// Launches one pooling kernel over `total` threads after the length checks: `name` with
@@ -59,7 +46,7 @@ impl CudaBackend {
         y: &mut CudaViewMut<'a, f32>,
         idx: &mut CudaViewMut<'a, f32>,
     ) -> Result<()> {
-        check_params(p, "maxpool2d_fwd_f32")?;
+        p.check("maxpool2d_fwd_f32")?;
         let (lin, lout) = (numel(&p.x_shape()), numel(&p.y_shape()));
         check_len(x.len(), lin, "maxpool2d_fwd_f32: x")?;
         check_len(y.len(), lout, "maxpool2d_fwd_f32: y")?;
@@ -75,7 +62,7 @@ impl CudaBackend {
         p: &Pool2dParams,
         dx: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
-        check_params(p, "maxpool2d_bwd_f32")?;
+        p.check("maxpool2d_bwd_f32")?;
         let (lin, lout) = (numel(&p.x_shape()), numel(&p.y_shape()));
         check_len(dy.len(), lout, "maxpool2d_bwd_f32: dy")?;
         check_len(idx.len(), lout, "maxpool2d_bwd_f32: idx")?;
@@ -90,7 +77,7 @@ impl CudaBackend {
         p: &Pool2dParams,
         y: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
-        check_params(p, "avgpool2d_fwd_f32")?;
+        p.check("avgpool2d_fwd_f32")?;
         let (lin, lout) = (numel(&p.x_shape()), numel(&p.y_shape()));
         check_len(x.len(), lin, "avgpool2d_fwd_f32: x")?;
         check_len(y.len(), lout, "avgpool2d_fwd_f32: y")?;
@@ -104,7 +91,7 @@ impl CudaBackend {
         p: &Pool2dParams,
         dx: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
-        check_params(p, "avgpool2d_bwd_f32")?;
+        p.check("avgpool2d_bwd_f32")?;
         let (lin, lout) = (numel(&p.x_shape()), numel(&p.y_shape()));
         check_len(dy.len(), lout, "avgpool2d_bwd_f32: dy")?;
         check_len(dx.len(), lin, "avgpool2d_bwd_f32: dx")?;
@@ -160,7 +147,7 @@ pub(super) fn maxpool_fwd(
     x: &Tensor,
     p: &Pool2dParams,
 ) -> Result<(Tensor, Tensor)> {
-    be.expect(x, &p.x_shape(), "maxpool2d_fwd: x")?;
+    check::pool(x, p, true, "maxpool2d_fwd")?;
     let xv = be.buf(x, "maxpool2d_fwd: x")?.view();
     let lout = numel(&p.y_shape());
     let mut y = be.alloc(lout, "maxpool2d_fwd: y")?;
@@ -176,8 +163,8 @@ pub(super) fn maxpool_bwd(
     idx: &Tensor,
     p: &Pool2dParams,
 ) -> Result<Tensor> {
-    be.expect(dy, &p.y_shape(), "maxpool2d_bwd: dy")?;
-    be.expect(idx, &p.y_shape(), "maxpool2d_bwd: idx")?;
+    check::pool(dy, p, false, "maxpool2d_bwd")?;
+    check::shape(idx, &p.y_shape(), "maxpool2d_bwd", "idx")?;
     let dyv = be.buf(dy, "maxpool2d_bwd: dy")?.view();
     let iv = be.buf(idx, "maxpool2d_bwd: idx")?.view();
     let mut dx = be.alloc(numel(&p.x_shape()), "maxpool2d_bwd: dx")?;
@@ -187,7 +174,7 @@ pub(super) fn maxpool_bwd(
 
 /// Average-pool forward.
 pub(super) fn avgpool_fwd(be: &CudaBackend, x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
-    be.expect(x, &p.x_shape(), "avgpool2d_fwd: x")?;
+    check::pool(x, p, true, "avgpool2d_fwd")?;
     let xv = be.buf(x, "avgpool2d_fwd: x")?.view();
     let mut y = be.alloc(numel(&p.y_shape()), "avgpool2d_fwd: y")?;
     be.launch_avgpool_fwd(&xv, p, &mut y.view_mut())?;
@@ -196,7 +183,7 @@ pub(super) fn avgpool_fwd(be: &CudaBackend, x: &Tensor, p: &Pool2dParams) -> Res
 
 /// Average-pool backward.
 pub(super) fn avgpool_bwd(be: &CudaBackend, dy: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
-    be.expect(dy, &p.y_shape(), "avgpool2d_bwd: dy")?;
+    check::pool(dy, p, false, "avgpool2d_bwd")?;
     let dyv = be.buf(dy, "avgpool2d_bwd: dy")?.view();
     let mut dx = be.alloc(numel(&p.x_shape()), "avgpool2d_bwd: dx")?;
     be.launch_avgpool_bwd(&dyv, p, &mut dx.view_mut())?;

@@ -13,9 +13,8 @@
 
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
 
-use super::conv::check_params;
 use super::{check_len, cuda_err, to_i32, to_i64, CudaBackend, DevBuf};
-use crate::backend::{check_csr, Conv2dParams, SparseWeight};
+use crate::backend::{check, check_csr, Conv2dParams, SparseWeight};
 use crate::error::{Error, Result};
 use crate::tensor::{numel, Tensor};
 
@@ -146,7 +145,7 @@ impl CudaBackend {
         p: &Conv2dParams,
         y: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
-        check_params(p, "spconv_fwd_f32")?;
+        p.check("spconv_fwd_f32")?;
         w.expect(p.c_out as usize, p.col_rows(), "spconv_fwd_f32: weight")?;
         check_len(x.len(), numel(&p.x_shape()), "spconv_fwd_f32: x")?;
         check_len(y.len(), numel(&p.y_shape()), "spconv_fwd_f32: y")?;
@@ -181,7 +180,7 @@ impl CudaBackend {
         p: &Conv2dParams,
         dx: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
-        check_params(p, "spconv_bwd_input_f32")?;
+        p.check("spconv_bwd_input_f32")?;
         wt.expect(
             p.col_rows(),
             p.c_out as usize,
@@ -217,7 +216,7 @@ impl CudaBackend {
         p: &Conv2dParams,
         dvalues: &mut CudaViewMut<'_, f32>,
     ) -> Result<()> {
-        check_params(p, "spconv_bwd_weight_f32")?;
+        p.check("spconv_bwd_weight_f32")?;
         w.expect(
             p.c_out as usize,
             p.col_rows(),
@@ -393,11 +392,7 @@ pub(super) fn spconv_fwd(
     p: &Conv2dParams,
 ) -> Result<Tensor> {
     let op = "spconv_fwd";
-    check_params(p, op)?;
-    be.expect(x, &p.x_shape(), "spconv_fwd: x")?;
-    if let Some(b) = bias {
-        be.expect(b, &[p.c_out as usize], "spconv_fwd: bias")?;
-    }
+    check::spconv_fwd(x, w, bias, p)?;
     let w = DevCsr::of(be, w, p.c_out as usize, p.col_rows(), true, op, "weight")?;
     let xv = be.buf(x, "spconv_fwd: x")?.view();
     let bv = match bias {
@@ -417,8 +412,7 @@ pub(super) fn spconv_bwd_input(
     p: &Conv2dParams,
 ) -> Result<Tensor> {
     let op = "spconv_bwd_input";
-    check_params(p, op)?;
-    be.expect(dy, &p.y_shape(), "spconv_bwd_input: dy")?;
+    check::spconv_bwd_input(dy, wt, p)?;
     let what = "transposed weight";
     let wt = DevCsr::of(be, wt, p.col_rows(), p.c_out as usize, true, op, what)?;
     let dyv = be.buf(dy, "spconv_bwd_input: dy")?.view();
@@ -438,9 +432,7 @@ pub(super) fn spconv_bwd_weight(
     p: &Conv2dParams,
 ) -> Result<Tensor> {
     let op = "spconv_bwd_weight";
-    check_params(p, op)?;
-    be.expect(x, &p.x_shape(), "spconv_bwd_weight: x")?;
-    be.expect(dy, &p.y_shape(), "spconv_bwd_weight: dy")?;
+    check::spconv_bwd_weight(x, dy, w, p)?;
     let w = DevCsr::of(be, w, p.c_out as usize, p.col_rows(), false, op, "weight")?;
     let xv = be.buf(x, "spconv_bwd_weight: x")?.view();
     let dyv = be.buf(dy, "spconv_bwd_weight: dy")?.view();

@@ -2,7 +2,7 @@
 //! schedule, the dense gradient on RigL's and GraNet's exploration steps, the mask update after
 //! each step, and the method's part of the report. Dense training is the method `dense`.
 
-use super::methods::{default_update_interval, MethodKind, SparseMethod};
+use super::{default_update_interval, MethodKind, SparseMethod};
 use crate::error::Result;
 use crate::nn::Network;
 use crate::tensor::Tensor;

@@ -1,0 +1,227 @@
+//! Parity of the `spconv` family (kernels/spconv.cu and src/backend/cpu/spconv.rs).
+
+use super::*;
+
+use suptickets::backend::SparseWeight;
+
+/// A CSR weight for `p` at about `density`, with row 1 (when there is one) left empty.
+fn spconv_weight(r: &mut Rng, p: &Conv2dParams, density: f32) -> SparseWeight {
+    let (rows, cols) = (p.c_out as usize, p.col_rows());
+    let w = normal(r, rows * cols);
+    let mut m = mask(r, rows * cols, density);
+    if rows > 1 {
+        m[cols..2 * cols].fill(0.0);
+    }
+    SparseWeight::from_masked(&w, &m, rows, cols).unwrap()
+}
+
+/// Geometries: stride 2 with padding, 1×1, a 2×2 map, a non-square kernel with stride 3, a
+/// linear layer (1×1 on a 1×1 map), many images (long weight-gradient reductions) and a map
+/// wide enough for the CPU backend's direct path.
+fn spconv_cases() -> Vec<Conv2dParams> {
+    let mut odd = conv_params(2, 2, 7, 6, 3, 2, 3, 1);
+    odd.k_w = 3;
+    odd.h_out = (odd.h_in + 2 * odd.pad - odd.k_h) / odd.stride + 1;
+    odd.w_out = (odd.w_in + 2 * odd.pad - odd.k_w) / odd.stride + 1;
+    vec![
+        conv_params(2, 3, 9, 7, 5, 3, 2, 1),
+        conv_params(3, 6, 5, 5, 8, 1, 1, 0),
+        conv_params(4, 8, 2, 2, 6, 3, 1, 1),
+        odd,
+        conv_params(5, 40, 1, 1, 10, 1, 1, 0),
+        conv_params(64, 4, 6, 6, 3, 3, 1, 1),
+        conv_params(2, 8, 17, 18, 8, 3, 1, 1),
+    ]
+}
+
+#[test]
+fn parity_spconv_fwd_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(60);
+    for p in spconv_cases() {
+        for density in [0.3, 1.0, 0.0] {
+            let w = spconv_weight(&mut r, &p, density);
+            let x = normal(&mut r, p.x_shape().iter().product());
+            let b = normal(&mut r, p.c_out as usize);
+            let (gx, gb) = (up(&g, &x, &p.x_shape()), up(&g, &b, &[b.len()]));
+            for bias in [false, true] {
+                let mut y = vec![0.0; p.y_shape().iter().product()];
+                let cb = bias.then_some(b.as_slice());
+                cpu::spconv::spconv_fwd_f32(&x, &w.row_ptr, &w.col_idx, &w.values, cb, &p, &mut y);
+                let mut gy = zeros(&g, &p.y_shape());
+                let gbias = bias.then_some(&gb);
+                g.spconv_fwd_f32(&gx, &w.row_ptr, &w.col_idx, &w.values, gbias, &p, &mut gy)
+                    .unwrap();
+                let what = format!("spconv fwd {p:?} density {density} bias {bias}");
+                assert_close(&what, &down(&gy), &y);
+            }
+        }
+    }
+}
+
+#[test]
+fn parity_spconv_bwd_input_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(61);
+    for p in spconv_cases() {
+        for density in [0.3, 1.0, 0.0] {
+            let wt = spconv_weight(&mut r, &p, density).transpose();
+            let dy = normal(&mut r, p.y_shape().iter().product());
+            let mut dx = vec![0.0; p.x_shape().iter().product()];
+            cpu::spconv::spconv_bwd_input_f32(
+                &dy,
+                &wt.row_ptr,
+                &wt.col_idx,
+                &wt.values,
+                &p,
+                &mut dx,
+            );
+            let mut gdx = zeros(&g, &p.x_shape());
+            let gdy = up(&g, &dy, &p.y_shape());
+            g.spconv_bwd_input_f32(&gdy, &wt.row_ptr, &wt.col_idx, &wt.values, &p, &mut gdx)
+                .unwrap();
+            let what = format!("spconv bwd input {p:?} density {density}");
+            assert_close(&what, &down(&gdx), &dx);
+        }
+    }
+}
+
+#[test]
+fn parity_spconv_bwd_weight_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(62);
+    for p in spconv_cases() {
+        for density in [0.3, 1.0, 0.0] {
+            let w = spconv_weight(&mut r, &p, density);
+            let x = normal(&mut r, p.x_shape().iter().product());
+            let dy = normal(&mut r, p.y_shape().iter().product());
+            let mut dv = vec![0.0; w.nnz()];
+            cpu::spconv::spconv_bwd_weight_f32(&x, &dy, &w.row_ptr, &w.col_idx, &p, &mut dv);
+            let (gx, gdy) = (up(&g, &x, &p.x_shape()), up(&g, &dy, &p.y_shape()));
+            let mut gdv = zeros(&g, &[w.nnz()]);
+            g.spconv_bwd_weight_f32(&gx, &gdy, &w.row_ptr, &w.col_idx, &p, &mut gdv)
+                .unwrap();
+            let what = format!("spconv bwd weight {p:?} density {density}");
+            assert_close(&what, &down(&gdv), &dv);
+            // Deterministic: a second run gives the same bits.
+            let mut again = zeros(&g, &[w.nnz()]);
+            g.spconv_bwd_weight_f32(&gx, &gdy, &w.row_ptr, &w.col_idx, &p, &mut again)
+                .unwrap();
+            assert_eq!(down(&again), down(&gdv), "{what}: second run differs");
+        }
+    }
+}
+
+#[test]
+fn parity_spconv_scatter_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(63);
+    for (rows, cols, density) in [(5, 27, 0.3), (1, 1, 1.0), (7, 300, 0.05), (3, 4, 0.0)] {
+        let mut m = mask(&mut r, rows * cols, density);
+        if rows > 1 {
+            m[cols..2 * cols].fill(0.0);
+        }
+        let w = SparseWeight::from_masked(&normal(&mut r, rows * cols), &m, rows, cols).unwrap();
+        let vals = normal(&mut r, w.nnz());
+        let mut dense = vec![f32::NAN; rows * cols];
+        cpu::spconv::spconv_scatter_f32(&w.row_ptr, &w.col_idx, &vals, rows, cols, &mut dense);
+        assert_eq!(dense, w.scatter_dense(&vals), "twin vs scatter_dense");
+        let mut gd = up(&g, &vec![f32::NAN; rows * cols], &[rows, cols]);
+        let gv = up(&g, &vals, &[vals.len()]);
+        g.spconv_scatter_f32(&w.row_ptr, &w.col_idx, &gv, rows, cols, &mut gd)
+            .unwrap();
+        assert_eq!(down(&gd), dense, "scatter {rows}x{cols} density {density}");
+    }
+}
+
+#[test]
+fn backend_spconv_fwd_and_bwd() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(64);
+    for p in spconv_cases() {
+        for density in [0.1, 0.5] {
+            let w = spconv_weight(&mut r, &p, density);
+            let wt = w.transpose();
+            let xs = normal(&mut r, p.x_shape().iter().product());
+            let bs = normal(&mut r, p.c_out as usize);
+            let dys = normal(&mut r, p.y_shape().iter().product());
+            let (cx, gx) = both(&g, &xs, &p.x_shape());
+            let (cb, gb) = both(&g, &bs, &[bs.len()]);
+            let (cdy, gdy) = both(&g, &dys, &p.y_shape());
+            let what = format!("{p:?} density {density}");
+            // The CPU backend runs its tiled / direct paths (other summation orders).
+            let tol = 1e-4;
+            for bias in [false, true] {
+                let got = g.spconv_fwd(&gx, &w, bias.then_some(&gb), &p).unwrap();
+                let want = cpu_be()
+                    .spconv_fwd(&cx, &w, bias.then_some(&cb), &p)
+                    .unwrap();
+                assert_eq!(got.shape(), want.shape());
+                assert_close_tol(
+                    &format!("spconv fwd {what}"),
+                    &down(&got),
+                    &down(&want),
+                    tol,
+                );
+            }
+            let got = g.spconv_bwd_input(&gdy, &wt, &p).unwrap();
+            let want = cpu_be().spconv_bwd_input(&cdy, &wt, &p).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            assert_close_tol(&format!("spconv dx {what}"), &down(&got), &down(&want), tol);
+            let got = g.spconv_bwd_weight(&gx, &gdy, &w, &p).unwrap();
+            let want = cpu_be().spconv_bwd_weight(&cx, &cdy, &w, &p).unwrap();
+            assert_eq!(got.shape(), &p.w_shape()[..]);
+            assert_eq!(got.shape(), want.shape());
+            let (got, want) = (down(&got), down(&want));
+            assert_close_tol(&format!("spconv dw {what}"), &got, &want, tol);
+            let zero = w.scatter_dense(&vec![1.0; w.nnz()]);
+            assert!(
+                got.iter().zip(&zero).all(|(&v, &m)| m != 0.0 || v == 0.0),
+                "spconv dw {what}: nonzero at an inactive position"
+            );
+        }
+    }
+}
+
+#[test]
+fn backend_spconv_errors_name_the_argument() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(65);
+    let p = conv_params(2, 3, 6, 6, 4, 3, 1, 1);
+    let w = spconv_weight(&mut r, &p, 0.5);
+    let x = up(
+        &g,
+        &normal(&mut r, p.x_shape().iter().product()),
+        &p.x_shape(),
+    );
+    let dy = up(
+        &g,
+        &normal(&mut r, p.y_shape().iter().product()),
+        &p.y_shape(),
+    );
+    let expect_shape_err = |res: suptickets::Result<Tensor>, needle: &str| match res {
+        Err(Error::Shape(m)) => assert!(m.contains(needle), "{needle:?} not in {m:?}"),
+        other => panic!("expected a shape error naming {needle:?}, got {other:?}"),
+    };
+    expect_shape_err(g.spconv_fwd(&dy, &w, None, &p), "spconv_fwd: x");
+    let bad_bias = up(&g, &[0.0; 3], &[3]);
+    expect_shape_err(
+        g.spconv_fwd(&x, &w, Some(&bad_bias), &p),
+        "spconv_fwd: bias",
+    );
+    // w where its transpose belongs, and a CSR whose columns run past the weight.
+    expect_shape_err(g.spconv_bwd_input(&dy, &w, &p), "transposed weight");
+    let mut wide = w.clone();
+    if let Some(c) = wide.col_idx.last_mut() {
+        *c = p.col_rows() as u32;
+    }
+    expect_shape_err(
+        g.spconv_bwd_weight(&x, &dy, &wide, &p),
+        "spconv_bwd_weight: weight",
+    );
+    expect_shape_err(g.spconv_bwd_weight(&x, &x, &w, &p), "spconv_bwd_weight: dy");
+    // The CPU backend rejects the same CSR.
+    let cx = Tensor::from_vec(down(&x), &p.x_shape()).unwrap();
+    let cdy = Tensor::from_vec(down(&dy), &p.y_shape()).unwrap();
+    expect_shape_err(cpu_be().spconv_bwd_weight(&cx, &cdy, &wide, &p), "weight");
+}
