@@ -14,6 +14,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod params;
+pub mod radix;
 pub mod registry;
 pub mod sparse_policy;
 mod sparse_weight;

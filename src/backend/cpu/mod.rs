@@ -18,7 +18,11 @@ pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
+pub mod radix;
 pub mod select;
+pub mod select_fast;
+#[cfg(test)]
+mod select_tests;
 pub mod simd;
 pub mod simd_gemm;
 pub mod simd_indirect;
@@ -604,7 +608,7 @@ impl Backend for CpuBackend {
         groups: &mut [SelectGroup<'_>],
         action: SelectAction,
     ) -> Result<Vec<Vec<usize>>> {
-        select::select_update_fast(groups, action)
+        select_fast::select_update_fast(groups, action)
     }
 
     // ---- superpose --------------------------------------------------------------------------
