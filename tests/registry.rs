@@ -2,7 +2,7 @@
 //! every `__global__` kernel in `kernels/*.cu` is registered under its file's family and every
 //! registered kernel is defined there; every registered kernel has its CPU twin
 //! `pub fn <name>` in `src/backend/cpu/<family>.rs` and a `fn parity_<name>` test in
-//! `tests/parity.rs`; every family has `src/backend/cuda/<family>.rs`.
+//! `tests/parity.rs` or `tests/parity_*.rs`; every family has `src/backend/cuda/<family>.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -165,15 +165,22 @@ fn every_registered_kernel_has_a_cpu_twin() {
 
 #[test]
 fn every_registered_kernel_has_a_parity_test() {
-    let path = root().join("tests/parity.rs");
-    let src = read(&path);
+    // tests/parity.rs and the parity files beside it (tests/parity_*.rs).
+    let dir = root().join("tests");
+    let mut src = read(&dir.join("parity.rs"));
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("parity_") && name.ends_with(".rs") {
+            src.push_str(&read(&path));
+        }
+    }
     for k in KERNELS {
         assert!(
             defines_fn(&src, "fn ", &format!("parity_{}", k.name)),
-            "{} has no `fn parity_{}` in {}",
+            "{} has no `fn parity_{}` in tests/parity.rs or tests/parity_*.rs",
             k.name,
-            k.name,
-            path.display()
+            k.name
         );
     }
 }

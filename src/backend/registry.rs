@@ -1,7 +1,8 @@
 //! The kernel registry: every `__global__` kernel in `kernels/*.cu`, the file (family) it lives
 //! in, and the CPU twin with the same semantics, `pub fn <name>` in `src/backend/cpu/<family>.rs`.
 //! `tests/registry.rs` checks this table against the `.cu` sources, the CPU twins and the
-//! parity tests (`fn parity_<name>` in `tests/parity.rs`), in both directions.
+//! parity tests (`fn parity_<name>` in `tests/parity.rs` or `tests/parity_*.rs`), in both
+//! directions.
 
 /// One CUDA kernel and where its CPU twin lives.
 #[derive(Clone, Copy, Debug)]
@@ -121,6 +122,11 @@ pub const KERNELS: &[KernelInfo] = &[
         "loss",
         "log_softmax_ce_bwd_f32",
         "dlogits = scale * (exp(logprobs) - onehot(label))",
+    ),
+    k(
+        "loss",
+        "ce_correct_f32",
+        "count += rows of logprobs[n,k] whose arg-max (first of ties) is the label",
     ),
     k(
         "optim",

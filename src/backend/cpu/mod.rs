@@ -531,6 +531,18 @@ impl Backend for CpuBackend {
     }
 
     // ---- loss -------------------------------------------------------------------------------
+    fn count_correct(&self, logprobs: &Tensor, labels: &Tensor, count: &mut Tensor) -> Result<()> {
+        let op = "count_correct";
+        let (n, k) = logprobs.dims2("count_correct: logprobs")?;
+        check_shape(labels, &[n], op, "labels")?;
+        check_shape(count, &[1], op, "count")?;
+        let (lp, ls) = (host(logprobs, op, "logprobs")?, host(labels, op, "labels")?);
+        let c = count
+            .as_cpu_mut()
+            .map_err(|e| Error::Device(format!("{op}: count: {e}")))?;
+        loss::ce_correct_f32(lp, ls, n, k, c);
+        Ok(())
+    }
     fn cross_entropy_fwd(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
         let op = "cross_entropy_fwd";
         let (n, k) = logits.dims2("cross_entropy_fwd: logits")?;

@@ -563,6 +563,9 @@ impl Backend for CudaBackend {
     fn cross_entropy_bwd(&self, logprobs: &Tensor, labels: &Tensor, scale: f32) -> Result<Tensor> {
         loss::cross_entropy_bwd(self, logprobs, labels, scale)
     }
+    fn count_correct(&self, logprobs: &Tensor, labels: &Tensor, count: &mut Tensor) -> Result<()> {
+        loss::count_correct(self, logprobs, labels, count)
+    }
     fn sgd_step(
         &self,
         w: &mut Tensor,
