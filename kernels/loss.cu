@@ -29,6 +29,23 @@ extern "C" __global__ void log_softmax_ce_fwd_f32(const float* __restrict__ logi
     }
 }
 
+// count[0] += number of rows of logprobs [n, k] whose arg-max (the first of equal maxima; a NaN
+// never wins) is the row's label; a label that is not an integer in [0, k) never counts. One
+// thread per row (grid-stride). The count is integer-valued and every partial is an integer, so
+// the float additions are exact (below 2^24) and their order does not matter.
+extern "C" __global__ void ce_correct_f32(const float* __restrict__ logprobs,
+                                          const float* __restrict__ labels, int n, int k,
+                                          float* __restrict__ count) {
+    GRID_STRIDE(r, n) {
+        const float* row = logprobs + r * k;
+        int best = 0;
+        for (int j = 1; j < k; ++j) best = row[j] > row[best] ? j : best;
+        const float lf = labels[r];
+        const bool ok = lf >= 0.0f && lf < (float)k && floorf(lf) == lf;
+        if (ok && (int)lf == best) atomicAdd(count, 1.0f);
+    }
+}
+
 // dlogits = scale * (exp(logprobs) - onehot(label)).
 extern "C" __global__ void log_softmax_ce_bwd_f32(const float* __restrict__ logprobs,
                                                   const float* __restrict__ labels, int n, int k,

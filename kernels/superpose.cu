@@ -1,7 +1,7 @@
 // superpose.cu: Sup-tickets superposition (SPEC §5 d-e): averaging a ticket W_k into the running
-// superposed ticket S and re-pruning S to its target count, fused. CPU twins and the host logic
-// that drives these kernels: src/backend/cpu/superpose.rs. common.cuh is prepended by the
-// loader.
+// superposed ticket S and re-pruning S to its target count, fused. CPU twins:
+// src/backend/cpu/superpose.rs; the host logic that drives these kernels: src/backend/radix.rs.
+// The loader prepends common.cuh and radix.cuh (the three passes, over the SuperposeOp below).
 //
 // Every position i gets the averaged value A_i (st_superpose_value: CIA / CIMA as a linear
 // combination, CAA as a per-connection running mean with an activation count), computed on the
@@ -47,13 +47,6 @@ __device__ __forceinline__ unsigned int st_superpose_key(float a) {
     return (__float_as_uint(a) & 0x7fffffffu) + 1u;
 }
 
-// Sum of an unsigned `v` over the 32 lanes of a warp; lane 0 holds the result.
-__device__ __forceinline__ unsigned int st_warp_sum_u32(unsigned int v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // The averaged value of position i (mask and count read only when present and needed).
 __device__ __forceinline__ float st_superpose_at(const float* s, const float* w, const float* mask,
                                                  const float* count, int has_mask, int has_count,
@@ -62,6 +55,35 @@ __device__ __forceinline__ float st_superpose_at(const float* s, const float* w,
     const float n = has_count ? count[i] : 0.0f;
     return st_superpose_value(s[i], w[i], mk, n, p, n_out);
 }
+
+// The superpose family's keys and write for the radix passes (radix.cuh): the key of position
+// i is that of its averaged value A_i, which the apply pass writes (with the CAA count). mask
+// is read only with has_mask, count only with has_count; s and count_out are written by the
+// apply pass only.
+struct SuperposeOp {
+    const float* s_in;
+    const float* w;
+    const float* mask;
+    const float* count;
+    int has_mask;
+    int has_count;
+    SuperposeParams p;
+    float* s;
+    float* count_out;
+    struct Elem {
+        float a, n1;
+    };
+    __device__ __forceinline__ unsigned int key_of(i64 i, Elem& e) const {
+        e.a = st_superpose_at(s_in, w, mask, count, has_mask, has_count, p, i, &e.n1);
+        return st_superpose_key(e.a);
+    }
+    // s[i] = selected ? A_i : 0 and, with has_count, the new count. True when selected.
+    __device__ __forceinline__ bool write(i64 i, const Elem& e, unsigned int, bool sel) const {
+        s[i] = sel ? e.a : 0.0f;
+        if (has_count) count_out[i] = e.n1;
+        return sel;
+    }
+};
 
 // hist[(key >> shift) & (2^bits - 1)] += 1 for every key of the averaged values whose bits
 // under prefix_mask equal prefix (accumulates into hist, which the host zeroes; the tensors of
@@ -75,21 +97,8 @@ extern "C" __global__ void superpose_hist_f32(const float* __restrict__ s,
                                               unsigned int prefix, unsigned int prefix_mask,
                                               int shift, int bits,
                                               unsigned int* __restrict__ hist, i64 len) {
-    __shared__ unsigned int h[2048];
-    const unsigned int nb = 1u << bits;
-    for (unsigned int b = threadIdx.x; b < nb; b += blockDim.x) h[b] = 0u;
-    __syncthreads();
-    GRID_STRIDE(i, len) {
-        float n1;
-        const float a = st_superpose_at(s, w, mask, count, has_mask, has_count, p, i, &n1);
-        const unsigned int k = st_superpose_key(a);
-        if ((k & prefix_mask) == prefix) atomicAdd(&h[(k >> shift) & (nb - 1u)], 1u);
-    }
-    __syncthreads();
-    for (unsigned int b = threadIdx.x; b < nb; b += blockDim.x) {
-        const unsigned int c = h[b];
-        if (c) atomicAdd(&hist[b], c);
-    }
+    const SuperposeOp op = {s, w, mask, count, has_mask, has_count, p, nullptr, nullptr};
+    st_radix_hist(op, prefix, prefix_mask, shift, bits, hist, len);
 }
 
 // counts[b] = number of keys of the averaged values in [lo, hi] in segment b = [b*len/G,
@@ -101,76 +110,21 @@ extern "C" __global__ void superpose_count_f32(const float* __restrict__ s,
                                                int has_count, SuperposeParams p,
                                                unsigned int lo, unsigned int hi,
                                                unsigned int* __restrict__ counts, i64 len) {
-    __shared__ unsigned int total;
-    if (threadIdx.x == 0) total = 0u;
-    __syncthreads();
-    const i64 g = gridDim.x;
-    const i64 begin = (i64)blockIdx.x * len / g, end = ((i64)blockIdx.x + 1) * len / g;
-    unsigned int c = 0u;
-    for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        float n1;
-        const float a = st_superpose_at(s, w, mask, count, has_mask, has_count, p, i, &n1);
-        const unsigned int k = st_superpose_key(a);
-        c += (k >= lo && k <= hi) ? 1u : 0u;
-    }
-    c = st_warp_sum_u32(c);
-    if ((threadIdx.x & 31) == 0 && c) atomicAdd(&total, c);
-    __syncthreads();
-    if (threadIdx.x == 0) counts[blockIdx.x] = total;
+    const SuperposeOp op = {s, w, mask, count, has_mask, has_count, p, nullptr, nullptr};
+    st_radix_count(op, lo, hi, counts, len);
 }
 
-// The fused write, one block per segment (the same G segments as superpose_count_f32). The
-// block walks its segment in order, blockDim.x elements at a time; a key equal to t gets the
-// rank tie_before[b] + (ties earlier in the segment), found with a warp ballot and a scan of
-// the per-warp counts. Selected: key > t, or key == t and rank < tie_take. Every position
-// gets s[i] = selected ? A_i : 0 and, with has_count, count[i] = its new activation count.
-// kept[b] = positions of segment b selected. blockDim.x must be a multiple of 32 (<= 1024).
+// The fused write, one block per segment (the same G segments as superpose_count_f32): a key
+// equal to t gets the rank tie_before[b] + (ties earlier in the segment); selected: key > t, or
+// key == t and rank < tie_take. Every position gets s[i] = selected ? A_i : 0 and, with
+// has_count, count[i] = its new activation count. kept[b] = positions of segment b selected.
+// blockDim.x must be a multiple of 32 (<= 1024).
 extern "C" __global__ void superpose_apply_f32(float* s, const float* w, const float* mask,
                                                float* count, int has_mask, int has_count,
                                                SuperposeParams p, unsigned int t,
                                                const unsigned int* tie_before,
                                                unsigned int tie_take, unsigned int* kept,
                                                i64 len) {
-    __shared__ unsigned int warp_ties[32];
-    __shared__ unsigned int total;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    if (threadIdx.x == 0) total = 0u;
-    __syncthreads();
-    const i64 g = gridDim.x;
-    const i64 begin = (i64)blockIdx.x * len / g, end = ((i64)blockIdx.x + 1) * len / g;
-    unsigned int ties = tie_before[blockIdx.x];
-    unsigned int n = 0u;
-    for (i64 t0 = begin; t0 < end; t0 += blockDim.x) {
-        const i64 i = t0 + threadIdx.x;
-        const bool valid = i < end;
-        unsigned int k = 0u;
-        float a = 0.0f, n1 = 0.0f;
-        if (valid) {
-            a = st_superpose_at(s, w, mask, count, has_mask, has_count, p, i, &n1);
-            k = st_superpose_key(a);
-        }
-        const bool is_tie = valid && k == t;
-        const unsigned int ballot = __ballot_sync(0xffffffffu, is_tie);
-        __syncthreads();  // the previous tile is done reading warp_ties
-        if (lane == 0) warp_ties[warp] = __popc(ballot);
-        __syncthreads();
-        unsigned int before = 0u, tile = 0u;
-        for (int v = 0; v < nwarps; ++v) {
-            const unsigned int c = warp_ties[v];
-            before += v < warp ? c : 0u;
-            tile += c;
-        }
-        const unsigned int rank = ties + before + __popc(ballot & ((1u << lane) - 1u));
-        const bool sel = valid && (k > t || (is_tie && rank < tie_take));
-        if (valid) {
-            s[i] = sel ? a : 0.0f;
-            if (has_count) count[i] = n1;
-        }
-        n += sel ? 1u : 0u;
-        ties += tile;
-    }
-    n = st_warp_sum_u32(n);
-    if (lane == 0 && n) atomicAdd(&total, n);
-    __syncthreads();
-    if (threadIdx.x == 0) kept[blockIdx.x] = total;
+    const SuperposeOp op = {s, w, mask, count, has_mask, has_count, p, s, count};
+    st_radix_apply(op, t, tie_before, tie_take, kept, len);
 }

@@ -8,8 +8,8 @@ use crate::backend::Backend;
 use crate::device::Device;
 use crate::error::{Error, Result};
 
-/// Where a tensor's elements live.
-#[derive(Clone)]
+/// Where a tensor's elements live. Not `Clone`: copying a device buffer can fail, so copies go
+/// through [`Storage::try_clone`].
 pub enum Storage {
     /// Host memory, row-major, contiguous.
     Cpu(Vec<f32>),
@@ -24,6 +24,17 @@ impl Drop for Storage {
         if let Storage::Cpu(v) = self {
             crate::backend::cpu::buffers::recycle(std::mem::take(v));
         }
+    }
+}
+
+impl Storage {
+    /// A deep copy on the same device; an error when the device cannot hold it.
+    pub fn try_clone(&self) -> Result<Storage> {
+        Ok(match self {
+            Storage::Cpu(v) => Storage::Cpu(v.clone()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Storage::Cuda(s.try_clone()?),
+        })
     }
 }
 
@@ -104,9 +115,13 @@ impl Tensor {
         &self.storage
     }
 
-    /// Mutable access to the storage (copies it first if the tape or another tensor shares it).
-    pub fn storage_mut(&mut self) -> &mut Storage {
-        Arc::make_mut(&mut self.storage)
+    /// Mutable access to the storage (copies it first if the tape or another tensor shares
+    /// it); an error when that copy cannot be allocated.
+    pub fn storage_mut(&mut self) -> Result<&mut Storage> {
+        if Arc::get_mut(&mut self.storage).is_none() {
+            self.storage = Arc::new(self.storage.try_clone()?);
+        }
+        Ok(Arc::get_mut(&mut self.storage).expect("the storage was just made unique"))
     }
 
     /// The device the storage lives on.
@@ -140,7 +155,7 @@ impl Tensor {
 
     /// Mutable elements, if the tensor is on the CPU (copy-on-write).
     pub fn as_cpu_mut(&mut self) -> Result<&mut [f32]> {
-        match self.storage_mut() {
+        match self.storage_mut()? {
             Storage::Cpu(v) => Ok(v),
             #[cfg(feature = "cuda")]
             Storage::Cuda(_) => Err(Error::Device(

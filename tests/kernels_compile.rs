@@ -140,6 +140,11 @@ fn every_family_compiles_for_sm80_and_sm90_with_its_registry_entries() {
 #[test]
 fn kernel_sources_include_no_system_headers() {
     let mut sources = vec![("common.cuh", cuda::loader::COMMON_SOURCE)];
+    sources.extend(
+        cuda::loader::SHARED_HEADERS
+            .iter()
+            .map(|(f, s, _)| (*f, *s)),
+    );
     sources.extend(cuda::loader::FAMILY_SOURCES.iter().copied());
     for (name, src) in sources {
         for (i, line) in src.lines().enumerate() {

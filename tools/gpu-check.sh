@@ -51,7 +51,7 @@ say "info rc=$? $(grep -i 'cuda' "$logs/info.txt" | head -3 | tr '\n' ' ')"
 test_exe() { ls "$pack"/tests/"$1"-* 2>/dev/null | head -1; }
 failed=()
 if has tests; then
-  for t in kernels_compile parity sparse_select suptickets_blocks registry gpu_train suptickets_run; do
+  for t in kernels_compile parity cuda_alloc sparse_select suptickets_blocks registry gpu_train suptickets_run; do
     exe=$(test_exe "$t")
     [ -n "$exe" ] || { say "$t: no test executable"; continue; }
     timeout 150 "$exe" --test-threads=1 >"$logs/test-$t.log" 2>&1

@@ -16,7 +16,7 @@ mkdir -p .gpu/bin .gpu/tests .gpu/data .gpu/peer
 cargo build --release --bins --quiet
 cargo test --release --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
-keep = {"kernels_compile", "parity", "registry", "sparse_select", "suptickets_blocks", "suptickets_run", "gpu_train"}
+keep = {"kernels_compile", "parity", "cuda_alloc", "registry", "sparse_select", "suptickets_blocks", "suptickets_run", "gpu_train"}
 for line in sys.stdin:
     try:
         m = json.loads(line)

@@ -20,7 +20,8 @@ cargo test --release --quiet --manifest-path tools/vgpu/Cargo.toml --target-dir 
 # (tools/gpu-check.sh), and are named here so that nobody mistakes their absence for a pass.
 start=$(date +%s)
 cargo test --release "$@" \
-  --test parity --test sparse_select --test suptickets_blocks --test kernels_compile --test registry
+  --test parity --test sparse_select --test suptickets_blocks \
+  --test kernels_compile --test registry --test cuda_alloc
 cargo test --release "$@" --test gpu_train one_rigl_step
 echo "test-vgpu: CUDA suite on the virtual GPU in $(($(date +%s) - start)) s"
 echo "test-vgpu: not run here (real GPU only): suptickets_run::cycles_leave_dense_layers_untouched_cuda, gpu_train::cuda_training_matches_the_cpu_run"

@@ -238,3 +238,16 @@ pub(crate) fn sgd_step(w: &Tensor, g: &Tensor, m: &Tensor, mask: Option<&Tensor>
     same_shape(m, w, op, "m", "w")?;
     mask.map_or(Ok(()), |k| same_shape(k, w, op, "mask", "w"))
 }
+
+/// `count_correct`: logprobs [n, k], labels [n], count [1]; returns (n, k).
+pub(crate) fn count_correct(
+    logprobs: &Tensor,
+    labels: &Tensor,
+    count: &Tensor,
+) -> Result<(usize, usize)> {
+    let op = "count_correct";
+    let (n, k) = logprobs.dims2(&format!("{op}: logprobs"))?;
+    shape(labels, &[n], op, "labels")?;
+    shape(count, &[1], op, "count")?;
+    Ok((n, k))
+}

@@ -20,6 +20,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod params;
+pub mod radix;
 pub mod registry;
 pub mod sparse_policy;
 mod sparse_weight;
@@ -181,6 +182,10 @@ pub trait Backend: Send + Sync {
     fn cross_entropy_fwd(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)>;
     /// d(scale · mean NLL)/d logits = scale · (softmax − onehot) / n.
     fn cross_entropy_bwd(&self, logprobs: &Tensor, labels: &Tensor, scale: f32) -> Result<Tensor>;
+    /// Adds to `count` (shape [1], on this backend) the number of rows of `logprobs` [n, k]
+    /// whose arg-max (the first of equal maxima) is the row's label: the training accuracy
+    /// counted where the log-probabilities live, so only the count needs to leave the device.
+    fn count_correct(&self, logprobs: &Tensor, labels: &Tensor, count: &mut Tensor) -> Result<()>;
 
     // ---- optimizer (kernels/optim.cu, cpu/optim.rs) ------------------------------------------
     /// One fused SGD step on `w` and its momentum buffer `m`, then w *= mask and m *= mask.

@@ -123,6 +123,11 @@ pub const KERNELS: &[KernelInfo] = &[
         "dlogits = scale * (exp(logprobs) - onehot(label))",
     ),
     k(
+        "loss",
+        "ce_correct_f32",
+        "count += rows of logprobs[n,k] whose arg-max (first of ties) is the label",
+    ),
+    k(
         "optim",
         "sgd_step_f32",
         "fused SGD: L2, momentum, optional Nesterov, update, then w,m *= mask",

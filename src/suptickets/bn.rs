@@ -68,8 +68,8 @@ impl BnAverager {
                 .buffers
                 .iter()
                 .enumerate()
-                .map(|(i, b)| (BufferId(i), b.name.clone(), deep_copy(&b.value)))
-                .collect(),
+                .map(|(i, b)| Ok((BufferId(i), b.name.clone(), deep_copy(&b.value)?)))
+                .collect::<Result<_>>()?,
             tickets: 1,
         })
     }

@@ -67,12 +67,13 @@ pub struct UltimateParam {
     pub mask: Option<Tensor>,
 }
 
-/// An exact copy of `t` that shares no storage with it (on `t`'s device).
-pub(crate) fn deep_copy(t: &Tensor) -> Tensor {
+/// An exact copy of `t` that shares no storage with it (on `t`'s device); an error when the
+/// device cannot hold the copy.
+pub(crate) fn deep_copy(t: &Tensor) -> Result<Tensor> {
     let mut c = t.clone();
     // Copy-on-write: the storage is shared with `t`, so this copies it.
-    c.storage_mut();
-    c
+    c.storage_mut()?;
+    Ok(c)
 }
 
 /// The running superposed ticket S over a store's maskable tensors, plus the average of its
@@ -123,14 +124,14 @@ impl Superposer {
             let p = store.param(id);
             let frozen = cfg.frozen_first && l == 0;
             let count = match (cfg.averaging, &p.mask) {
-                (Averaging::Caa, Some(m)) => Some(deep_copy(m)),
+                (Averaging::Caa, Some(m)) => Some(deep_copy(m)?),
                 (Averaging::Caa, None) => Some(Tensor::full(p.value.shape(), 1.0, &device)?),
                 _ => None,
             };
             slots.push(Slot {
                 id,
                 name: p.name.clone(),
-                s: deep_copy(&p.value),
+                s: deep_copy(&p.value)?,
                 count,
                 masked: p.mask.is_some() && !frozen,
                 frozen: frozen && p.mask.is_some(),
@@ -141,8 +142,8 @@ impl Superposer {
             .iter()
             .enumerate()
             .filter(|(_, p)| !p.is_maskable())
-            .map(|(i, p)| (ParamId(i), deep_copy(&p.value)))
-            .collect();
+            .map(|(i, p)| Ok((ParamId(i), deep_copy(&p.value)?)))
+            .collect::<Result<_>>()?;
         let mut sup = Superposer {
             cfg: *cfg,
             slots,

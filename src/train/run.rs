@@ -422,7 +422,6 @@ fn train_epoch(
         nesterov: run.cfg.nesterov,
     };
     let [c, h, w] = run.net.input_shape;
-    let k = run.net.num_classes;
     let ipe = run.ipe;
     let progress = Progress::new(run.cfg.progress, epoch, run.cfg.epochs, ipe);
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -447,7 +446,7 @@ fn train_epoch(
         sgd.step(&mut run.net.store, &outp.grads, lr)?;
         run.meta.step += 1;
         hooks.step_done(it, &mut run.net, &outp.grads)?;
-        correct += correct_predictions(&outp.logprobs.to_vec()?, k, &b.y);
+        correct += correct_predictions(&outp.logprobs, &y)?;
         loss_sum += outp.loss as f64 * b.n as f64;
         seen += b.n;
         let now = Instant::now();
@@ -480,19 +479,15 @@ fn train_epoch(
     Ok((entry, seen, train_secs))
 }
 
-/// Rows of `logprobs` (k columns) whose arg-max is the label.
-fn correct_predictions(logprobs: &[f32], k: usize, labels: &[f32]) -> usize {
-    let mut correct = 0;
-    for (row, &yy) in logprobs.chunks_exact(k).zip(labels) {
-        let mut best = 0;
-        for (j, &v) in row.iter().enumerate() {
-            if v > row[best] {
-                best = j;
-            }
-        }
-        correct += (best == yy as usize) as usize;
-    }
-    correct
+/// Rows of `logprobs` whose arg-max is the label, counted on their device
+/// ([`crate::backend::Backend::count_correct`]): one scalar comes back, not the batch's
+/// log-probabilities.
+fn correct_predictions(logprobs: &Tensor, labels: &Tensor) -> Result<usize> {
+    let mut count = Tensor::zeros(&[1], &logprobs.device())?;
+    logprobs
+        .backend()
+        .count_correct(logprobs, labels, &mut count)?;
+    Ok(count.to_vec()?[0] as usize)
 }
 
 /// report.json / report.md, the learning-rate, tickets and curves plots.

@@ -73,6 +73,28 @@ pub fn log_softmax_ce_bwd_f32(
         });
 }
 
+/// `count[0] +=` the number of rows of `logprobs` [n, k] whose arg-max (the first of equal
+/// maxima; a NaN never wins) is the row's label (a label that is not a class index never
+/// counts): the training accuracy's numerator, as `ce_correct_f32` counts it on the device.
+pub fn ce_correct_f32(logprobs: &[f32], labels: &[f32], n: usize, k: usize, count: &mut [f32]) {
+    assert!(
+        logprobs.len() == n * k && labels.len() == n && !count.is_empty(),
+        "ce_correct_f32: lengths do not match n={n}, k={k}"
+    );
+    if k == 0 {
+        return;
+    }
+    let correct = logprobs
+        .par_chunks(k)
+        .zip(labels.par_iter())
+        .filter(|(row, &label)| {
+            let best = (1..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+            label_index(label, k) == Some(best)
+        })
+        .count();
+    count[0] += correct as f32;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +145,27 @@ mod tests {
         assert!(nll[0].is_nan());
         assert_eq!(label_index(1.5, 3), None);
         assert_eq!(label_index(-1.0, 3), None);
+    }
+
+    #[test]
+    fn correct_rows_by_hand() {
+        // Arg-maxes: 2, 0 (first of a tie), 1 (the NaN never wins), 0; labels 2, 0, 2, 0.5.
+        let lp = [
+            0.1,
+            0.2,
+            0.3,
+            0.5,
+            0.5,
+            0.1,
+            0.0,
+            1.0,
+            f32::NAN,
+            0.9,
+            0.1,
+            0.2,
+        ];
+        let mut count = [3.0];
+        ce_correct_f32(&lp, &[2.0, 0.0, 2.0, 0.5], 4, 3, &mut count);
+        assert_eq!(count, [5.0]);
     }
 }

@@ -19,7 +19,11 @@ pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
+pub mod radix;
 pub mod select;
+pub mod select_fast;
+#[cfg(test)]
+mod select_tests;
 pub mod simd;
 pub mod simd_gemm;
 pub mod simd_indirect;
@@ -388,6 +392,16 @@ impl Backend for CpuBackend {
     }
 
     // ---- loss -------------------------------------------------------------------------------
+    fn count_correct(&self, logprobs: &Tensor, labels: &Tensor, count: &mut Tensor) -> Result<()> {
+        let op = "count_correct";
+        let (n, k) = check::count_correct(logprobs, labels, count)?;
+        let (lp, ls) = (host(logprobs, op, "logprobs")?, host(labels, op, "labels")?);
+        let c = count
+            .as_cpu_mut()
+            .map_err(|e| Error::Device(format!("{op}: count: {e}")))?;
+        loss::ce_correct_f32(lp, ls, n, k, c);
+        Ok(())
+    }
     fn cross_entropy_fwd(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
         let op = "cross_entropy_fwd";
         let (n, k) = check::cross_entropy(logits, labels, op, "logits")?;
@@ -453,7 +467,7 @@ impl Backend for CpuBackend {
         groups: &mut [SelectGroup<'_>],
         action: SelectAction,
     ) -> Result<Vec<Vec<usize>>> {
-        select::select_update_fast(groups, action)
+        select_fast::select_update_fast(groups, action)
     }
 
     // ---- superpose --------------------------------------------------------------------------

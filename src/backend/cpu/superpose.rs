@@ -1,19 +1,22 @@
 //! Sup-tickets superposition (SPEC §5 d-e): the CPU twins of `kernels/superpose.cu` and the
-//! driver the CPU backend runs, with exactly the host logic of the CUDA backend.
+//! reference driver the CPU backend runs: the one radix driver
+//! ([`crate::backend::radix::radix_update`], which the CUDA backend runs with the kernels)
+//! over the twins.
 //!
 //! Every position gets the averaged value A of [`superpose_value`] (CIA / CIMA / CAA, see
 //! [`SuperposeParams`]) and the key [`abs_key`]`(A)` (every position eligible), so "re-prune to
 //! k" is the select family's "keep the k largest keys, ties to the lower flat index". The
-//! threshold comes from the select family's radix machinery ([`RadixState`], [`RADIX_PASSES`],
-//! [`tie_offsets`], [`segments`]) run on histograms of the averaged values, which are computed
-//! on the fly and never stored: three histogram passes, a tie-count pass only when the ties at
-//! the threshold are split, then one fused pass that writes S = A at the kept positions, 0
-//! elsewhere, and the CAA counts.
+//! averaged values are computed on the fly in every pass and never stored: three histogram
+//! passes, a tie-count pass only when the ties at the threshold are split, then one fused pass
+//! that writes S = A at the kept positions, 0 elsewhere, and the CAA counts.
 
 use rayon::prelude::*;
 
-use super::select::{
-    abs_key, segments, tie_offsets, RadixState, Threshold, MAX_HIST_BITS, RADIX_PASSES,
+use super::radix::{count_by, hist_by};
+use super::select::abs_key;
+use crate::backend::radix::{
+    radix_update, segment_bounds, segments, BufOf, HostMemory, RadixKeys, RadixState, Threshold,
+    TieWalk,
 };
 use crate::backend::{SelectAction, SuperposeGroup, SuperposeParams};
 use crate::error::{Error, Result};
@@ -76,52 +79,16 @@ pub fn superpose_hist_f32(
     bits: u32,
     hist: &mut [u32],
 ) {
-    assert!(
-        (1..=MAX_HIST_BITS).contains(&bits) && hist.len() >= 1 << bits,
-        "superpose_hist_f32: bits = {bits}, hist of {}",
-        hist.len()
-    );
+    let op = "superpose_hist_f32";
     check_lens(
-        "superpose_hist_f32",
+        op,
         s.len(),
         w.len(),
         mask.map(|m| m.len()),
         count.map(|c| c.len()),
     );
-    const CH: usize = 1 << 16;
-    let nb = 1usize << bits;
-    let partial = (0..s.len().div_ceil(CH))
-        .into_par_iter()
-        .map(|c| {
-            let mut h = vec![0u32; nb];
-            for i in c * CH..s.len().min((c + 1) * CH) {
-                let k = abs_key(value_at(s, w, mask, count, p, i).0);
-                if k & prefix_mask == prefix {
-                    h[((k >> shift) as usize) & (nb - 1)] += 1;
-                }
-            }
-            h
-        })
-        .reduce(
-            || vec![0u32; nb],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            },
-        );
-    hist[..nb]
-        .iter_mut()
-        .zip(&partial)
-        .for_each(|(h, p)| *h += p);
-}
-
-/// The bounds of segment `b` of `g` over `len` elements (as the select kernels).
-#[inline]
-fn segment(b: usize, g: usize, len: usize) -> (usize, usize) {
-    (
-        (b as u128 * len as u128 / g as u128) as usize,
-        ((b as u128 + 1) * len as u128 / g as u128) as usize,
-    )
+    let key_at = |i: usize| abs_key(value_at(s, w, mask, count, p, i).0);
+    hist_by(op, s.len(), key_at, prefix, prefix_mask, shift, bits, hist);
 }
 
 /// Twin of `superpose_count_f32`: `counts[b]` = number of averaged values whose key is in
@@ -137,20 +104,16 @@ pub fn superpose_count_f32(
     hi: u32,
     counts: &mut [u32],
 ) {
+    let op = "superpose_count_f32";
     check_lens(
-        "superpose_count_f32",
+        op,
         s.len(),
         w.len(),
         mask.map(|m| m.len()),
         count.map(|c| c.len()),
     );
-    let (len, g) = (s.len(), counts.len());
-    counts.par_iter_mut().enumerate().for_each(|(b, c)| {
-        let (a, e) = segment(b, g, len);
-        *c = (a..e)
-            .filter(|&i| (lo..=hi).contains(&abs_key(value_at(s, w, mask, count, p, i).0)))
-            .count() as u32;
-    });
+    let key_at = |i: usize| abs_key(value_at(s, w, mask, count, p, i).0);
+    count_by(s.len(), key_at, lo, hi, counts);
 }
 
 /// Twin of `superpose_apply_f32`. Segment b of `kept.len()` segments walks its elements in
@@ -171,25 +134,22 @@ pub fn superpose_apply_f32(
     kept: &mut [u32],
 ) {
     let len = s.len();
+    let op = "superpose_apply_f32";
     check_lens(
-        "superpose_apply_f32",
+        op,
         len,
         w.len(),
         mask.map(|m| m.len()),
         count.as_ref().map(|c| c.len()),
     );
-    assert_eq!(
-        tie_before.len(),
-        kept.len(),
-        "superpose_apply_f32: lengths differ"
-    );
+    assert_eq!(tie_before.len(), kept.len(), "{op}: lengths differ");
     let g = kept.len();
     // Split s (and the counts) at the segment bounds, so segments run in parallel.
     let mut s_parts = Vec::with_capacity(g);
     let mut c_parts: Vec<Option<&mut [f32]>> = Vec::with_capacity(g);
     let (mut s_rest, mut c_rest) = (s, count);
     for b in 0..g {
-        let (a, e) = segment(b, g, len);
+        let (a, e) = segment_bounds(b, g, len);
         let (head, tail) = std::mem::take(&mut s_rest).split_at_mut(e - a);
         s_parts.push(head);
         s_rest = tail;
@@ -202,25 +162,22 @@ pub fn superpose_apply_f32(
             None => c_parts.push(None),
         }
     }
+    let thr = Threshold { key: t, tie_take };
     s_parts
         .into_par_iter()
         .zip(c_parts)
         .zip(kept.par_iter_mut())
         .enumerate()
         .for_each(|(b, ((sp, mut cp), kb))| {
-            let (a, _) = segment(b, g, len);
-            let mut ties = tie_before[b];
+            let (a, _) = segment_bounds(b, g, len);
+            let mut walk = TieWalk::new(thr, tie_before[b]);
             let mut n = 0u32;
             for (j, sv) in sp.iter_mut().enumerate() {
                 let i = a + j;
                 let mk = mask.map_or(1.0, |m| m[i]);
                 let c0 = cp.as_ref().map_or(0.0, |c| c[j]);
                 let (v, c1) = superpose_value(*sv, w[i], mk, c0, p);
-                let k = abs_key(v);
-                let sel = k > t || (k == t && ties < tie_take);
-                if k == t {
-                    ties += 1;
-                }
+                let sel = walk.select(abs_key(v));
                 *sv = if sel { v } else { 0.0 };
                 if let Some(c) = cp.as_deref_mut() {
                     c[j] = c1;
@@ -231,7 +188,7 @@ pub fn superpose_apply_f32(
         });
 }
 
-// ---- driver ---------------------------------------------------------------------------------
+// ---- the driver -----------------------------------------------------------------------------
 
 /// Checks shapes, sizes and the CAA counts of every group (devices are checked where the data
 /// is touched).
@@ -300,74 +257,91 @@ fn read_slices<'a>(
     ))
 }
 
-/// [`crate::backend::Backend::superpose_update`] on host tensors through the kernel twins,
-/// with exactly the host logic of the CUDA backend (radix passes, tie counts, ordered apply).
-/// The CPU backend runs it; it is also the oracle of the CUDA backend.
+/// The superpose family's keys over host tensors, for the radix driver: the kernel twins as
+/// its passes.
+struct SuperposeTwins<'g, 'a> {
+    groups: &'g mut [SuperposeGroup<'a>],
+    p: SuperposeParams,
+}
+
+impl RadixKeys for SuperposeTwins<'_, '_> {
+    type Mem = HostMemory;
+    fn mem(&self) -> &HostMemory {
+        &HostMemory
+    }
+    fn op(&self) -> &'static str {
+        "superpose_update"
+    }
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+    fn k(&self, g: usize) -> usize {
+        self.groups[g].k
+    }
+    fn lens(&self, g: usize) -> Vec<usize> {
+        self.groups[g].targets.iter().map(|t| t.s.numel()).collect()
+    }
+    fn hist(
+        &self,
+        g: usize,
+        t: usize,
+        st: &RadixState,
+        shift: u32,
+        bits: u32,
+        hist: &mut Vec<u32>,
+        at: usize,
+    ) -> Result<()> {
+        let (s, w, m, c) = read_slices(&self.groups[g].targets[t], self.op())?;
+        let h = &mut hist[at..at + (1 << bits)];
+        let (prefix, pmask) = (st.prefix, st.prefix_mask);
+        superpose_hist_f32(s, w, m, c, &self.p, prefix, pmask, shift, bits, h);
+        Ok(())
+    }
+    fn count(&self, g: usize, t: usize, key: u32, counts: &mut Vec<u32>, at: usize) -> Result<()> {
+        let (s, w, m, c) = read_slices(&self.groups[g].targets[t], self.op())?;
+        let n = segments(s.len());
+        superpose_count_f32(s, w, m, c, &self.p, key, key, &mut counts[at..at + n]);
+        Ok(())
+    }
+    fn apply(
+        &mut self,
+        g: usize,
+        t: usize,
+        thr: Threshold,
+        tie_before: &BufOf<Self>,
+        out: &mut BufOf<Self>,
+        at: usize,
+    ) -> Result<()> {
+        let op = self.op();
+        let target = &mut self.groups[g].targets[t];
+        let dev = |e: Error, what: &str| Error::Device(format!("{op}: {what}: {e}"));
+        let w = target.w.as_cpu().map_err(|e| dev(e, "ticket weight"))?;
+        let m = target
+            .mask
+            .map(|m| m.as_cpu())
+            .transpose()
+            .map_err(|e| dev(e, "mask"))?;
+        let c = match target.count.as_deref_mut() {
+            Some(c) => Some(c.as_cpu_mut().map_err(|e| dev(e, "count"))?),
+            None => None,
+        };
+        let s = target.s.as_cpu_mut().map_err(|e| dev(e, "S"))?;
+        let n = segments(s.len());
+        let (tb, kept) = (&tie_before[at..at + n], &mut out[at..at + n]);
+        superpose_apply_f32(s, w, m, c, &self.p, thr.key, tb, thr.tie_take, kept);
+        Ok(())
+    }
+}
+
+/// [`crate::backend::Backend::superpose_update`] on host tensors: the radix driver over the
+/// kernel twins, i.e. exactly the passes and host logic of the CUDA backend. The CPU backend
+/// runs it; it is also the oracle of the CUDA backend.
 pub fn superpose_update_cpu(
     groups: &mut [SuperposeGroup<'_>],
     p: &SuperposeParams,
 ) -> Result<Vec<Vec<usize>>> {
-    let op = "superpose_update";
     check_superpose_groups(groups, p)?;
-    let mut out = Vec::with_capacity(groups.len());
-    for g in groups.iter_mut() {
-        let thr = if g.k == 0 {
-            Threshold::NONE
-        } else {
-            let mut st = RadixState::new(g.k);
-            for (shift, bits) in RADIX_PASSES {
-                let mut hist = vec![0u32; 1 << bits];
-                for t in &g.targets {
-                    let (s, w, m, c) = read_slices(t, op)?;
-                    superpose_hist_f32(
-                        s,
-                        w,
-                        m,
-                        c,
-                        p,
-                        st.prefix,
-                        st.prefix_mask,
-                        shift,
-                        bits,
-                        &mut hist,
-                    );
-                }
-                st.narrow(&hist, shift)?;
-            }
-            st.threshold(g.k, SelectAction::Keep)?
-        };
-        // Ties at the threshold: counted only when some of them are left out.
-        let mut counts = Vec::with_capacity(g.targets.len());
-        for t in &g.targets {
-            let mut c = vec![0u32; segments(t.s.numel())];
-            if thr.tie_take > 0 {
-                let (s, w, m, n) = read_slices(t, op)?;
-                superpose_count_f32(s, w, m, n, p, thr.key, thr.key, &mut c);
-            }
-            counts.push(c);
-        }
-        let before = tie_offsets(&counts);
-        let mut kept = Vec::with_capacity(g.targets.len());
-        for (t, tb) in g.targets.iter_mut().zip(&before) {
-            let dev = |e: Error, what: &str| Error::Device(format!("{op}: {what}: {e}"));
-            let w = t.w.as_cpu().map_err(|e| dev(e, "ticket weight"))?;
-            let m = t
-                .mask
-                .map(|m| m.as_cpu())
-                .transpose()
-                .map_err(|e| dev(e, "mask"))?;
-            let c = match t.count.as_deref_mut() {
-                Some(c) => Some(c.as_cpu_mut().map_err(|e| dev(e, "count"))?),
-                None => None,
-            };
-            let s = t.s.as_cpu_mut().map_err(|e| dev(e, "S"))?;
-            let mut kb = vec![0u32; tb.len()];
-            superpose_apply_f32(s, w, m, c, p, thr.key, tb, thr.tie_take, &mut kb);
-            kept.push(kb.iter().map(|&c| c as usize).sum());
-        }
-        out.push(kept);
-    }
-    Ok(out)
+    radix_update(&mut SuperposeTwins { groups, p: *p }, SelectAction::Keep)
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! NVRTC compilation of the kernel families and the per-backend module cache.
 //!
-//! Every family's source is `kernels/common.cuh` followed by `kernels/<family>.cu`, embedded
-//! with `include_str!`, so the crate needs no CUDA toolkit to build. A backend compiles each
-//! family the first time one of its kernels runs (PTX for the device's `compute_XY`, JIT-ed by
-//! the driver), loads the module once and caches every function it looks up.
+//! Every family's source is `kernels/common.cuh`, the shared headers it uses
+//! ([`SHARED_HEADERS`]) and `kernels/<family>.cu`, embedded with `include_str!`, so the crate
+//! needs no CUDA toolkit to build. A backend compiles each family the first time one of its
+//! kernels runs (PTX for the device's `compute_XY`, JIT-ed by the driver), loads the module
+//! once and caches every function it looks up.
 //!
 //! [`compile_family`] and [`ptxas_report`] need only NVRTC (no driver, no GPU): the compile
 //! test uses them to check every kernel on machines without a GPU.
@@ -38,6 +39,14 @@ pub const FAMILY_SOURCES: &[(&str, &str)] = &[
     ("superpose", include_str!("../../../kernels/superpose.cu")),
 ];
 
+/// Device code shared by some families, prepended after `common.cuh` in this order: (file
+/// under `kernels/`, source, the families that use it).
+pub const SHARED_HEADERS: &[(&str, &str, &[&str])] = &[(
+    "radix.cuh",
+    include_str!("../../../kernels/radix.cuh"),
+    &["select", "superpose"],
+)];
+
 /// What to install or set when NVRTC cannot be loaded.
 pub const NVRTC_HINT: &str = "NVRTC (libnvrtc.so / libnvrtc.so.12) was not found on the \
      library path: install it with `pip install nvidia-cuda-nvrtc-cu12==12.9.86` (or a CUDA \
@@ -51,13 +60,19 @@ pub fn nvrtc_available() -> bool {
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
-/// The full source NVRTC compiles for `family` (common helpers + the family's `.cu`), or
+/// The full source NVRTC compiles for `family` (common helpers, its shared headers, the
+/// family's `.cu`, each with a `#line` marker so that NVRTC errors name the right file), or
 /// `None` for an unknown family.
 pub fn family_source(family: &str) -> Option<String> {
-    FAMILY_SOURCES
-        .iter()
-        .find(|(f, _)| *f == family)
-        .map(|(_, src)| format!("{COMMON_SOURCE}\n#line 1 \"{family}.cu\"\n{src}"))
+    let (_, src) = FAMILY_SOURCES.iter().find(|(f, _)| *f == family)?;
+    let mut out = format!("{COMMON_SOURCE}\n");
+    for (file, header, users) in SHARED_HEADERS {
+        if users.contains(&family) {
+            out.push_str(&format!("#line 1 \"{file}\"\n{header}\n"));
+        }
+    }
+    out.push_str(&format!("#line 1 \"{family}.cu\"\n{src}"));
+    Some(out)
 }
 
 /// What one NVRTC compilation produced.

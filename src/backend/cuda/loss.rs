@@ -45,6 +45,48 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// `ce_correct_f32`: count[0] += rows of logprobs [n, k] whose arg-max is the label.
+    pub(crate) fn launch_ce_correct(
+        &self,
+        logprobs: &CudaView<'_, f32>,
+        labels: &CudaView<'_, f32>,
+        (n, k): (usize, usize),
+        count: &mut CudaViewMut<'_, f32>,
+    ) -> Result<()> {
+        check_len(logprobs.len(), n * k, "ce_correct_f32: logprobs")?;
+        check_len(labels.len(), n, "ce_correct_f32: labels")?;
+        check_len(count.len(), 1, "ce_correct_f32: count")?;
+        if n * k == 0 {
+            return Ok(());
+        }
+        let (ni, ki) = (
+            to_i32(n, "cross entropy rows")?,
+            to_i32(k, "cross entropy classes")?,
+        );
+        let f = self.loader.function("ce_correct_f32")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(logprobs).arg(labels).arg(&ni).arg(&ki).arg(count);
+        // SAFETY: arguments match `ce_correct_f32(const float* x2, int, int, float*)`;
+        // logprobs holds n*k elements, labels n, count 1; the kernel reads row r < n only.
+        unsafe { l.launch(self.cfg_1d(n)) }.map_err(cuda_err("launch ce_correct_f32"))?;
+        Ok(())
+    }
+
+    /// Runs the CPU twin's `ce_correct_f32` on device tensors (`count`: [1], accumulated).
+    pub fn ce_correct_f32(
+        &self,
+        logprobs: &Tensor,
+        labels: &Tensor,
+        n: usize,
+        k: usize,
+        count: &mut Tensor,
+    ) -> Result<()> {
+        let pv = self.buf(logprobs, "ce_correct_f32: logprobs")?.view();
+        let lv = self.buf(labels, "ce_correct_f32: labels")?.view();
+        let cb = self.buf_mut(count, "ce_correct_f32: count")?;
+        self.launch_ce_correct(&pv, &lv, (n, k), &mut cb.view_mut())
+    }
+
     /// `log_softmax_ce_bwd_f32`: dlogits = scale · (exp(logprobs) − onehot(label)).
     pub(crate) fn launch_ce_bwd(
         &self,
@@ -113,6 +155,21 @@ impl CudaBackend {
         let db = self.buf_mut(dlogits, "log_softmax_ce_bwd_f32: dlogits")?;
         self.launch_ce_bwd(&pv, &lv, (n, k), scale, &mut db.view_mut())
     }
+}
+
+/// Adds the rows of logprobs [n, k] whose arg-max is the label to `count` ([1]) on the device.
+pub(super) fn count_correct(
+    be: &CudaBackend,
+    logprobs: &Tensor,
+    labels: &Tensor,
+    count: &mut Tensor,
+) -> Result<()> {
+    let op = "count_correct";
+    let (n, k) = check::count_correct(logprobs, labels, count)?;
+    let pv = be.buf(logprobs, &format!("{op}: logprobs"))?.view();
+    let lv = be.buf(labels, &format!("{op}: labels"))?.view();
+    let cb = be.buf_mut(count, &format!("{op}: count"))?;
+    be.launch_ce_correct(&pv, &lv, (n, k), &mut cb.view_mut())
 }
 
 /// (n, k) of `x` [n, k] (logits or log-probabilities, `what`) with labels [n] after the shared

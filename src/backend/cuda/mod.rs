@@ -19,6 +19,7 @@ mod loss;
 mod matmul;
 mod optim;
 mod pool;
+mod radix;
 mod select;
 mod spconv;
 mod superpose;
@@ -123,24 +124,23 @@ impl CudaStorage {
     pub fn view(&self) -> CudaView<'_, f32> {
         self.buf.view()
     }
-}
 
-impl Clone for CudaStorage {
-    /// A deep copy (device to device), as copy-on-write of a shared tensor needs. Panics if
-    /// the device is out of memory (`Clone` cannot return an error).
-    fn clone(&self) -> Self {
-        let slice = self
-            .buf
-            .slice
-            .try_clone()
-            .unwrap_or_else(|e| panic!("CUDA: copying a tensor on the device failed: {e}"));
-        CudaStorage {
+    /// A deep copy (device to device), as copy-on-write of a shared tensor needs; an error
+    /// naming the size when the device cannot hold the copy.
+    pub fn try_clone(&self) -> Result<CudaStorage> {
+        let slice = self.buf.slice.try_clone().map_err(|e| {
+            Error::Cuda(format!(
+                "copying a tensor of {} elements on the device: {e}",
+                self.buf.len
+            ))
+        })?;
+        Ok(CudaStorage {
             backend: self.backend.clone(),
             buf: DevBuf {
                 slice,
                 len: self.buf.len,
             },
-        }
+        })
     }
 }
 
@@ -385,7 +385,10 @@ impl CudaBackend {
     /// The device buffer of `t` for writing (copied first if another tensor shares it).
     pub(crate) fn buf_mut<'a>(&self, t: &'a mut Tensor, what: &str) -> Result<&'a mut DevBuf> {
         self.buf(t, what)?;
-        match t.storage_mut() {
+        match t
+            .storage_mut()
+            .map_err(|e| Error::Cuda(format!("{what}: {e}")))?
+        {
             Storage::Cuda(s) => Ok(&mut s.buf),
             Storage::Cpu(_) => unreachable!("checked above"),
         }
@@ -543,6 +546,9 @@ impl Backend for CudaBackend {
     }
     fn cross_entropy_bwd(&self, logprobs: &Tensor, labels: &Tensor, scale: f32) -> Result<Tensor> {
         loss::cross_entropy_bwd(self, logprobs, labels, scale)
+    }
+    fn count_correct(&self, logprobs: &Tensor, labels: &Tensor, count: &mut Tensor) -> Result<()> {
+        loss::count_correct(self, logprobs, labels, count)
     }
     fn sgd_step(
         &self,

@@ -2,17 +2,19 @@
 //! drivers of [`Backend::count_nonzero`](crate::backend::Backend::count_nonzero) and
 //! [`Backend::select_update`](crate::backend::Backend::select_update).
 //!
-//! The host logic is the CPU reference's (`cpu::select`): three radix histogram passes per
-//! group (all groups' histograms of a pass come back in one 8 KiB-per-group copy), one tie
-//! count pass and one apply pass, whose per-segment counts come back as one small copy. No
-//! weight, gradient or mask ever leaves the device.
+//! The host logic is the one radix driver ([`crate::backend::radix::radix_update`]), which the
+//! CPU reference runs with the kernels' twins: three histogram passes per group (all groups'
+//! histograms of a pass come back in one 8 KiB-per-group copy), one tie-count pass and one
+//! apply pass, whose per-segment counts come back as one small copy. No weight, gradient or
+//! mask ever leaves the device.
 
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, PushKernelArg};
 
-use super::{check_len, cuda_err, to_i64, CudaBackend, BLOCK};
-use crate::backend::cpu::select::{
-    check_groups, group_keys, segment_tie_offsets, segments, RadixState, Threshold, MAX_HIST_BITS,
-    RADIX_PASSES,
+use super::radix::segment_config;
+use super::{check_len, cuda_err, to_i64, CudaBackend, DevBuf};
+use crate::backend::cpu::select::{check_groups, group_keys};
+use crate::backend::radix::{
+    radix_update, segments, BufOf, RadixKeys, RadixState, Threshold, MAX_HIST_BITS,
 };
 use crate::backend::{SelectAction, SelectGroup, SelectKey};
 use crate::error::{Error, Result};
@@ -22,9 +24,6 @@ use crate::tensor::Tensor;
 // padding) and mirrored field for field by `struct SelectKey` in kernels/select.cu, so a
 // pointer to one is what the kernels expect for that argument.
 unsafe impl DeviceRepr for SelectKey {}
-
-/// Bins reserved per group in the batched histogram buffer.
-const HIST_SLOT: usize = 1 << MAX_HIST_BITS;
 
 impl CudaBackend {
     /// `select_hist_f32` over `mask.len()` elements into `hist` (2^bits bins, accumulated).
@@ -55,14 +54,7 @@ impl CudaBackend {
         }
         let n = to_i64(len);
         let (shift, bits) = (shift as i32, bits as i32);
-        let blocks = len
-            .div_ceil(BLOCK as usize * 8)
-            .clamp(1, self.sm_count as usize * 4);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = self.radix_hist_config(len);
         let f = self.loader.function("select_hist_f32")?;
         let mut l = self.stream.launch_builder(&f);
         l.arg(score)
@@ -90,21 +82,11 @@ impl CudaBackend {
         counts: &mut CudaViewMut<'_, u32>,
     ) -> Result<()> {
         let len = mask.len();
-        let g = counts.len();
-        if !(1..=65_535).contains(&g) {
-            return Err(Error::Cuda(format!(
-                "select_count_f32: {g} segments (1..=65535 allowed)"
-            )));
-        }
+        let cfg = segment_config(counts.len(), "select_count_f32")?;
         if key.score == 0 {
             check_len(score.len(), len, "select_count_f32: score")?;
         }
         let n = to_i64(len);
-        let cfg = LaunchConfig {
-            grid_dim: (g as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let f = self.loader.function("select_count_f32")?;
         let mut l = self.stream.launch_builder(&f);
         l.arg(score)
@@ -142,10 +124,9 @@ impl CudaBackend {
     ) -> Result<()> {
         let len = w.len();
         let g = changed.len();
-        if !(1..=65_535).contains(&g) || action > 1 {
-            return Err(Error::Cuda(format!(
-                "select_apply_f32: {g} segments (1..=65535 allowed), action {action}"
-            )));
+        let cfg = segment_config(g, "select_apply_f32")?;
+        if action > 1 {
+            return Err(Error::Cuda(format!("select_apply_f32: action {action}")));
         }
         check_len(mask.len(), len, "select_apply_f32: mask")?;
         check_len(tie_before.len(), g, "select_apply_f32: tie_before")?;
@@ -157,11 +138,6 @@ impl CudaBackend {
         }
         let n = to_i64(len);
         let (score_is_w, has_m, action) = (score_is_w as i32, has_m as i32, action as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (g as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let f = self.loader.function("select_apply_f32")?;
         let mut l = self.stream.launch_builder(&f);
         l.arg(score)
@@ -183,38 +159,6 @@ impl CudaBackend {
         // block.
         unsafe { l.launch(cfg) }.map_err(cuda_err("launch select_apply_f32"))?;
         Ok(())
-    }
-
-    /// A zeroed u32 device buffer of at least one element.
-    pub(super) fn alloc_u32(&self, len: usize, what: &str) -> Result<CudaSlice<u32>> {
-        self.stream
-            .alloc_zeros::<u32>(len.max(1))
-            .map_err(cuda_err(format!("{what}: allocate {len} u32")))
-    }
-
-    /// Copies u32 host data to a new device buffer (one element at least).
-    pub(super) fn upload_u32(&self, data: &[u32], what: &str) -> Result<CudaSlice<u32>> {
-        if data.is_empty() {
-            return self.alloc_u32(0, what);
-        }
-        self.stream
-            .clone_htod(data)
-            .map_err(cuda_err(format!("{what}: upload")))
-    }
-
-    /// Copies the first `len` elements of a u32 device buffer to the host.
-    pub(super) fn download_u32(
-        &self,
-        buf: &CudaSlice<u32>,
-        len: usize,
-        what: &str,
-    ) -> Result<Vec<u32>> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        self.stream
-            .clone_dtoh(&buf.slice(..len))
-            .map_err(cuda_err(format!("{what}: download")))
     }
 
     /// Runs the CPU twin's `select_hist_f32` on device tensors: `hist` (host, 2^bits bins) is
@@ -367,6 +311,126 @@ pub(super) fn count_nonzero(be: &CudaBackend, xs: &[&Tensor]) -> Result<Vec<usiz
         .collect())
 }
 
+/// The select family's keys over device tensors, for the radix driver: the kernels as its
+/// passes.
+struct SelectKernels<'b, 'g, 'a> {
+    be: &'b CudaBackend,
+    groups: &'g mut [SelectGroup<'a>],
+    /// Per group and target: the key parameters, and whether the score is the weight.
+    keys: Vec<Vec<(SelectKey, bool)>>,
+    action: SelectAction,
+    /// Stands in for an absent score or momentum (never read or written).
+    placeholder: DevBuf,
+    placeholder_m: DevBuf,
+}
+
+impl SelectKernels<'_, '_, '_> {
+    /// Device views of the score (the weight when the target has none) and mask of (g, t).
+    fn read_views(&self, g: usize, t: usize) -> Result<(CudaView<'_, f32>, CudaView<'_, f32>)> {
+        let target = &self.groups[g].targets[t];
+        let op = self.op();
+        Ok((
+            self.be
+                .buf(target.score.unwrap_or(&*target.weight), op)?
+                .view(),
+            self.be.buf(target.mask, op)?.view(),
+        ))
+    }
+}
+
+impl RadixKeys for SelectKernels<'_, '_, '_> {
+    type Mem = CudaBackend;
+    fn mem(&self) -> &CudaBackend {
+        self.be
+    }
+    fn op(&self) -> &'static str {
+        "select_update"
+    }
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+    fn k(&self, g: usize) -> usize {
+        self.groups[g].k
+    }
+    fn lens(&self, g: usize) -> Vec<usize> {
+        self.groups[g]
+            .targets
+            .iter()
+            .map(|t| t.weight.numel())
+            .collect()
+    }
+    fn hist(
+        &self,
+        g: usize,
+        t: usize,
+        st: &RadixState,
+        shift: u32,
+        bits: u32,
+        hist: &mut BufOf<Self>,
+        at: usize,
+    ) -> Result<()> {
+        let (sv, mv) = self.read_views(g, t)?;
+        let (key, _) = &self.keys[g][t];
+        let mut h = hist.slice_mut(at..at + (1 << bits));
+        let (prefix, pmask) = (st.prefix, st.prefix_mask);
+        self.be
+            .launch_select_hist(&sv, &mv, key, prefix, pmask, shift, bits, &mut h)
+    }
+    fn count(
+        &self,
+        g: usize,
+        t: usize,
+        key: u32,
+        counts: &mut BufOf<Self>,
+        at: usize,
+    ) -> Result<()> {
+        let (sv, mv) = self.read_views(g, t)?;
+        let n = segments(mv.len());
+        let mut c = counts.slice_mut(at..at + n);
+        self.be
+            .launch_select_count(&sv, &mv, &self.keys[g][t].0, key, key, &mut c)
+    }
+    fn apply(
+        &mut self,
+        g: usize,
+        t: usize,
+        thr: Threshold,
+        tie_before: &BufOf<Self>,
+        out: &mut BufOf<Self>,
+        at: usize,
+    ) -> Result<()> {
+        let (be, op) = (self.be, self.op());
+        let (key, score_is_w) = self.keys[g][t];
+        let target = &mut self.groups[g].targets[t];
+        let n = segments(target.weight.numel());
+        let sv = match target.score {
+            Some(s) => be.buf(s, op)?.view(),
+            None => self.placeholder.view(),
+        };
+        let has_m = target.momentum.is_some();
+        let mut mv = match target.momentum.as_deref_mut() {
+            Some(m) => be.buf_mut(m, op)?.view_mut(),
+            None => self.placeholder_m.view_mut(),
+        };
+        let wb = be.buf_mut(target.weight, op)?;
+        let kb = be.buf_mut(target.mask, op)?;
+        be.launch_select_apply(
+            &sv,
+            score_is_w,
+            &mut wb.view_mut(),
+            &mut kb.view_mut(),
+            &mut mv,
+            has_m,
+            &key,
+            thr.key,
+            &tie_before.slice(at..at + n),
+            thr.tie_take,
+            (self.action == SelectAction::Grow) as u32,
+            &mut out.slice_mut(at..at + n),
+        )
+    }
+}
+
 /// The deterministic masked top-k of every group on the device (see the module doc).
 pub(super) fn select_update(
     be: &CudaBackend,
@@ -388,150 +452,14 @@ pub(super) fn select_update(
             }
         }
     }
-    let keys: Vec<Vec<(SelectKey, bool)>> = groups.iter().map(|g| group_keys(g, action)).collect();
-    let grow = action == SelectAction::Grow;
-    // Groups with nothing to do: growing zero positions.
-    let skip: Vec<bool> = groups.iter().map(|g| grow && g.k == 0).collect();
-
-    // 1. Radix passes, every selecting group at once; one histogram copy per pass.
-    let selecting: Vec<usize> = (0..groups.len()).filter(|&g| groups[g].k > 0).collect();
-    let mut states: Vec<RadixState> = groups.iter().map(|g| RadixState::new(g.k)).collect();
-    if !selecting.is_empty() {
-        let slots = selecting.len() * HIST_SLOT;
-        let mut hist = be.alloc_u32(slots, "select: histograms")?;
-        for (shift, bits) in RADIX_PASSES {
-            be.stream
-                .memset_zeros(&mut hist)
-                .map_err(cuda_err("select: clear histograms"))?;
-            for (slot, &gi) in selecting.iter().enumerate() {
-                let st = states[gi];
-                for (t, (key, _)) in groups[gi].targets.iter().zip(&keys[gi]) {
-                    let sv = be.buf(t.score.unwrap_or(&*t.weight), op)?.view();
-                    let mv = be.buf(t.mask, op)?.view();
-                    let at = slot * HIST_SLOT;
-                    be.launch_select_hist(
-                        &sv,
-                        &mv,
-                        key,
-                        st.prefix,
-                        st.prefix_mask,
-                        shift,
-                        bits,
-                        &mut hist.slice_mut(at..at + (1 << bits)),
-                    )?;
-                }
-            }
-            let h = be.download_u32(&hist, slots, "select: histograms")?;
-            for (slot, &gi) in selecting.iter().enumerate() {
-                let at = slot * HIST_SLOT;
-                states[gi]
-                    .narrow(&h[at..at + (1 << bits)], shift)
-                    .map_err(|e| Error::Shape(format!("{op}: group {gi}: {e}")))?;
-            }
-        }
-    }
-    let mut thresholds = Vec::with_capacity(groups.len());
-    for (gi, g) in groups.iter().enumerate() {
-        thresholds.push(if g.k == 0 {
-            Threshold::NONE
-        } else {
-            states[gi]
-                .threshold(g.k, action)
-                .map_err(|e| Error::Shape(format!("{op}: group {gi}: {e}")))?
-        });
-    }
-
-    // 2. Tie counts per segment (only where some but not all ties are taken), one copy back.
-    let segs: Vec<Vec<usize>> = groups
-        .iter()
-        .map(|g| {
-            g.targets
-                .iter()
-                .map(|t| segments(t.weight.numel()))
-                .collect()
-        })
-        .collect();
-    let total: usize = segs.iter().flatten().sum();
-    let mut counts = be.alloc_u32(total, "select: tie counts")?;
-    let mut any_ties = false;
-    let mut at = 0;
-    for (gi, g) in groups.iter().enumerate() {
-        let thr = thresholds[gi];
-        for ((t, (key, _)), &n) in g.targets.iter().zip(&keys[gi]).zip(&segs[gi]) {
-            if thr.tie_take > 0 && thr.tie_take < u32::MAX && !skip[gi] && t.weight.numel() > 0 {
-                let sv = be.buf(t.score.unwrap_or(&*t.weight), op)?.view();
-                let mv = be.buf(t.mask, op)?.view();
-                be.launch_select_count(
-                    &sv,
-                    &mv,
-                    key,
-                    thr.key,
-                    thr.key,
-                    &mut counts.slice_mut(at..at + n),
-                )?;
-                any_ties = true;
-            }
-            at += n;
-        }
-    }
-    let host_counts = if any_ties {
-        be.download_u32(&counts, total, "select: tie counts")?
-    } else {
-        vec![0; total]
+    let keys = groups.iter().map(|g| group_keys(g, action)).collect();
+    let mut kernels = SelectKernels {
+        be,
+        groups,
+        keys,
+        action,
+        placeholder: be.alloc(1, "select: placeholder")?,
+        placeholder_m: be.alloc(1, "select: placeholder")?,
     };
-    let before = segment_tie_offsets(&segs, &host_counts);
-    let before = be.upload_u32(&before, "select: tie offsets")?;
-
-    // 3. Apply, one copy of the per-segment change counts back.
-    let mut changed = be.alloc_u32(total, "select: change counts")?;
-    let mut dummy = be.alloc(1, "select: placeholder")?;
-    let dummy_score = be.alloc(1, "select: placeholder")?;
-    let mut at = 0;
-    for (gi, g) in groups.iter_mut().enumerate() {
-        let thr = thresholds[gi];
-        for ((t, (key, score_is_w)), &n) in g.targets.iter_mut().zip(&keys[gi]).zip(&segs[gi]) {
-            if !skip[gi] && t.weight.numel() > 0 {
-                let sv = match t.score {
-                    Some(s) => be.buf(s, op)?.view(),
-                    None => dummy_score.view(),
-                };
-                let has_m = t.momentum.is_some();
-                let mut mv = match t.momentum.as_deref_mut() {
-                    Some(m) => be.buf_mut(m, op)?.view_mut(),
-                    None => dummy.view_mut(),
-                };
-                let wb = be.buf_mut(t.weight, op)?;
-                let kb = be.buf_mut(t.mask, op)?;
-                be.launch_select_apply(
-                    &sv,
-                    *score_is_w,
-                    &mut wb.view_mut(),
-                    &mut kb.view_mut(),
-                    &mut mv,
-                    has_m,
-                    key,
-                    thr.key,
-                    &before.slice(at..at + n),
-                    thr.tie_take,
-                    grow as u32,
-                    &mut changed.slice_mut(at..at + n),
-                )?;
-            }
-            at += n;
-        }
-    }
-    let host_changed = be.download_u32(&changed, total, "select: change counts")?;
-    let mut at = 0;
-    Ok(segs
-        .iter()
-        .map(|s| {
-            s.iter()
-                .map(|&n| {
-                    let c = host_changed[at..at + n].iter().map(|&c| c as usize).sum();
-                    at += n;
-                    c
-                })
-                .collect()
-        })
-        .collect())
+    radix_update(&mut kernels, action)
 }

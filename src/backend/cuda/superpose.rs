@@ -2,20 +2,21 @@
 //! device-side driver of
 //! [`Backend::superpose_update`](crate::backend::Backend::superpose_update).
 //!
-//! The host logic is the CPU twin's (`cpu::superpose`, itself the select family's radix
-//! machinery): three histogram passes per group over the averaged values (all groups'
-//! histograms of a pass come back in one 8 KiB-per-group copy), one tie-count pass when the
-//! ties at the threshold are split, and one fused apply pass that writes S and the CAA counts,
-//! whose per-segment kept counts come back as one small copy. No weight, mask or count ever
+//! The host logic is the one radix driver ([`crate::backend::radix::radix_update`]), which the
+//! CPU backend runs with the kernels' twins: three histogram passes per group over the
+//! averaged values (all groups' histograms of a pass come back in one 8 KiB-per-group copy),
+//! one tie-count pass when the ties at the threshold are split, and one fused apply pass that
+//! writes S and the CAA counts, whose per-segment kept counts come back as one small copy. No weight, mask or count ever
 //! leaves the device, and the averaged values are never stored before the last pass.
 
-use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, PushKernelArg};
 
-use super::{check_len, cuda_err, to_i64, CudaBackend, DevBuf, BLOCK};
-use crate::backend::cpu::select::{
-    segment_tie_offsets, segments, RadixState, Threshold, MAX_HIST_BITS, RADIX_PASSES,
-};
+use super::radix::segment_config;
+use super::{check_len, cuda_err, to_i64, CudaBackend, DevBuf};
 use crate::backend::cpu::superpose::check_superpose_groups;
+use crate::backend::radix::{
+    radix_update, segments, BufOf, RadixKeys, RadixState, Threshold, MAX_HIST_BITS,
+};
 use crate::backend::{SelectAction, SuperposeGroup, SuperposeParams};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -24,9 +25,6 @@ use crate::tensor::Tensor;
 // padding) and mirrored field for field by `struct SuperposeParams` in kernels/superpose.cu,
 // so a pointer to one is what the kernels expect for that argument.
 unsafe impl DeviceRepr for SuperposeParams {}
-
-/// Bins reserved per group in the batched histogram buffer.
-const HIST_SLOT: usize = 1 << MAX_HIST_BITS;
 
 /// Device views of one target's read-only inputs; absent ones point at a placeholder and come
 /// with a 0 flag, so the kernels never read them.
@@ -65,14 +63,7 @@ impl CudaBackend {
         }
         let n = to_i64(len);
         let (shift, bits) = (shift as i32, bits as i32);
-        let blocks = len
-            .div_ceil(BLOCK as usize * 8)
-            .clamp(1, self.sm_count as usize * 4);
-        let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = self.radix_hist_config(len);
         let f = self.loader.function("superpose_hist_f32")?;
         let mut l = self.stream.launch_builder(&f);
         l.arg(s).arg(&x.w).arg(&x.mask).arg(&x.count);
@@ -103,19 +94,9 @@ impl CudaBackend {
         counts: &mut CudaViewMut<'_, u32>,
     ) -> Result<()> {
         let len = s.len();
-        let g = counts.len();
-        if !(1..=65_535).contains(&g) {
-            return Err(Error::Cuda(format!(
-                "superpose_count_f32: {g} segments (1..=65535 allowed)"
-            )));
-        }
+        let cfg = segment_config(counts.len(), "superpose_count_f32")?;
         self.check_inputs(x, len, "superpose_count_f32")?;
         let n = to_i64(len);
-        let cfg = LaunchConfig {
-            grid_dim: (g as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let f = self.loader.function("superpose_count_f32")?;
         let mut l = self.stream.launch_builder(&f);
         l.arg(s).arg(&x.w).arg(&x.mask).arg(&x.count);
@@ -148,11 +129,7 @@ impl CudaBackend {
     ) -> Result<()> {
         let len = s.len();
         let g = kept.len();
-        if !(1..=65_535).contains(&g) {
-            return Err(Error::Cuda(format!(
-                "superpose_apply_f32: {g} segments (1..=65535 allowed)"
-            )));
-        }
+        let cfg = segment_config(g, "superpose_apply_f32")?;
         check_len(w.len(), len, "superpose_apply_f32: w")?;
         if has_mask {
             check_len(mask.len(), len, "superpose_apply_f32: mask")?;
@@ -163,11 +140,6 @@ impl CudaBackend {
         check_len(tie_before.len(), g, "superpose_apply_f32: tie_before")?;
         let n = to_i64(len);
         let (has_mask, has_count) = (has_mask as i32, has_count as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (g as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let f = self.loader.function("superpose_apply_f32")?;
         let mut l = self.stream.launch_builder(&f);
         l.arg(s)
@@ -360,6 +332,115 @@ fn check_shapes(
     Ok(())
 }
 
+/// The superpose family's keys over device tensors, for the radix driver: the kernels as its
+/// passes.
+struct SuperposeKernels<'b, 'g, 'a> {
+    be: &'b CudaBackend,
+    groups: &'g mut [SuperposeGroup<'a>],
+    p: SuperposeParams,
+    /// Stands in for an absent mask or count (never read or written).
+    placeholder: DevBuf,
+    placeholder_count: DevBuf,
+}
+
+impl SuperposeKernels<'_, '_, '_> {
+    /// The read-only inputs and the S view of target (g, t).
+    fn read_views(&self, g: usize, t: usize) -> Result<(CudaView<'_, f32>, Inputs<'_>)> {
+        let target = &self.groups[g].targets[t];
+        let op = self.op();
+        let count = target.count.as_deref();
+        let x = self
+            .be
+            .sp_inputs(target.w, target.mask, count, &self.placeholder, op)?;
+        Ok((self.be.buf(target.s, op)?.view(), x))
+    }
+}
+
+impl RadixKeys for SuperposeKernels<'_, '_, '_> {
+    type Mem = CudaBackend;
+    fn mem(&self) -> &CudaBackend {
+        self.be
+    }
+    fn op(&self) -> &'static str {
+        "superpose_update"
+    }
+    fn groups(&self) -> usize {
+        self.groups.len()
+    }
+    fn k(&self, g: usize) -> usize {
+        self.groups[g].k
+    }
+    fn lens(&self, g: usize) -> Vec<usize> {
+        self.groups[g].targets.iter().map(|t| t.s.numel()).collect()
+    }
+    fn hist(
+        &self,
+        g: usize,
+        t: usize,
+        st: &RadixState,
+        shift: u32,
+        bits: u32,
+        hist: &mut BufOf<Self>,
+        at: usize,
+    ) -> Result<()> {
+        let (sv, x) = self.read_views(g, t)?;
+        let mut h = hist.slice_mut(at..at + (1 << bits));
+        let (prefix, pmask) = (st.prefix, st.prefix_mask);
+        self.be
+            .launch_superpose_hist(&sv, &x, &self.p, prefix, pmask, shift, bits, &mut h)
+    }
+    fn count(
+        &self,
+        g: usize,
+        t: usize,
+        key: u32,
+        counts: &mut BufOf<Self>,
+        at: usize,
+    ) -> Result<()> {
+        let (sv, x) = self.read_views(g, t)?;
+        let mut c = counts.slice_mut(at..at + segments(sv.len()));
+        self.be
+            .launch_superpose_count(&sv, &x, &self.p, key, key, &mut c)
+    }
+    fn apply(
+        &mut self,
+        g: usize,
+        t: usize,
+        thr: Threshold,
+        tie_before: &BufOf<Self>,
+        out: &mut BufOf<Self>,
+        at: usize,
+    ) -> Result<()> {
+        let (be, op) = (self.be, self.op());
+        let target = &mut self.groups[g].targets[t];
+        let n = segments(target.s.numel());
+        let wv = be.buf(target.w, op)?.view();
+        let mv = match target.mask {
+            Some(m) => be.buf(m, op)?.view(),
+            None => self.placeholder.view(),
+        };
+        let has_count = target.count.is_some();
+        let mut cv = match target.count.as_deref_mut() {
+            Some(c) => be.buf_mut(c, op)?.view_mut(),
+            None => self.placeholder_count.view_mut(),
+        };
+        let sb = be.buf_mut(target.s, op)?;
+        be.launch_superpose_apply(
+            &mut sb.view_mut(),
+            &wv,
+            &mv,
+            target.mask.is_some(),
+            &mut cv,
+            has_count,
+            &self.p,
+            thr.key,
+            &tie_before.slice(at..at + n),
+            thr.tie_take,
+            &mut out.slice_mut(at..at + n),
+        )
+    }
+}
+
 /// The fused superposition of every group on the device (see the module doc).
 pub(super) fn superpose_update(
     be: &CudaBackend,
@@ -381,140 +462,12 @@ pub(super) fn superpose_update(
             }
         }
     }
-    let ph = be.alloc(1, "superpose: placeholder")?;
-
-    // 1. Radix passes, every selecting group at once; one histogram copy per pass.
-    let selecting: Vec<usize> = (0..groups.len()).filter(|&g| groups[g].k > 0).collect();
-    let mut states: Vec<RadixState> = groups.iter().map(|g| RadixState::new(g.k)).collect();
-    if !selecting.is_empty() {
-        let slots = selecting.len() * HIST_SLOT;
-        let mut hist = be.alloc_u32(slots, "superpose: histograms")?;
-        for (shift, bits) in RADIX_PASSES {
-            be.stream
-                .memset_zeros(&mut hist)
-                .map_err(cuda_err("superpose: clear histograms"))?;
-            for (slot, &gi) in selecting.iter().enumerate() {
-                let st = states[gi];
-                for t in &groups[gi].targets {
-                    let x = be.sp_inputs(t.w, t.mask, t.count.as_deref(), &ph, op)?;
-                    let sv = be.buf(t.s, op)?.view();
-                    let at = slot * HIST_SLOT;
-                    be.launch_superpose_hist(
-                        &sv,
-                        &x,
-                        p,
-                        st.prefix,
-                        st.prefix_mask,
-                        shift,
-                        bits,
-                        &mut hist.slice_mut(at..at + (1 << bits)),
-                    )?;
-                }
-            }
-            let h = be.download_u32(&hist, slots, "superpose: histograms")?;
-            for (slot, &gi) in selecting.iter().enumerate() {
-                let at = slot * HIST_SLOT;
-                states[gi]
-                    .narrow(&h[at..at + (1 << bits)], shift)
-                    .map_err(|e| Error::Shape(format!("{op}: group {gi}: {e}")))?;
-            }
-        }
-    }
-    let mut thresholds = Vec::with_capacity(groups.len());
-    for (gi, g) in groups.iter().enumerate() {
-        thresholds.push(if g.k == 0 {
-            Threshold::NONE
-        } else {
-            states[gi]
-                .threshold(g.k, SelectAction::Keep)
-                .map_err(|e| Error::Shape(format!("{op}: group {gi}: {e}")))?
-        });
-    }
-
-    // 2. Tie counts per segment (only where the ties are split), one copy back.
-    let segs: Vec<Vec<usize>> = groups
-        .iter()
-        .map(|g| g.targets.iter().map(|t| segments(t.s.numel())).collect())
-        .collect();
-    let total: usize = segs.iter().flatten().sum();
-    let mut counts = be.alloc_u32(total, "superpose: tie counts")?;
-    let mut any_ties = false;
-    let mut at = 0;
-    for (gi, g) in groups.iter().enumerate() {
-        let thr = thresholds[gi];
-        for (t, &n) in g.targets.iter().zip(&segs[gi]) {
-            if thr.tie_take > 0 && t.s.numel() > 0 {
-                let x = be.sp_inputs(t.w, t.mask, t.count.as_deref(), &ph, op)?;
-                let sv = be.buf(t.s, op)?.view();
-                be.launch_superpose_count(
-                    &sv,
-                    &x,
-                    p,
-                    thr.key,
-                    thr.key,
-                    &mut counts.slice_mut(at..at + n),
-                )?;
-                any_ties = true;
-            }
-            at += n;
-        }
-    }
-    let host_counts = if any_ties {
-        be.download_u32(&counts, total, "superpose: tie counts")?
-    } else {
-        vec![0; total]
+    let mut kernels = SuperposeKernels {
+        be,
+        groups,
+        p: *p,
+        placeholder: be.alloc(1, "superpose: placeholder")?,
+        placeholder_count: be.alloc(1, "superpose: placeholder")?,
     };
-    let before = segment_tie_offsets(&segs, &host_counts);
-    let before = be.upload_u32(&before, "superpose: tie offsets")?;
-
-    // 3. The fused write, one copy of the per-segment kept counts back.
-    let mut kept = be.alloc_u32(total, "superpose: kept counts")?;
-    let mut ph_count = be.alloc(1, "superpose: placeholder")?;
-    let mut at = 0;
-    for (gi, g) in groups.iter_mut().enumerate() {
-        let thr = thresholds[gi];
-        for (t, &n) in g.targets.iter_mut().zip(&segs[gi]) {
-            if t.s.numel() > 0 {
-                let wv = be.buf(t.w, op)?.view();
-                let mv = match t.mask {
-                    Some(m) => be.buf(m, op)?.view(),
-                    None => ph.view(),
-                };
-                let has_count = t.count.is_some();
-                let mut cv = match t.count.as_deref_mut() {
-                    Some(c) => be.buf_mut(c, op)?.view_mut(),
-                    None => ph_count.view_mut(),
-                };
-                let sb = be.buf_mut(t.s, op)?;
-                be.launch_superpose_apply(
-                    &mut sb.view_mut(),
-                    &wv,
-                    &mv,
-                    t.mask.is_some(),
-                    &mut cv,
-                    has_count,
-                    p,
-                    thr.key,
-                    &before.slice(at..at + n),
-                    thr.tie_take,
-                    &mut kept.slice_mut(at..at + n),
-                )?;
-            }
-            at += n;
-        }
-    }
-    let host_kept = be.download_u32(&kept, total, "superpose: kept counts")?;
-    let mut at = 0;
-    Ok(segs
-        .iter()
-        .map(|s| {
-            s.iter()
-                .map(|&n| {
-                    let c = host_kept[at..at + n].iter().map(|&c| c as usize).sum();
-                    at += n;
-                    c
-                })
-                .collect()
-        })
-        .collect())
+    radix_update(&mut kernels, SelectAction::Keep)
 }

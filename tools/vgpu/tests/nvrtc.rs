@@ -63,12 +63,21 @@ fn kernels_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../kernels")
 }
 
-/// The family's source as the product's loader builds it.
+/// The family's source as the product's loader builds it (src/backend/cuda/loader.rs:
+/// common.cuh, the shared headers the family uses, the family's .cu).
 fn family_source(family: &str) -> String {
     let dir = kernels_dir();
-    let common = std::fs::read_to_string(dir.join("common.cuh")).expect("kernels/common.cuh");
-    let src = std::fs::read_to_string(dir.join(format!("{family}.cu"))).expect("family source");
-    format!("{common}\n#line 1 \"{family}.cu\"\n{src}")
+    let read =
+        |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let mut out = format!("{}\n", read("common.cuh"));
+    if matches!(family, "select" | "superpose") {
+        out.push_str(&format!("#line 1 \"radix.cuh\"\n{}\n", read("radix.cuh")));
+    }
+    out.push_str(&format!(
+        "#line 1 \"{family}.cu\"\n{}",
+        read(&format!("{family}.cu"))
+    ));
+    out
 }
 
 fn compile(nv: &Nvrtc, family: &str, arch: &str) -> String {
