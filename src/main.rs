@@ -221,10 +221,27 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     if cfg.out.is_none() {
         cfg.out = Some(output_dir(&cfg));
     }
-    let report = match &resumed {
-        Some((dir, _)) => resume(&cfg, dir)?,
-        None => train(&cfg)?,
+    // Under `mpirun -np N` (N > 1): data-parallel training, one process per rank.
+    cfg.device = suptickets::dist::rank_device(&cfg.device);
+    let world = suptickets::dist::init(&cfg.device)?;
+    let result = match &resumed {
+        Some((dir, _)) => resume(&cfg, dir),
+        None => train(&cfg),
     };
+    let report = match (result, &world) {
+        (Ok(r), _) => r,
+        (Err(e), Some(w)) => {
+            // The other ranks would wait forever in their next collective: end the job.
+            let w = w.world();
+            eprintln!("error (rank {} of {}): {e}", w.rank(), w.size());
+            w.abort(1);
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if !suptickets::dist::is_writer() {
+        return Ok(());
+    }
     let out = cfg.out.clone().unwrap_or_default();
     if a.json {
         say!(
