@@ -3,7 +3,12 @@
 every tensor of checkpoint.safetensors (weights, momenta, batch-norm buffers: max absolute
 difference relative to the tensor's scale), and every mask (must be identical).
 
-usage: dist_compare.py REFERENCE_RUN OTHER_RUN [--rtol R]
+usage: dist_compare.py REFERENCE_RUN OTHER_RUN [--rtol R] [--loss-rtol R]
+                        [--strict PREFIX --strict-rtol R]
+
+--rtol: tensors (default 1e-3); --loss-rtol: per-epoch training loss (default: --rtol);
+--strict: tensors whose name starts with PREFIX must agree within --strict-rtol;
+--loss-only: compare the loss curve and the tensors' names and shapes only.
 """
 import json
 import struct
@@ -39,11 +44,21 @@ def read_log(run):
 
 def main():
     args = sys.argv[1:]
-    rtol = 1e-3
-    if "--rtol" in args:
-        i = args.index("--rtol")
-        rtol = float(args[i + 1])
-        del args[i : i + 2]
+    def opt(name, default):
+        if name in args:
+            i = args.index(name)
+            v = args[i + 1]
+            del args[i : i + 2]
+            return v
+        return default
+
+    rtol = float(opt("--rtol", 1e-3))
+    loss_rtol = float(opt("--loss-rtol", rtol))
+    strict = opt("--strict", None)
+    strict_rtol = float(opt("--strict-rtol", 1e-5))
+    loss_only = "--loss-only" in args
+    if loss_only:
+        args.remove("--loss-only")
     ref, other = args
     failures = []
 
@@ -52,7 +67,7 @@ def main():
         failures.append(f"log: {len(la)} epochs vs {len(lb)}")
     for ea, eb in zip(la, lb):
         a, b = ea["train_loss"], eb["train_loss"]
-        if abs(a - b) > rtol * max(1.0, abs(a)):
+        if abs(a - b) > loss_rtol * max(1.0, abs(a)):
             failures.append(f"epoch {ea['epoch']}: train loss {a} vs {b}")
         if ea["step"] != eb["step"]:
             failures.append(f"epoch {ea['epoch']}: step {ea['step']} vs {eb['step']}")
@@ -68,6 +83,8 @@ def main():
         if sa != sb:
             failures.append(f"{name}: shape {sa} vs {sb}")
             continue
+        if loss_only:
+            continue
         if name.endswith(".mask"):
             masks += 1
             mask_entries += len(va)
@@ -77,6 +94,8 @@ def main():
             continue
         scale = max(1e-3, max((abs(x) for x in va), default=0.0))
         d = max((abs(x - y) for x, y in zip(va, vb)), default=0.0) / scale
+        if strict and name.startswith(strict) and d > strict_rtol:
+            failures.append(f"{name}: relative difference {d:.3g} > {strict_rtol} (strict)")
         if d > worst:
             worst, worst_name = d, name
     if worst > rtol:

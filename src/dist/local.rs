@@ -117,3 +117,4 @@ impl Collective for LocalRank {
         std::process::exit(code)
     }
 }
+

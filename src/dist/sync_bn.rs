@@ -34,7 +34,7 @@ pub fn with_sync_bn<R>(c: Option<Arc<dyn Collective>>, f: impl FnOnce() -> R) ->
             ACTIVE.with(|a| *a.borrow_mut() = prev);
         }
     }
-    let c = c.filter(|c| c.size() > 1 || std::env::var("DBG_FORCE").is_ok());
+    let c = c.filter(|c| c.size() > 1);
     let _restore = Restore(ACTIVE.with(|a| a.replace(c)));
     f()
 }
@@ -112,25 +112,6 @@ pub fn batchnorm_train_sync(
         let (sdx_l, sd_l) = (b.dgamma.to_vec()?, b.dbeta.to_vec()?);
         let k = sd_l.len();
         let mut sums: Vec<f64> = sd_l.iter().chain(&sdx_l).map(|&v| v as f64).collect();
-        if std::env::var("DBG_F64").is_ok() {
-            let (dv, xv) = (dy.to_vec()?, xt.to_vec()?);
-            let sh = xt.shape();
-            let (nn, cc) = (sh[0], sh[1]);
-            let ss = dv.len() / (nn * cc);
-            let mv = m2.to_vec()?;
-            for j in 0..cc {
-                let (mut a, mut bb) = (0.0f64, 0.0f64);
-                for i in 0..nn {
-                    for t in 0..ss {
-                        let idx = (i * cc + j) * ss + t;
-                        a += dv[idx] as f64;
-                        bb += dv[idx] as f64 * (xv[idx] as f64 - mv[j] as f64) * invstd[j] as f64;
-                    }
-                }
-                sums[j] = a;
-                sums[cc + j] = bb;
-            }
-        }
         c.all_reduce_f64(&mut sums)?;
         let gamma = g2.to_vec()?;
         let ng = n as f64;
@@ -188,7 +169,7 @@ mod two_rank_tests {
     /// Two threads at 3 rows each (sync-bn) against one batch norm over the 6 rows.
     #[test]
     fn two_ranks_match_one_batch() {
-        let (n, c, s) = (6, 3, 5);
+        let (n, c, s) = (8, 3, 5);
         let mut r = Rng::new(5);
         let x: Vec<f32> = (0..n * c * s).map(|_| r.normal() * 2.0 + 0.7).collect();
         let dy: Vec<f32> = (0..n * c * s).map(|_| r.normal()).collect();
@@ -230,7 +211,7 @@ mod two_rank_tests {
                 assert!((a - b).abs() < 1e-5, "rank {r} y[{i}] {a} vs {b}");
             }
             for (i, (a, b)) in dx.iter().zip(&dx1[r * half..]).enumerate() {
-                assert!((a - b).abs() < 1e-5, "rank {r} dx[{i}] {a} vs {b}");
+                assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "rank {r} dx[{i}] {a} vs {b}");
             }
             assert_eq!(dg.len(), dg1.len());
         }
