@@ -85,7 +85,8 @@ mod tests {
         s.params[w.0].mask = Some(Tensor::from_vec(m, &[8]).unwrap());
         assert_ne!(masks_checksum(&s).unwrap(), full);
         let p = params_checksum(&s).unwrap();
-        s.params[w.0].value = Tensor::from_vec(vec![0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, -0.5], &[8]).unwrap();
+        s.params[w.0].value =
+            Tensor::from_vec(vec![0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, -0.5], &[8]).unwrap();
         assert_ne!(params_checksum(&s).unwrap(), p);
     }
 

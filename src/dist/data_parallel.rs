@@ -46,7 +46,11 @@ impl DataParallelReport {
              time(s), always equal.\n\n",
             self.processes,
             self.transport,
-            if self.sync_bn { ", synchronised batch norm" } else { "" },
+            if self.sync_bn {
+                ", synchronised batch norm"
+            } else {
+                ""
+            },
             t.bytes_per_sparse_step(),
             t.sparse_steps,
             t.bytes_per_dense_step(),
@@ -234,7 +238,10 @@ mod tests {
         let lp = want.logprobs.to_vec().unwrap();
         for (_, l, rows) in &got {
             let w = &lp[rows.start * 10..rows.end * 10];
-            let d = w.iter().zip(l).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            let d = w
+                .iter()
+                .zip(l)
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(d < 1e-4, "log-probabilities of rows {rows:?} differ by {d}");
         }
         let got: Vec<_> = got.into_iter().map(|g| g.0).collect();
@@ -243,8 +250,15 @@ mod tests {
             let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
             for g in &got {
                 let g = g[i].as_ref().unwrap().to_vec().unwrap();
-                let d = w.iter().zip(&g).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(d / scale < 1e-4, "{}: {d} (scale {scale})", one.store.params[i].name);
+                let d = w
+                    .iter()
+                    .zip(&g)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    d / scale < 1e-4,
+                    "{}: {d} (scale {scale})",
+                    one.store.params[i].name
+                );
             }
         }
     }

@@ -117,4 +117,3 @@ impl Collective for LocalRank {
         std::process::exit(code)
     }
 }
-

@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 /// Rows `[rank·n/size, (rank+1)·n/size)` of a batch of `n` rows: disjoint, covering `0..n`, and
 /// of sizes differing by at most one.
 pub fn shard_range(n: usize, rank: usize, size: usize) -> Range<usize> {
-    assert!(size > 0 && rank < size, "shard_range: rank {rank} of {size}");
+    assert!(
+        size > 0 && rank < size,
+        "shard_range: rank {rank} of {size}"
+    );
     rank * n / size..(rank + 1) * n / size
 }
 
@@ -20,7 +23,7 @@ pub fn rows(data: &[f32], row_len: usize, range: Range<usize>) -> &[f32] {
 
 /// Errors unless the global batch size splits evenly over `size` ranks.
 pub fn check_batch_size(batch_size: usize, size: usize) -> Result<()> {
-    if size > 1 && batch_size % size != 0 {
+    if size > 1 && !batch_size.is_multiple_of(size) {
         return Err(Error::Config(format!(
             "--batch-size {batch_size} is the global batch size and must be a multiple of the \
              {size} processes (each takes batch-size / {size} rows of every batch)"
@@ -39,7 +42,7 @@ pub fn drop_last(n_train: usize, bs: usize, size: usize, sync_bn: bool) -> bool 
     if rem == 0 || n_train <= 1 {
         return false;
     }
-    rem < 2 * size || (size > 1 && sync_bn && rem % size != 0)
+    rem < 2 * size || (size > 1 && sync_bn && !rem.is_multiple_of(size))
 }
 
 /// The weight of a rank's mean gradient in the global mean: its rows over the batch's rows.

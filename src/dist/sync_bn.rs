@@ -182,7 +182,11 @@ mod two_rank_tests {
             let gv = tape.variable(gamma.clone());
             let bv = tape.variable(beta.clone());
             let y = match coll {
-                Some(cl) => batchnorm_train_sync(&mut tape, cl, xv, gv, bv, 1e-5).unwrap().0,
+                Some(cl) => {
+                    batchnorm_train_sync(&mut tape, cl, xv, gv, bv, 1e-5)
+                        .unwrap()
+                        .0
+                }
                 None => tape.batchnorm_train(xv, gv, bv, 1e-5).unwrap().0,
             };
             let yt = tape.value(y).to_vec().unwrap();
@@ -211,14 +215,17 @@ mod two_rank_tests {
                 assert!((a - b).abs() < 1e-5, "rank {r} y[{i}] {a} vs {b}");
             }
             for (i, (a, b)) in dx.iter().zip(&dx1[r * half..]).enumerate() {
-                assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "rank {r} dx[{i}] {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                    "rank {r} dx[{i}] {a} vs {b}"
+                );
             }
             assert_eq!(dg.len(), dg1.len());
         }
         // The local γ gradients add up to the one-process gradient.
-        for j in 0..c {
+        for (j, want) in dg1.iter().enumerate() {
             let sum = outs[0].2[j] + outs[1].2[j];
-            assert!((sum - dg1[j]).abs() < 1e-4, "dgamma[{j}] {sum} vs {}", dg1[j]);
+            assert!((sum - want).abs() < 1e-4, "dgamma[{j}] {sum} vs {want}");
         }
     }
 }

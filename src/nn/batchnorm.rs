@@ -82,14 +82,9 @@ impl Layer for BatchNorm {
         if f.training() {
             // With `--sync-bn` over several processes: the global batch's statistics.
             let (y, mean, var, count) = match crate::dist::sync_bn::active() {
-                Some(c) => crate::dist::sync_bn::batchnorm_train_sync(
-                    &mut f.tape,
-                    c,
-                    x,
-                    g,
-                    b,
-                    self.eps,
-                )?,
+                Some(c) => {
+                    crate::dist::sync_bn::batchnorm_train_sync(&mut f.tape, c, x, g, b, self.eps)?
+                }
                 None => {
                     let s = f.tape.value(x).shape();
                     let count = s.iter().product::<usize>() / s[1];
