@@ -221,9 +221,26 @@ fn arm_differences(base: &Report, sup: &Report) -> Vec<String> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let (cfg, resumed, sources) = train_config(&a)?;
+    let (mut cfg, resumed, sources) = train_config(&a)?;
     cfg.validate().map_err(|e| sources.rename(e))?;
-    let report = train_from_with(&cfg, resumed, a.overwrite).map_err(|e| sources.rename(e))?;
+    // Under `mpirun -np N` (N > 1): data-parallel training, one process per rank.
+    cfg.device = suptickets::dist::rank_device(&cfg.device);
+    let world = suptickets::dist::init(&cfg.device)?;
+    let result = train_from_with(&cfg, resumed, a.overwrite).map_err(|e| sources.rename(e));
+    let report = match (result, &world) {
+        (Ok(r), _) => r,
+        (Err(e), Some(w)) => {
+            // The other ranks would wait forever in their next collective: end the job.
+            let w = w.world();
+            eprintln!("error (rank {} of {}): {e}", w.rank(), w.size());
+            w.abort(1);
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if !suptickets::dist::is_writer() {
+        return Ok(());
+    }
     let out = cfg.out.clone().unwrap_or_default();
     if a.json {
         say!(

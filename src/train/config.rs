@@ -236,6 +236,10 @@ train_options! {
     sparse_kernels: value SparseKernels = SparseKernels::Auto, [ignore_case = true];
     /// The crossover density of `sparse_kernels = "auto"`.
     sparse_crossover: value f64 = crate::backend::sparse_policy::DEFAULT_CROSSOVER, [value_name = "DENSITY"];
+    /// Data-parallel runs (`mpirun -np N`): batch norm normalises with the statistics of the
+    /// global batch, all-reduced across the processes (otherwise each process uses its own
+    /// rows' and rank 0's running statistics are kept).
+    sync_bn: switch bool = false, [];
 }
 
 impl TrainConfig {
