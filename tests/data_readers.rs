@@ -392,8 +392,8 @@ fn real_fashion_mnist_if_installed() {
     let mut counts = [0usize; 10];
     train.labels.iter().for_each(|&l| counts[l as usize] += 1);
     assert_eq!(counts, [6000; 10]);
-    // The SPEC's normalisation constants are the statistics of the 28×28 training pixels
-    // (padding adds zeros only, so sums over the padded images are the same).
+    // The normalisation constants of docs/computation.md (Data) are the statistics of the 28×28
+    // training pixels (padding adds zeros only, so sums over the padded images are the same).
     let count = (60_000 * 28 * 28) as f64;
     let (s, s2) = train.images.iter().fold((0f64, 0f64), |(s, s2), &v| {
         let v = v as f64 / 255.0;

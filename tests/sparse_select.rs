@@ -1,6 +1,6 @@
-//! The prune (Ψ) and grow (Φ) primitives of SPEC §3 through the public sparse API, on the CPU
-//! and, when a GPU is present, on `cuda:0` too (the same expectations must hold there; the
-//! kernel-level CPU ↔ CUDA comparisons are in `tests/parity/`).
+//! The prune (Ψ) and grow (Φ) primitives (docs/computation.md, Methods) through the public sparse
+//! API, on the CPU and, when a GPU is present, on `cuda:0` too (the same expectations must hold
+//! there; the kernel-level CPU ↔ CUDA comparisons are in `tests/parity/`).
 //!
 //! Hand-made cases pin the exact semantics (counts, ties to the lower flat index, k = 0,
 //! k = all, weight and momentum zeroed); random cases compare against a brute-force sort; the

@@ -1,11 +1,11 @@
 //! `suptickets bench`: measured speed of the sparse kernels against the dense ones, per layer
 //! and for the whole training step, beside the theoretical FLOP reduction.
 //!
-//! The model gets random masks at the requested sparsity (ERK or uniform, SPEC §2) on a
-//! synthetic CIFAR batch. Whole-step timings alternate dense and sparse runs (the machines are
-//! noisy, so each round times both, and medians are reported): `dense` runs every layer with
-//! the dense kernels on the masked weights (what the reference code does), `sparse` runs the
-//! per-layer choice of `--sparse-kernels auto` (sparse below the crossover density). Per-layer
+//! The model gets random masks at the requested sparsity (ERK or uniform, docs/computation.md,
+//! Masks) on a synthetic CIFAR batch. Whole-step timings alternate dense and sparse runs (the
+//! machines are noisy, so each round times both, and medians are reported): `dense` runs every
+//! layer with the dense kernels on the masked weights (what the reference code does), `sparse` runs
+//! the per-layer choice of `--sparse-kernels auto` (sparse below the crossover density). Per-layer
 //! timings call the backend kernels directly on the layer's real mask: forward, backward to the
 //! input, backward to the weights (masked, as on a regular step), and the CSR build.
 

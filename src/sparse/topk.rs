@@ -1,6 +1,6 @@
-//! The one primitive under every prune and grow step (SPEC §3): a deterministic masked top-k
-//! over a model's maskable tensors, run by the backend the tensors live on
-//! ([`Backend::select_update`](crate::backend::Backend::select_update)).
+//! The one primitive under every prune and grow step (docs/computation.md, Methods): a
+//! deterministic masked top-k over a model's maskable tensors, run by the backend the tensors live
+//! on ([`Backend::select_update`](crate::backend::Backend::select_update)).
 //!
 //! "The k best" are ordered by (score descending, flat index ascending), so ties go to the lower
 //! flat index on every backend; the flat index of a global selection is the offset in the
