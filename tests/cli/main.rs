@@ -2,6 +2,9 @@
 //! subset and its outputs, `eval` reproducing the report, `flops`, and clear non-panicking
 //! errors for bad input. Data-dependent tests print a skip message when the Fashion-MNIST files
 //! are missing, unless `CI` is set.
+//!
+//! Files: this one holds the shared helpers (running the binary, clean-failure checks);
+//! `info_flops.rs`, `errors.rs`, `train.rs` and `suptickets_runs.rs` the tests by topic.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

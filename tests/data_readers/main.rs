@@ -2,6 +2,9 @@
 //! CIFAR-10/100 binary) to a temporary directory and read back, every bad-input case, the
 //! augmentation's properties, loader determinism, and the real Fashion-MNIST files when
 //! they are installed.
+//!
+//! Files: this one holds the shared helpers (temporary directories, gzip, file writing);
+//! `fashion_mnist.rs`, `cifar_files.rs`, `augment.rs` and `loader.rs` the tests by topic.
 
 use flate2::write::GzEncoder;
 use flate2::Compression;

@@ -6,6 +6,9 @@
 //! k = all, weight and momentum zeroed); random cases compare against a brute-force sort; the
 //! random grow is checked for determinism and uniformity; an exploration step keeps every
 //! layer's count on a real ResNet-18 (width 0.25).
+//!
+//! Files: this one holds the shared helpers (hand-made stores, host copies); `prune.rs`,
+//! `grow.rs` and `exploration.rs` the tests by topic.
 
 use suptickets::models::{build, ModelConfig};
 use suptickets::nn::{ParamRole, ParamStore};
