@@ -1,9 +1,10 @@
 //! The Sup-tickets building blocks (docs/computation.md, Sup-tickets): budget split and triangle
 //! learning rate; CIA, CAA and CIMA superposition with global and layerwise re-pruning on hand-made
-//! tensors (expected values worked out by hand in `by_hand.rs`) and on a real `resnet18 --width 0.25` store
-//! against a host reference; batch-norm AV and BU; the deep-ensemble baseline; the superposer's
-//! memory, measured with a counting allocator; and the whole superposition on `cuda:0` against the
-//! CPU (prints `skipped: no GPU` without one, fails instead when `SUPTICKETS_REQUIRE_GPU=1`).
+//! tensors (expected values worked out by hand in `by_hand.rs`) and on a real `resnet18 --width
+//! 0.25` store against a host reference; batch-norm AV and BU; the deep-ensemble baseline; the
+//! superposer's memory, measured with a counting allocator; and the whole superposition on `cuda:0`
+//! against the CPU (prints `skipped: no GPU` without one, fails instead when
+//! `SUPTICKETS_REQUIRE_GPU=1`).
 //!
 //! Files: this one holds the shared helpers, the counting allocator and the memory tests;
 //! `schedule.rs`, `by_hand.rs`, `reprune.rs`, `batch_norm.rs` and `ensemble.rs` the tests by
