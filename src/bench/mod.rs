@@ -307,6 +307,9 @@ fn time_steps(
             }
         }
     }
+    for (mode, h) in heap.iter_mut().enumerate() {
+        *h = step_heap(net, x, y, mode == 1, h.allocations)?;
+    }
     sparse_policy::set_sparse_kernels(prev);
     let times_of = |t: &[Vec<f64>; 3], h: HeapPeak| StepTimes {
         inference_ms: median(t[0].clone()),
@@ -315,6 +318,33 @@ fn time_steps(
         train_step_heap: h,
     };
     Ok((times_of(&times[0], heap[0]), times_of(&times[1], heap[1])))
+}
+
+/// The heap of one untimed training step (sparse kernels where `auto` picks them, or dense)
+/// started with the CPU buffer pool empty, so that its peak is what the step itself needs;
+/// `warm_allocations` (counted on the timed steps, pool warm) replaces its allocation count.
+fn step_heap(
+    net: &mut Network,
+    x: &Tensor,
+    y: &Tensor,
+    sparse: bool,
+    warm_allocations: Option<usize>,
+) -> Result<HeapPeak> {
+    sparse_policy::set_sparse_kernels(if sparse {
+        SparseKernels::Auto
+    } else {
+        SparseKernels::Dense
+    });
+    crate::backend::cpu::buffers::clear();
+    let (done, hp) = HeapPeak::measure(|| -> Result<()> {
+        let out = net.forward_backward(x, y)?;
+        Sgd::default().step(&mut net.store, &out.grads, 1e-3)
+    });
+    done?;
+    Ok(HeapPeak {
+        allocations: warm_allocations,
+        ..hp
+    })
 }
 
 /// The layer as a conv of a batch of `n` (a linear layer is a 1×1 conv of a 1×1 map) and its

@@ -67,7 +67,7 @@ pub struct LoaderConfig {
 }
 
 impl LoaderConfig {
-    /// Training defaults (SPEC §7): shuffle, pad 4 + random crop, flips, keep the last
+    /// Training defaults (docs/computation.md, Data): shuffle, pad 4 + random crop, flips, keep the last
     /// partial batch, prefetch 3 batches.
     pub fn train(batch_size: usize, seed: u64) -> LoaderConfig {
         LoaderConfig {

@@ -153,7 +153,7 @@ pub struct Report {
     /// Sparse forward FLOPs of one example, f_S.
     pub flops_sparse: f64,
     /// Training FLOPs as a multiple of dense training: Σ over the run's steps of each step's
-    /// per-example training FLOPs (SPEC §8, with the masks of that step) / (steps · 3f_D).
+    /// per-example training FLOPs (docs/computation.md, FLOPs; with the masks of that step) / (steps · 3f_D).
     pub train_flops_multiple: f64,
     /// Inference FLOPs as a multiple of dense inference, f_S/f_D.
     pub test_flops_multiple: f64,
