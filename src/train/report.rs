@@ -235,7 +235,23 @@ pub struct EnsembleMetrics {
 impl Report {
     /// The report as Markdown.
     pub fn to_markdown(&self, log: &[EpochLog]) -> String {
-        let mut s = format!("# suptickets run `{}`\n\n", self.name);
+        let mut s = self.md_header();
+        s += &self.md_result();
+        s += &md_epochs(log);
+        s += &self.md_tickets();
+        if let Some(d) = &self.data_parallel {
+            s += &d.to_markdown();
+        }
+        s += "## Layers\n\n";
+        s += &super::flops::layers_markdown(&self.layers);
+        s += "\nPlots: [lr.svg](lr.svg), [curves.svg](curves.svg).\n";
+        s
+    }
+
+    /// The run's description: model, data, device, optimiser, wall time.
+    fn md_header(&self) -> String {
+        let mut s = String::new();
+        s += &format!("# suptickets run `{}`\n\n", self.name);
         s += &format!(
             "- model: `{}` (width {}), {} classes, {} input channel(s)\n",
             self.model.name, self.model.width, self.model.num_classes, self.model.in_channels
@@ -275,6 +291,12 @@ impl Report {
             "- wall time: {:.1} s, {:.0} images/s\n\n",
             self.wall_seconds, self.images_per_sec
         );
+        s
+    }
+
+    /// The result table: metrics, parameters, method, FLOPs.
+    fn md_result(&self) -> String {
+        let mut s = String::new();
         s += "## Result\n\n| metric | value |\n|---|---:|\n";
         s += &format!(
             "| {} accuracy | {:.2}% |\n",
@@ -308,37 +330,12 @@ impl Report {
             "| test FLOPs (× dense) | {:.4} |\n\n",
             self.test_flops_multiple
         );
-        if !log.is_empty() {
-            let sparse = log.iter().any(|e| e.density.is_some());
-            s += "## Epochs\n\n| epoch | lr | train loss | train acc | test acc | test NLL | test ECE | img/s | s |";
-            s += if sparse { " density |\n" } else { "\n" };
-            s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
-            s += if sparse { "---:|\n" } else { "\n" };
-            let opt = |v: Option<f64>, pct: bool| match v {
-                Some(v) if pct => format!("{:.2}%", 100.0 * v),
-                Some(v) => format!("{v:.4}"),
-                None => "".into(),
-            };
-            for e in log {
-                s += &format!(
-                    "| {} | {:.4} | {:.4} | {:.2}% | {} | {} | {} | {:.0} | {:.1} |",
-                    e.epoch,
-                    e.lr,
-                    e.train_loss,
-                    100.0 * e.train_acc,
-                    opt(e.test_acc, true),
-                    opt(e.test_nll, false),
-                    opt(e.test_ece, false),
-                    e.images_per_sec,
-                    e.seconds
-                );
-                if sparse {
-                    s += &format!(" {} |", opt(e.density, false));
-                }
-                s.push('\n');
-            }
-            s.push('\n');
-        }
+        s
+    }
+
+    /// The tickets against the ultimate ticket (and the ensemble), if Sup-tickets ran.
+    fn md_tickets(&self) -> String {
+        let mut s = String::new();
         if let (Some(t), Some(u)) = (&self.tickets, &self.ultimate) {
             s += &format!(
                 "## Tickets vs ultimate\n\n{} averaging, {} re-pruning, BN {}.\n\n| ticket | epoch | accuracy | NLL | ECE |\n|---|---:|---:|---:|---:|\n",
@@ -375,12 +372,6 @@ impl Report {
             }
             s += "\nPlot: [tickets.svg](tickets.svg).\n\n";
         }
-        if let Some(d) = &self.data_parallel {
-            s += &d.to_markdown();
-        }
-        s += "## Layers\n\n";
-        s += &super::flops::layers_markdown(&self.layers);
-        s += "\nPlots: [lr.svg](lr.svg), [curves.svg](curves.svg).\n";
         s
     }
 
@@ -507,4 +498,41 @@ pub fn curves_svg(log: &[EpochLog], eval_split: &str) -> String {
             ],
         },
     ])
+}
+
+/// The per-epoch table of report.md (empty without epochs).
+fn md_epochs(log: &[EpochLog]) -> String {
+    let mut s = String::new();
+    if !log.is_empty() {
+        let sparse = log.iter().any(|e| e.density.is_some());
+        s += "## Epochs\n\n| epoch | lr | train loss | train acc | test acc | test NLL | test ECE | img/s | s |";
+        s += if sparse { " density |\n" } else { "\n" };
+        s += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+        s += if sparse { "---:|\n" } else { "\n" };
+        let opt = |v: Option<f64>, pct: bool| match v {
+            Some(v) if pct => format!("{:.2}%", 100.0 * v),
+            Some(v) => format!("{v:.4}"),
+            None => "".into(),
+        };
+        for e in log {
+            s += &format!(
+                "| {} | {:.4} | {:.4} | {:.2}% | {} | {} | {} | {:.0} | {:.1} |",
+                e.epoch,
+                e.lr,
+                e.train_loss,
+                100.0 * e.train_acc,
+                opt(e.test_acc, true),
+                opt(e.test_nll, false),
+                opt(e.test_ece, false),
+                e.images_per_sec,
+                e.seconds
+            );
+            if sparse {
+                s += &format!(" {} |", opt(e.density, false));
+            }
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+    s
 }

@@ -51,9 +51,9 @@ pub fn datasets(
 ) -> Result<(Option<Source>, Source, &'static str)> {
     let kind = DatasetKind::parse(&cfg.dataset)?;
     let dir = cfg.data_dir.as_deref();
-    if let Some(d) = dir {
-        check_readable_dir(d)?;
-    }
+    // The directory actually read (the flag's, the environment's or the default), so that an
+    // unreadable one is reported with its OS error rather than as missing files.
+    check_readable_dir(&data::resolve_dir(kind, dir).0)?;
     if kind == DatasetKind::ImageFolder {
         let (root, _) = data::resolve_dir(kind, dir);
         let opts = cfg.folder_options();
