@@ -25,6 +25,7 @@ pub mod registry;
 pub mod sparse_policy;
 mod sparse_weight;
 
+pub(crate) use check::labels as check_labels;
 pub use params::{Conv2dParams, Pool2dParams, SgdParams};
 pub use sparse_weight::{check_csr, SparseWeight};
 
@@ -178,7 +179,10 @@ pub trait Backend: Send + Sync {
 
     // ---- loss (kernels/loss.cu, cpu/loss.rs) -------------------------------------------------
     /// Row-wise log-softmax of logits [n, k] and the mean negative log-likelihood of `labels`.
-    /// Returns (loss of shape [1], log-probabilities [n, k]).
+    /// Returns (loss of shape [1], log-probabilities [n, k]). A label that is not a class index
+    /// in [0, k) is an error on the CPU backend (labels live on the host) and a NaN loss on a
+    /// device, which does not read labels back: validate them before the upload, as
+    /// `Batch::to_tensors` does.
     fn cross_entropy_fwd(&self, logits: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)>;
     /// d(scale · mean NLL)/d logits = scale · (softmax − onehot) / n.
     fn cross_entropy_bwd(&self, logprobs: &Tensor, labels: &Tensor, scale: f32) -> Result<Tensor>;

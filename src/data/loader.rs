@@ -14,8 +14,11 @@
 use super::augment::{augment_into, normalize_into, CropFlip, Normalizer};
 use super::source::Source;
 use super::Dataset;
+use crate::backend::check_labels;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -105,6 +108,32 @@ pub struct Batch {
     pub index: usize,
     /// Dataset indices of the examples, in batch order.
     pub indices: Vec<usize>,
+}
+
+impl Batch {
+    /// Errors unless every label is a class index in `[0, classes)`, naming the batch and the
+    /// position: the host-side check made before labels go to a device, whose cross entropy
+    /// does not read them back.
+    pub fn check_labels(&self, classes: usize) -> Result<()> {
+        check_labels(&self.y, classes, &format!("batch {}", self.index))
+    }
+
+    /// The batch as tensors on `device`: images `[n, C, H, W]` (`image` = `[C, H, W]`) and
+    /// labels `[n]`. The labels are checked to be class indices in `[0, classes)` here, on the
+    /// host before the upload, so a device's cross entropy never has to read them back.
+    pub fn to_tensors(
+        &self,
+        image: [usize; 3],
+        classes: usize,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        self.check_labels(classes)?;
+        let [c, h, w] = image;
+        Ok((
+            Tensor::from_slice(&self.x, &[self.n, c, h, w], device)?,
+            Tensor::from_slice(&self.y, &[self.n], device)?,
+        ))
+    }
 }
 
 struct Inner {
@@ -410,6 +439,23 @@ mod tests {
 
     fn tiny() -> Dataset {
         Dataset::synthetic(37, 3, 8, 8, 10, 9)
+    }
+
+    #[test]
+    fn batch_tensors_check_labels_on_the_host() {
+        let l = Loader::new(tiny(), LoaderConfig::train(5, 1)).unwrap();
+        let mut b = l.batch(0, 1);
+        let (x, y) = b.to_tensors([3, 8, 8], 10, &Device::Cpu).unwrap();
+        assert_eq!((x.shape(), y.shape()), (&[5, 3, 8, 8][..], &[5][..]));
+        assert_eq!(y.to_vec().unwrap(), b.y);
+        b.y[3] = 10.0;
+        let e = b.to_tensors([3, 8, 8], 10, &Device::Cpu).unwrap_err();
+        assert!(e.to_string().contains("batch 1: labels[3] = 10"), "{e}");
+        b.y[3] = 2.5;
+        assert!(b.to_tensors([3, 8, 8], 10, &Device::Cpu).is_err());
+        assert!(b.check_labels(10).is_err());
+        b.y[3] = 9.0;
+        assert!(b.check_labels(10).is_ok());
     }
 
     #[test]

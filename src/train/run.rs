@@ -344,16 +344,11 @@ fn method_hooks(run: &mut Run) -> Result<Box<dyn RunHooks>> {
 /// The method's start (initial masks or its resumed state), then the run directory: the log so
 /// far and the effective configuration.
 fn start(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<()> {
-    let [c, h, w] = run.net.input_shape;
+    let (image, classes) = (run.net.input_shape, run.net.num_classes);
     let device = run.device.clone();
     let loader = run.train_loader.clone();
-    let first_batch = || -> Result<(Tensor, Tensor)> {
-        let b = loader.batch(0, 0);
-        Ok((
-            Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?,
-            Tensor::from_slice(&b.y, &[b.n], &device)?,
-        ))
-    };
+    let first_batch =
+        || -> Result<(Tensor, Tensor)> { loader.batch(0, 0).to_tensors(image, classes, &device) };
     let from = run.from.take();
     let log = std::mem::take(&mut run.log);
     let resume = from.as_ref().map(|ck| Resume {
@@ -455,6 +450,8 @@ fn train_epoch(
     let mut lr = run.schedule.lr_at(run.meta.step as usize, ipe);
     let mut t_step = Instant::now();
     for (i, b) in run.train_loader.epoch(epoch).enumerate() {
+        // Labels are checked on the host; `dp.step` uploads this process's rows of the batch.
+        b.check_labels(run.net.num_classes)?;
         let it = run.meta.step as usize;
         let plan = hooks.plan_step(&run.context(), it);
         lr = plan.lr;

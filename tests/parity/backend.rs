@@ -189,17 +189,32 @@ fn backend_cross_entropy_fwd_bwd() {
             &cpu_be().cross_entropy_bwd(&clp, &cy, 2.5).unwrap(),
         );
     }
-    // A label that is not a class index is an error on both backends.
-    let (cl, gl) = both(&g, &[0.0; 6], &[2, 3]);
+    // A label that is not a class index is an error on the CPU backend (it holds the labels);
+    // the CUDA backend does not read labels back: the row's loss is NaN, and the backward pass
+    // of every row agrees with the CPU twin (no one-hot term for the bad row).
+    let logits = normal(&mut r, 6);
+    let (cl, gl) = both(&g, &logits, &[2, 3]);
     let (cy, gy) = both(&g, &[1.0, 3.0], &[2]);
     assert!(matches!(
         cpu_be().cross_entropy_fwd(&cl, &cy),
         Err(Error::Shape(_))
     ));
-    assert!(matches!(
-        g.cross_entropy_fwd(&gl, &gy),
-        Err(Error::Shape(_))
-    ));
+    let (gloss, glp) = g.cross_entropy_fwd(&gl, &gy).unwrap();
+    assert!(gloss.to_vec().unwrap()[0].is_nan());
+    let (mut lp, mut nll) = (vec![0.0; 6], vec![0.0; 2]);
+    cpu::loss::log_softmax_ce_fwd_f32(&logits, &[1.0, 3.0], 2, 3, &mut lp, &mut nll);
+    assert!(nll[1].is_nan() && nll[0].is_finite());
+    assert_close("ce logprobs, bad label", &glp.to_vec().unwrap(), &lp);
+    let mut d = vec![0.0; 6];
+    cpu::loss::log_softmax_ce_bwd_f32(&lp, &[1.0, 3.0], 2, 3, 2.5 / 2.0, &mut d);
+    assert_close(
+        "ce bwd, bad label",
+        &g.cross_entropy_bwd(&glp, &gy, 2.5)
+            .unwrap()
+            .to_vec()
+            .unwrap(),
+        &d,
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use cudarc::driver::{CudaView, CudaViewMut, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i32, CudaBackend};
-use crate::backend::{check, Backend};
+use crate::backend::check;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -173,9 +173,9 @@ pub(super) fn count_correct(
 }
 
 /// (n, k) of `x` [n, k] (logits or log-probabilities, `what`) with labels [n] after the shared
-/// checks, including that every label is a class index in [0, k): the labels (n floats) are
-/// downloaded for that, which waits for the work queued before; training loops read the loss
-/// every step anyway.
+/// shape checks. The label values are not read back (that would wait for the queued work every
+/// step): batches are checked on the host before their upload (`Batch::to_tensors`), and a label
+/// that is not a class index in [0, k) gives that row a NaN loss on the device, as the CPU twin.
 fn check_ce(
     be: &CudaBackend,
     x: &Tensor,
@@ -186,12 +186,11 @@ fn check_ce(
     let (n, k) = check::cross_entropy(x, labels, op, what)?;
     be.buf(x, &format!("{op}: {what}"))?;
     be.buf(labels, &format!("{op}: labels"))?;
-    check::labels(&be.download(labels)?, k, op)?;
     Ok((n, k))
 }
 
-/// (mean NLL as a [1] tensor, log-probabilities [n, k]); errors on empty logits or a label
-/// that is not a class index.
+/// (mean NLL as a [1] tensor, log-probabilities [n, k]); errors on empty logits; a label that
+/// is not a class index makes the loss NaN (checked on the host when batches are built).
 pub(super) fn cross_entropy_fwd(
     be: &CudaBackend,
     logits: &Tensor,
