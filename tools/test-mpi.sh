@@ -12,6 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+# The GPU path (NCCL) must at least compile here; tools/test-nccl.sh runs it on 2+ GPUs.
+cargo check --release --features nccl --quiet
+echo "test-mpi: the NCCL path compiles (cargo check --features nccl)" >&2
 cargo build --release --features mpi --quiet
 bin=target/release/suptickets
 out=target/test-mpi

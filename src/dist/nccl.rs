@@ -100,7 +100,7 @@ impl Collective for Nccl {
         self.mpi.abort(code)
     }
     fn all_reduce_tensor(&self, t: &mut Tensor) -> Result<()> {
-        match t.storage_mut() {
+        match t.storage_mut()? {
             Storage::Cuda(s) => self
                 .with(|c| c.all_reduce_in_place(&mut s.buf.view_mut(), &ReduceOp::Sum))?
                 .map(|_| ())
@@ -109,7 +109,7 @@ impl Collective for Nccl {
         }
     }
     fn broadcast_tensor(&self, t: &mut Tensor) -> Result<()> {
-        match t.storage_mut() {
+        match t.storage_mut()? {
             Storage::Cuda(s) => self
                 .with(|c| c.broadcast_in_place(&mut s.buf.view_mut(), 0))?
                 .map(|_| ())
