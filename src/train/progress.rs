@@ -42,6 +42,12 @@ impl Progress {
         }
     }
 
+    /// Whether [`Self::step`] at step `i` displays anything (a bar shows every step, lines
+    /// every tenth of the epoch): the loop reads device-side counters only then.
+    pub fn shows(&self, i: usize) -> bool {
+        self.bar.is_some() || (self.enabled && (i.is_multiple_of(self.every) || i == self.steps))
+    }
+
     /// After step `i` (1-based) of the epoch: running loss and accuracy, images per second and
     /// the estimated seconds left in this invocation.
     pub fn step(&self, i: usize, loss: f64, acc: f64, ips: f64, eta: f64) {
@@ -49,7 +55,7 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.set_position(i as u64);
             b.set_message(format!("{msg} ETA {}", fmt_secs(eta)));
-        } else if self.enabled && (i.is_multiple_of(self.every) || i == self.steps) {
+        } else if self.shows(i) {
             eprintln!(
                 "epoch {}/{} step {i}/{} {msg} ETA {}",
                 self.epoch + 1,

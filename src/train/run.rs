@@ -446,6 +446,8 @@ fn train_epoch(
     // This rank's loss sum, correct predictions and examples; `global` counts the examples
     // of every rank (the global batches), for the rate.
     let (mut loss_sum, mut correct, mut seen, mut global) = (0.0f64, 0usize, 0usize, 0usize);
+    // Correct predictions accumulate on the network's device; read back only for display.
+    let mut correct_dev = Tensor::zeros(&[1], &run.device)?;
     let mut train_secs = 0.0f64;
     let mut lr = run.schedule.lr_at(run.meta.step as usize, ipe);
     let mut t_step = Instant::now();
@@ -473,7 +475,12 @@ fn train_epoch(
         run.dp
             .after_step(&mut run.net, hooks.mask_changes(), run.meta.step)?;
         let rows = shard.rows;
-        correct += correct_predictions(&outp.logprobs, &shard.labels)?;
+        outp.logprobs
+            .backend()
+            .count_correct(&outp.logprobs, &shard.labels, &mut correct_dev)?;
+        if progress.shows(i + 1) {
+            correct = correct_dev.scalar()? as usize;
+        }
         loss_sum += outp.loss as f64 * rows.len() as f64;
         seen += rows.len();
         global += b.n;
@@ -491,6 +498,7 @@ fn train_epoch(
         );
     }
     progress.finish();
+    correct = correct_dev.scalar()? as usize;
     let [loss_sum, correct, _] = run.dp.epoch_totals(loss_sum, correct, seen)?;
     let seen = global;
     let entry = EpochLog {
@@ -507,17 +515,6 @@ fn train_epoch(
         density: None,
     };
     Ok((entry, seen, train_secs))
-}
-
-/// Rows of `logprobs` whose arg-max is the label, counted on their device
-/// ([`crate::backend::Backend::count_correct`]): one scalar comes back, not the batch's
-/// log-probabilities.
-fn correct_predictions(logprobs: &Tensor, labels: &Tensor) -> Result<usize> {
-    let mut count = Tensor::zeros(&[1], &logprobs.device())?;
-    logprobs
-        .backend()
-        .count_correct(logprobs, labels, &mut count)?;
-    Ok(count.to_vec()?[0] as usize)
 }
 
 /// report.json / report.md, the learning-rate, tickets and curves plots.
