@@ -103,7 +103,7 @@ fn main() {
             let l = Loader::new(f, cfg).unwrap();
             let _ = l.batch(0, 0); // warm the page cache and the pool
             let (t, cpu0) = (Instant::now(), cpu_seconds());
-            let seen: usize = l.epoch(1).map(|b| b.n).sum();
+            let seen: usize = l.epoch(1).map(|b| b.unwrap().n).sum();
             let (s, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
             println!(
                 "{:<5} transform, {threads} decode thread(s): {:>7.1} images/s ({seen} in {s:.2} s), \

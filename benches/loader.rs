@@ -30,6 +30,7 @@ fn report(data: &Dataset) {
         let t = Instant::now();
         let mut images = 0;
         for b in loader.epoch(0) {
+            let b = b.unwrap();
             images += b.n;
             std::hint::black_box(&b.x);
         }
@@ -54,7 +55,7 @@ fn bench(c: &mut Criterion) {
         // A whole epoch through the prefetching iterator.
         g.throughput(Throughput::Elements(loader.examples_per_epoch() as u64));
         g.bench_function(format!("epoch_{name}"), |b| {
-            b.iter(|| loader.epoch(0).map(|b| b.n).sum::<usize>())
+            b.iter(|| loader.epoch(0).map(|b| b.unwrap().n).sum::<usize>())
         });
         // One batch assembled on the calling thread (includes computing the epoch order).
         g.throughput(Throughput::Elements(BATCH as u64));

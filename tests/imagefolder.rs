@@ -133,7 +133,7 @@ fn eval_transform_matches_hand_computed_values() {
     });
     let v = ImageFolder::open(&root, Split::Test, &opts(16)).unwrap();
     let l = Loader::new(v, LoaderConfig::eval(2)).unwrap();
-    let b = l.batch(0, 0);
+    let b = l.batch(0, 0).unwrap();
     assert_eq!((b.n, b.y.clone()), (2, vec![0.0, 1.0]));
     let plane = 16 * 16;
     for c in 0..3 {
@@ -200,13 +200,13 @@ fn loader_batches_depend_only_on_seed_epoch_and_example() {
     let big = Loader::new(f.clone(), LoaderConfig::train(6, 3)).unwrap();
     let small = Loader::new(f.clone(), LoaderConfig::train(2, 3)).unwrap();
     assert_eq!(big.order(1), small.order(1));
-    let a: Vec<_> = big.epoch(1).collect();
-    assert_eq!(a[1], big.batch(1, 1));
+    let a: Vec<_> = big.epoch(1).map(Result::unwrap).collect();
+    assert_eq!(a[1], big.batch(1, 1).unwrap());
     let il = 3 * 24 * 24;
     // Example k of the epoch gets the same tensor whatever the batch it falls in (so a shard
     // of a global batch is the same as the corresponding examples of the whole batch).
     let flat_a: Vec<f32> = a.iter().flat_map(|b| b.x.clone()).collect();
-    let flat_b: Vec<f32> = small.epoch(1).flat_map(|b| b.x).collect();
+    let flat_b: Vec<f32> = small.epoch(1).flat_map(|b| b.unwrap().x).collect();
     assert_eq!(flat_a, flat_b);
     // Each example is the training transform of its file with the crop of (seed, epoch, i).
     let norm = Normalizer::new(&IMAGENET_MEAN, &IMAGENET_STD);
@@ -218,9 +218,10 @@ fn loader_batches_depend_only_on_seed_epoch_and_example() {
         assert_eq!(&a[0].x[k * il..(k + 1) * il], &want[..], "example {i}");
         assert_eq!(a[0].y[k], f32::from(f.label(i)));
     }
-    assert_ne!(big.batch(1, 0).x, big.batch(2, 0).x, "another epoch");
+    let batch = |l: &Loader, e| l.batch(e, 0).unwrap().x;
+    assert_ne!(batch(&big, 1), batch(&big, 2), "another epoch");
     let other_seed = Loader::new(f.clone(), LoaderConfig::train(6, 4)).unwrap();
-    assert_ne!(big.batch(1, 0).x, other_seed.batch(1, 0).x, "another seed");
+    assert_ne!(batch(&big, 1), batch(&other_seed, 1), "another seed");
     // Decode-thread count does not change the result.
     let one = std::sync::Arc::new(
         ImageFolder::open(
@@ -234,7 +235,7 @@ fn loader_batches_depend_only_on_seed_epoch_and_example() {
         .unwrap(),
     );
     let l1 = Loader::new(one, LoaderConfig::train(6, 3)).unwrap();
-    assert_eq!(l1.batch(1, 0), big.batch(1, 0));
+    assert_eq!(batch(&l1, 1), batch(&big, 1));
     clean(&[&root]);
 }
 
@@ -329,7 +330,7 @@ fn bad_trees_and_files_fail_naming_them() {
 }
 
 #[test]
-fn undecodable_file_panics_naming_it_or_is_skipped() {
+fn undecodable_file_is_an_error_naming_it_or_is_skipped() {
     let root = tree("decode", 1);
     // Passes the structure check (start and end markers) but holds no image.
     let bad = root.join("train/ant/garbage.JPEG");
@@ -339,27 +340,49 @@ fn undecodable_file_panics_naming_it_or_is_skipped() {
     std::fs::write(&bad, bytes).unwrap();
     let f = ImageFolder::open(&root, Split::Train, &opts(16)).unwrap();
     assert_eq!(f.len(), 4);
-    let l = Loader::new(f, LoaderConfig::eval(4)).unwrap();
-    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.batch(0, 0))).unwrap_err();
-    let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+    let l = Loader::new(f, LoaderConfig::eval(2)).unwrap();
+    let names_the_file = |e: suptickets::Error| {
+        let msg = e.to_string();
+        assert!(
+            msg.contains("garbage.JPEG")
+                && msg.contains("cannot decode")
+                && msg.contains("--skip-bad-images"),
+            "{msg}"
+        );
+    };
+    let bad_batch = (0..2)
+        .find(|&b| l.batch(0, b).is_err())
+        .expect("the batch holding garbage.JPEG fails");
+    names_the_file(l.batch(0, bad_batch).unwrap_err());
+    // Through the prefetching iterator: the good batches before it, then the error, then the
+    // end of the epoch.
+    let got: Vec<_> = l.epoch(0).collect();
+    assert_eq!(got.len(), bad_batch + 1);
+    assert!(got[..bad_batch].iter().all(Result::is_ok));
+    names_the_file(got.into_iter().last().unwrap().unwrap_err());
+    // The training binary stops with the error, not a panic.
+    let out = common::tmp_dir("imagefolder", "decode-out");
+    let o = train_cli(&root, &out, &["--model", "resnet18", "--epochs", "1"]);
+    let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        msg.contains("garbage.JPEG") && msg.contains("cannot decode"),
-        "{msg}"
+        !o.status.success() && e.contains("garbage.JPEG") && e.contains("cannot decode"),
+        "{e}"
     );
+    assert!(!e.contains("panicked"), "{e}");
     let skip = FolderOptions {
         skip_bad: true,
         ..opts(16)
     };
     let f = std::sync::Arc::new(ImageFolder::open(&root, Split::Train, &skip).unwrap());
     let l = Loader::new(f.clone(), LoaderConfig::eval(4)).unwrap();
-    let b = l.batch(0, 0);
+    let b = l.batch(0, 0).unwrap();
     let il = 3 * 16 * 16;
     let k = b.indices.iter().position(|&i| f.file(i) == bad).unwrap();
     assert!(b.x[k * il..(k + 1) * il].iter().all(|&v| v == 0.0));
     assert_eq!(f.skipped(), 1);
-    let _ = l.batch(1, 0);
+    l.batch(1, 0).unwrap();
     assert_eq!(f.skipped(), 1, "counted once");
-    clean(&[&root]);
+    clean(&[&root, &out]);
 }
 
 fn train_cli(root: &Path, out: &Path, extra: &[&str]) -> std::process::Output {

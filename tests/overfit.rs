@@ -17,7 +17,7 @@ fn tiny_resnet_overfits_64_fashion_mnist_images() {
     let mut cfg = LoaderConfig::eval(64);
     cfg.limit = Some(64);
     let loader = Loader::new(data, cfg).unwrap();
-    let batch = loader.epoch(0).next().unwrap();
+    let batch = loader.epoch(0).next().unwrap().unwrap();
     assert_eq!(batch.n, 64);
     let x = Tensor::from_vec(batch.x, &[64, 1, 32, 32]).unwrap();
     let y = Tensor::from_vec(batch.y.clone(), &[64]).unwrap();

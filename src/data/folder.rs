@@ -342,9 +342,14 @@ impl ImageFolder {
 
     /// Decodes and transforms example `i` into `out` (3×S×S): the training transform with
     /// the crop of `(seed, epoch, i)` when `train` is `Some((seed, epoch, flip))`, the
-    /// evaluation transform otherwise. A file that fails to decode panics with the error
-    /// naming it, or with `skip_bad` is counted and comes out as zeros (the mean image).
-    fn load_into(&self, i: usize, train: Option<(u64, usize, bool)>, out: &mut [f32]) {
+    /// evaluation transform otherwise. A file that fails to decode is an error naming it, or
+    /// with `skip_bad` is counted and comes out as zeros (the mean image).
+    fn load_into(
+        &self,
+        i: usize,
+        train: Option<(u64, usize, bool)>,
+        out: &mut [f32],
+    ) -> Result<()> {
         let img = match jpeg::read(&self.files[i]) {
             Ok(img) => img,
             Err(e) if self.skip_bad => {
@@ -355,9 +360,9 @@ impl ImageFolder {
                     );
                 }
                 out.fill(0.0);
-                return;
+                return Ok(());
             }
-            Err(e) => panic!("{e} (use --skip-bad-images to skip such files)"),
+            Err(e) => return Err(with_skip_hint(e)),
         };
         match train {
             Some((seed, epoch, flip)) => {
@@ -367,21 +372,29 @@ impl ImageFolder {
             }
             None => transform::eval_into(&img, self.size, &self.norm, out),
         }
+        Ok(())
     }
 
     /// Fills `x` (`indices.len()` images of 3×S×S) with examples `indices` on the decode
     /// threads: the training transform with the crop of `(seed, epoch, i)` (its flip only if
     /// `flip`) when `train` is `Some((seed, epoch, flip))`, the evaluation transform otherwise.
-    /// A file that fails to decode panics with the error naming it, or with `skip_bad` is
-    /// counted once and comes out as zeros (the mean image).
-    pub fn fill(&self, indices: &[usize], train: Option<(u64, usize, bool)>, x: &mut [f32]) {
+    /// A file that fails to decode is an error naming it (the first such file of the batch in
+    /// index order), or with `skip_bad` is counted once and comes out as zeros (the mean image).
+    pub fn fill(
+        &self,
+        indices: &[usize],
+        train: Option<(u64, usize, bool)>,
+        x: &mut [f32],
+    ) -> Result<()> {
         let il = 3 * self.size * self.size;
         assert_eq!(x.len(), indices.len() * il, "fill: output length");
-        self.pool.install(|| {
+        let results: Vec<Result<()>> = self.pool.install(|| {
             x.par_chunks_mut(il)
                 .zip(indices)
-                .for_each(|(out, &i)| self.load_into(i, train, out))
+                .map(|(out, &i)| self.load_into(i, train, out))
+                .collect()
         });
+        results.into_iter().collect()
     }
 }
 
@@ -410,6 +423,17 @@ pub fn open_splits(
         .then(|| ImageFolder::open(root, Split::Train, opts))
         .transpose()?;
     Ok((train, ImageFolder::open(root, Split::Test, opts)?, "test"))
+}
+
+/// A decoding error with the hint that such files can be skipped.
+fn with_skip_hint(e: Error) -> Error {
+    match e {
+        Error::Data { path, msg } => Error::Data {
+            path,
+            msg: format!("{msg} (use --skip-bad-images to skip such files)"),
+        },
+        other => other,
+    }
 }
 
 /// The message of a data error without its path (the caller names the file itself).

@@ -161,7 +161,7 @@ impl Inner {
         order
     }
 
-    fn assemble(&self, order: &[usize], epoch: usize, index: usize) -> Batch {
+    fn assemble(&self, order: &[usize], epoch: usize, index: usize) -> Result<Batch> {
         let bs = self.cfg.batch_size;
         let indices = order[index * bs..((index + 1) * bs).min(order.len())].to_vec();
         let n = indices.len();
@@ -176,16 +176,16 @@ impl Inner {
             Source::Folder(f) => {
                 let train =
                     (self.cfg.mode == Mode::Train).then_some((self.cfg.seed, epoch, self.cfg.flip));
-                f.fill(&indices, train, &mut x);
+                f.fill(&indices, train, &mut x)?;
             }
         }
-        Batch {
+        Ok(Batch {
             x,
             y,
             n,
             index,
             indices,
-        }
+        })
     }
 
     /// The in-memory path: normalisation, or pad + crop + flip drawn per batch.
@@ -312,7 +312,8 @@ impl Loader {
 
     /// Assembles batch `index` of `epoch` on the calling thread (the same batch the iterator
     /// yields). Recomputes the epoch's order: use [`epoch`](Loader::epoch) for whole epochs.
-    pub fn batch(&self, epoch: usize, index: usize) -> Batch {
+    /// Fails only when an image of the batch cannot be read (image folders).
+    pub fn batch(&self, epoch: usize, index: usize) -> Result<Batch> {
         assert!(
             index < self.batches_per_epoch(),
             "batch {index} of an epoch of {} batches",
@@ -321,7 +322,9 @@ impl Loader {
         self.inner.assemble(&self.inner.order(epoch), epoch, index)
     }
 
-    /// All batches of `epoch`, assembled ahead on a background thread.
+    /// All batches of `epoch`, assembled ahead on a background thread. A batch that cannot be
+    /// assembled (an image folder's file that fails to decode) comes out as its error, and
+    /// the epoch ends after it.
     pub fn epoch(&self, epoch: usize) -> EpochIter {
         self.epoch_from(epoch, 0)
     }
@@ -338,8 +341,10 @@ impl Loader {
             .spawn(move || {
                 let order = inner.order(epoch);
                 for b in first..total {
-                    if tx.send(inner.assemble(&order, epoch, b)).is_err() {
-                        return; // the consumer dropped the iterator
+                    let batch = inner.assemble(&order, epoch, b);
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        return; // the consumer dropped the iterator, or the epoch cannot go on
                     }
                 }
             })
@@ -362,25 +367,29 @@ impl std::fmt::Debug for Loader {
     }
 }
 
-/// The batches of one epoch, produced by a background thread through a bounded channel.
-/// Dropping it early stops the thread.
+/// The batches of one epoch, produced by a background thread through a bounded channel; an
+/// error ends the epoch. Dropping it early stops the thread.
 pub struct EpochIter {
-    rx: Option<Receiver<Batch>>,
+    rx: Option<Receiver<Result<Batch>>>,
     worker: Option<JoinHandle<()>>,
     remaining: usize,
 }
 
 impl Iterator for EpochIter {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Result<Batch>> {
         if self.remaining == 0 {
             return None;
         }
         match self.rx.as_ref()?.recv() {
-            Ok(b) => {
+            Ok(Ok(b)) => {
                 self.remaining -= 1;
-                Some(b)
+                Some(Ok(b))
+            }
+            Ok(Err(e)) => {
+                self.remaining = 0;
+                Some(Err(e))
             }
             Err(_) => {
                 // The worker hung up early: it panicked. Re-raise its panic here.
@@ -444,7 +453,7 @@ mod tests {
     #[test]
     fn batch_tensors_check_labels_on_the_host() {
         let l = Loader::new(tiny(), LoaderConfig::train(5, 1)).unwrap();
-        let mut b = l.batch(0, 1);
+        let mut b = l.batch(0, 1).unwrap();
         let (x, y) = b.to_tensors([3, 8, 8], 10, &Device::Cpu).unwrap();
         assert_eq!((x.shape(), y.shape()), (&[5, 3, 8, 8][..], &[5][..]));
         assert_eq!(y.to_vec().unwrap(), b.y);
@@ -461,12 +470,12 @@ mod tests {
     #[test]
     fn iterator_matches_synchronous_batches() {
         let l = Loader::new(tiny(), LoaderConfig::train(5, 1)).unwrap();
-        let it: Vec<Batch> = l.epoch(2).collect();
+        let it: Vec<Batch> = l.epoch(2).collect::<Result<_>>().unwrap();
         assert_eq!(it.len(), 8);
         for (b, got) in it.iter().enumerate() {
-            assert_eq!(*got, l.batch(2, b));
+            assert_eq!(*got, l.batch(2, b).unwrap());
         }
-        let tail: Vec<Batch> = l.epoch_from(2, 5).collect();
+        let tail: Vec<Batch> = l.epoch_from(2, 5).collect::<Result<_>>().unwrap();
         assert_eq!(tail, it[5..].to_vec());
     }
 
@@ -481,9 +490,17 @@ mod tests {
     #[test]
     fn parallel_equals_serial() {
         let mut cfg = LoaderConfig::train(16, 4);
-        let a: Vec<Batch> = Loader::new(tiny(), cfg.clone()).unwrap().epoch(1).collect();
+        let a: Vec<Batch> = Loader::new(tiny(), cfg.clone())
+            .unwrap()
+            .epoch(1)
+            .collect::<Result<_>>()
+            .unwrap();
         cfg.parallel = true;
-        let b: Vec<Batch> = Loader::new(tiny(), cfg).unwrap().epoch(1).collect();
+        let b: Vec<Batch> = Loader::new(tiny(), cfg)
+            .unwrap()
+            .epoch(1)
+            .collect::<Result<_>>()
+            .unwrap();
         assert_eq!(a, b);
     }
 

@@ -198,6 +198,7 @@ pub fn bn_update_loader(net: &mut Network, loader: &Loader, epoch: usize) -> Res
     let [c, h, w] = net.input_shape;
     let mut n = 0usize;
     for b in loader.epoch(epoch) {
+        let b = b?;
         n += 1;
         let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?;
         forward_train(net, x, 1.0 / n as f32)?;

@@ -130,8 +130,10 @@ impl Ensemble {
         // Streams one batch at a time; creating a tensor can fail (device memory): stop there.
         let mut failed: Option<Error> = None;
         let batches = loader.epoch(0).map_while(|b| {
-            let pair = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)
-                .and_then(|x| Ok((x, Tensor::from_vec(b.y, &[b.n])?)));
+            let pair = b.and_then(|b| {
+                let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?;
+                Ok((x, Tensor::from_vec(b.y, &[b.n])?))
+            });
             match pair {
                 Ok(p) => Some(p),
                 Err(e) => {

@@ -348,7 +348,7 @@ fn start(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<()> {
     let device = run.device.clone();
     let loader = run.train_loader.clone();
     let first_batch =
-        || -> Result<(Tensor, Tensor)> { loader.batch(0, 0).to_tensors(image, classes, &device) };
+        || -> Result<(Tensor, Tensor)> { loader.batch(0, 0)?.to_tensors(image, classes, &device) };
     let from = run.from.take();
     let log = std::mem::take(&mut run.log);
     let resume = from.as_ref().map(|ck| Resume {
@@ -452,6 +452,7 @@ fn train_epoch(
     let mut lr = run.schedule.lr_at(run.meta.step as usize, ipe);
     let mut t_step = Instant::now();
     for (i, b) in run.train_loader.epoch(epoch).enumerate() {
+        let b = b?;
         // Labels are checked on the host; `dp.step` uploads this process's rows of the batch.
         b.check_labels(run.net.num_classes)?;
         let it = run.meta.step as usize;

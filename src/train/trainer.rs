@@ -110,6 +110,7 @@ pub fn evaluate(net: &mut Network, loader: &Loader) -> Result<Metrics> {
     let k = net.num_classes;
     let mut acc = MetricsAccumulator::new();
     for b in loader.epoch(0) {
+        let b = b?;
         let x = Tensor::from_slice(&b.x, &[b.n, c, h, w], &device)?;
         let lp = net.logprobs(&x)?.to_vec()?;
         acc.add(&lp, k, &b.y)?;
