@@ -220,7 +220,7 @@ mod tests {
 
     /// Two thread ranks at 4 rows each with synchronised batch norm: the forward pass is one
     /// process's at 8 rows, and so are the averaged gradients (up to rounding; see
-    /// notes/dist.md on how far rounding carries in deep batch-norm networks).
+    /// BENCHMARKS.md on a ReLU gate within rounding of zero, which can move one channel).
     #[test]
     fn two_ranks_with_sync_bn_match_one_process() {
         let n = 8;
