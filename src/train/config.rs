@@ -18,7 +18,8 @@ use crate::suptickets::{AverageKind, BnStrategy, Budget, Reprune, SuperposeConfi
 /// Declares every option of a training run once: its TOML key and field of [`TrainConfig`]
 /// (with its default), and its `train` flag in [`TrainFlags`] (same name, `-` for `_`), with
 /// the same documentation. `value` options are set by `--flag VALUE`; `option` options are
-/// unset (`None`, a default computed later) unless given; `switch` options are `--flag`.
+/// unset (`None`, a default computed later) unless given; `switch` options are `--flag`
+/// (`--flag=true`) or `--flag=false` (to turn off what a configuration file turned on).
 macro_rules! train_options {
     (@apply $flags:ident, $cfg:ident, value, $name:ident) => {
         if let Some(v) = &$flags.$name {
@@ -31,13 +32,8 @@ macro_rules! train_options {
         }
     };
     (@apply $flags:ident, $cfg:ident, switch, $name:ident) => {
-        if $flags.$name {
-            $cfg.$name = true;
-        }
-    };
-    (@given $flags:ident, $keys:ident, switch, $name:ident) => {
-        if $flags.$name {
-            $keys.push(stringify!($name));
+        if let Some(v) = $flags.$name {
+            $cfg.$name = v;
         }
     };
     (@given $flags:ident, $keys:ident, $kind:ident, $name:ident) => {
@@ -105,7 +101,14 @@ macro_rules! train_options {
         $(#[doc = $doc:literal])* $name:ident: switch bool = $d:expr, [$($arg:tt)*]; $($rest:tt)*) => {
         train_options!(@munch
             [$($cfg)* $(#[doc = $doc])* pub $name: bool,]
-            [$($flag)* $(#[doc = $doc])* #[arg(long, $($arg)*)] pub $name: bool,]
+            [$($flag)* $(#[doc = $doc])* #[arg(
+                long,
+                num_args = 0..=1,
+                require_equals = true,
+                default_missing_value = "true",
+                value_name = "true|false",
+                $($arg)*
+            )] pub $name: Option<bool>,]
             [$($apply)* (switch $name)]
             [$($def)* $name: $d,]
             $($rest)*);

@@ -62,8 +62,11 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return bad("--eval-every must be at least 1".into());
         }
-        if self.limit_train == Some(0) || self.limit_test == Some(0) {
-            return bad("--limit-train/--limit-test must be at least 1".into());
+        if self.limit_train == Some(0) {
+            return bad("--limit-train must be at least 1".into());
+        }
+        if self.limit_test == Some(0) {
+            return bad("--limit-test must be at least 1".into());
         }
         if self.stop_after == Some(0) {
             return bad("--stop-after must be at least 1".into());

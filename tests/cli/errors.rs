@@ -69,6 +69,9 @@ const BAD_FLAGS: &[(&[&str], &str)] = &[
         "--snip-scope",
     ),
     (&["--no-such-flag"], "--no-such-flag"),
+    (&["--limit-test", "0", "--quiet"], "--limit-test must be"),
+    (&["--limit-train", "0", "--quiet"], "--limit-train must be"),
+    (&["--nesterov=maybe", "--quiet"], "--nesterov"),
 ];
 
 #[test]

@@ -11,10 +11,10 @@ fn train_one_epoch_writes_everything_and_eval_reproduces_it() {
     let dir = tmp("train");
     let cfg = dir.join("cfg.toml");
     std::fs::create_dir_all(&dir).unwrap();
-    // the file sets a wrong width that the flag overrides
+    // the file sets a wrong width that the flag overrides, and a switch the flag turns off
     std::fs::write(
         &cfg,
-        "model = \"wrn-10-1\"\nwidth = 3.0\nschedule = \"constant\"\nlr = 0.05\n",
+        "model = \"wrn-10-1\"\nwidth = 3.0\nschedule = \"constant\"\nlr = 0.05\nnesterov = true\n",
     )
     .unwrap();
     let out = dir.join("run");
@@ -24,6 +24,7 @@ fn train_one_epoch_writes_everything_and_eval_reproduces_it() {
         cfg.to_str().unwrap(),
         "--width",
         "0.5",
+        "--nesterov=false",
         "--epochs",
         "1",
         "--limit-train",
@@ -98,6 +99,11 @@ fn check_report(out: &Path) -> serde_json::Value {
     assert_eq!(r["test_examples"], 256);
     assert_eq!(r["model"]["width"], 0.5);
     assert_eq!(r["config"]["lr"].as_f64().unwrap() as f32, 0.05);
+    assert_eq!(
+        r["config"]["nesterov"], false,
+        "--nesterov=false overrides the file"
+    );
+    assert_eq!(r["config"]["width"].as_f64().unwrap(), 0.5);
     assert_eq!(r["sparsity"], 0.0);
     assert_eq!(r["params"], r["params_nonzero"]);
     assert_eq!(r["train_flops_multiple"], 1.0);
