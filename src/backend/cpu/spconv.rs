@@ -299,8 +299,8 @@ pub fn csr_fill_f32(
     col_idx: &mut [u32],
     values: &mut [f32],
 ) {
-    for l in 0..v.lines {
-        let mut e = row_ptr[l] as usize;
+    for (l, &start) in row_ptr[..v.lines].iter().enumerate() {
+        let mut e = start as usize;
         for j in 0..v.len {
             let i = v.at(l, j);
             if mask[i] != 0.0 {
