@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod models;
 pub mod nn;

@@ -221,9 +221,26 @@ fn arm_differences(base: &Report, sup: &Report) -> Vec<String> {
 }
 
 fn cmd_train(a: TrainArgs) -> Result<()> {
-    let (cfg, resumed, sources) = train_config(&a)?;
+    let (mut cfg, resumed, sources) = train_config(&a)?;
     cfg.validate().map_err(|e| sources.rename(e))?;
-    let report = train_from_with(&cfg, resumed, a.overwrite).map_err(|e| sources.rename(e))?;
+    // Under `mpirun -np N` (N > 1): data-parallel training, one process per rank.
+    cfg.device = suptickets::dist::rank_device(&cfg.device);
+    let world = suptickets::dist::init(&cfg.device)?;
+    let result = train_from_with(&cfg, resumed, a.overwrite).map_err(|e| sources.rename(e));
+    let report = match (result, &world) {
+        (Ok(r), _) => r,
+        (Err(e), Some(w)) => {
+            // The other ranks would wait forever in their next collective: end the job.
+            let w = w.world();
+            eprintln!("error (rank {} of {}): {e}", w.rank(), w.size());
+            w.abort(1);
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    };
+    if !suptickets::dist::is_writer() {
+        return Ok(());
+    }
     let out = cfg.out.clone().unwrap_or_default();
     if a.json {
         say!(
@@ -289,6 +306,38 @@ fn cmd_compare(a: TrainArgs) -> Result<()> {
     }
     let (cfg, _, sources) = train_config(&a)?;
     let out = cfg.out.clone().unwrap_or_else(|| output_dir(&cfg));
+    let (base, sup) = compare_configs(&cfg, &out);
+    // Check both before spending time on either.
+    base.validate().map_err(|e| sources.rename(e))?;
+    sup.validate().map_err(|e| sources.rename(e))?;
+    let rb = train_from_with(&base, None, a.overwrite)?;
+    let rs = train_from_with(&sup, None, a.overwrite)?;
+    if a.json {
+        let v: serde_json::Value = serde_json::json!({
+            "base": rb,
+            "suptickets": rs,
+        });
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?
+        );
+        return Ok(());
+    }
+    print_comparison(&cfg, &rb, &rs);
+    for line in arm_differences(&rb, &rs) {
+        say!("{line}");
+    }
+    say!(
+        "runs in {} and {}",
+        out.join("base").display(),
+        out.join("suptickets").display()
+    );
+    Ok(())
+}
+
+/// The two runs of `compare` under `out`: the base run (the same settings without the
+/// Sup-tickets ones) in `out/base` and the Sup-tickets run in `out/suptickets`.
+fn compare_configs(cfg: &TrainConfig, out: &std::path::Path) -> (TrainConfig, TrainConfig) {
     let mut sup = cfg.clone();
     sup.suptickets = true;
     sup.out = Some(out.join("suptickets"));
@@ -296,7 +345,6 @@ fn cmd_compare(a: TrainArgs) -> Result<()> {
         "{}-suptickets",
         cfg.name.clone().unwrap_or_else(|| "compare".into())
     ));
-    // The base run: the same settings without the Sup-tickets ones.
     let d = TrainConfig::default();
     let mut base = cfg.clone();
     base.suptickets = false;
@@ -315,23 +363,12 @@ fn cmd_compare(a: TrainArgs) -> Result<()> {
         "{}-base",
         cfg.name.clone().unwrap_or_else(|| "compare".into())
     ));
-    // Check both before spending time on either.
-    base.validate().map_err(|e| sources.rename(e))?;
-    sup.validate().map_err(|e| sources.rename(e))?;
-    let rb = train_from_with(&base, None, a.overwrite)?;
-    let rs = train_from_with(&sup, None, a.overwrite)?;
-    let rows = [("base", &rb), ("suptickets", &rs)];
-    if a.json {
-        let v: serde_json::Value = serde_json::json!({
-            "base": rb,
-            "suptickets": rs,
-        });
-        say!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?
-        );
-        return Ok(());
-    }
+    (base, sup)
+}
+
+/// The `compare` table: both runs' metrics and FLOPs, then the Sup-tickets run's tickets.
+fn print_comparison(cfg: &TrainConfig, rb: &Report, rs: &Report) {
+    let rows = [("base", rb), ("suptickets", rs)];
     say!(
         "{} on {} ({} epochs, seed {}, method {}, sparsity {:.4}), {} split:",
         rb.model.name,
@@ -375,15 +412,6 @@ fn cmd_compare(a: TrainArgs) -> Result<()> {
             );
         }
     }
-    for line in arm_differences(&rb, &rs) {
-        say!("{line}");
-    }
-    say!(
-        "runs in {} and {}",
-        out.join("base").display(),
-        out.join("suptickets").display()
-    );
-    Ok(())
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {

@@ -1,5 +1,5 @@
-//! Model construction: parameter counts against the reference models (SPEC §6, torchvision),
-//! PyTorch-style names, and bad names.
+//! Model construction: parameter counts against the reference models (torchvision;
+//! docs/computation.md, Models), PyTorch-style names, and bad names.
 
 use suptickets::models::{build, ModelConfig};
 

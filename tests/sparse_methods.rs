@@ -1,10 +1,10 @@
-//! The sparse-training methods (SPEC §3-§4) on real training steps of a 1/8-width ResNet-18 on
-//! the CPU (synthetic 32×32 gray batches): after every step the weights and momenta are zero
-//! off the mask and the counts are exactly as specified; every exploration step keeps each
-//! layer's count, prunes ⌈p·active⌉ by magnitude and regrows the same number of positions
-//! (RigL: exactly the top |dense gradient| among the positions inactive after pruning) with
-//! weight and momentum 0; SNIP keeps exactly K (the top-K of |g ⊙ w|); GraNet's global density
-//! follows the cubic schedule at each pruning step.
+//! The sparse-training methods (docs/computation.md, Methods) on real training steps of a 1/8-width
+//! ResNet-18 on the CPU (synthetic 32×32 gray batches): after every step the weights and momenta
+//! are zero off the mask and the counts are exactly as specified; every exploration step keeps each
+//! layer's count, prunes ⌈p·active⌉ by magnitude and regrows the same number of positions (RigL:
+//! exactly the top |dense gradient| among the positions inactive after pruning) with weight and
+//! momentum 0; SNIP keeps exactly K (the top-K of |g ⊙ w|); GraNet's global density follows the
+//! cubic schedule at each pruning step.
 
 use suptickets::models::{build, ModelConfig};
 use suptickets::nn::Network;

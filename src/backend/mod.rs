@@ -206,13 +206,13 @@ pub trait Backend: Send + Sync {
     /// Number of nonzero entries of each tensor (NaN counts as nonzero, -0.0 does not). Exact
     /// for any size; a reduction on the device, only the counts come back.
     fn count_nonzero(&self, xs: &[&Tensor]) -> Result<Vec<usize>>;
-    /// Deterministic masked top-k (SPEC §3), group by group: among the group's eligible
-    /// positions (active ones for [`SelectAction::Keep`], inactive ones for
-    /// [`SelectAction::Grow`]) select the `k` best, ordered by (score descending, flat index in
-    /// the concatenation of the group's targets ascending), then apply the action. `Keep` keeps
-    /// min(k, eligible) positions; `Grow` errors when a group has fewer than `k` eligible
-    /// positions, so growth is exact. Returns, per group and per target, how many positions
-    /// changed (pruned for `Keep`, grown for `Grow`).
+    /// Deterministic masked top-k (docs/computation.md, Methods), group by group: among the group's
+    /// eligible positions (active ones for [`SelectAction::Keep`], inactive ones for
+    /// [`SelectAction::Grow`]) select the `k` best, ordered by (score descending, flat index in the
+    /// concatenation of the group's targets ascending), then apply the action. `Keep` keeps min(k,
+    /// eligible) positions; `Grow` errors when a group has fewer than `k` eligible positions, so
+    /// growth is exact. Returns, per group and per target, how many positions changed (pruned for
+    /// `Keep`, grown for `Grow`).
     fn select_update(
         &self,
         groups: &mut [SelectGroup<'_>],
@@ -220,14 +220,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<Vec<Vec<usize>>>;
 
     // ---- superpose (kernels/superpose.cu, cpu/superpose.rs) ----------------------------------
-    /// Sup-tickets superposition (SPEC §5 d-e), group by group, fused: every position of the
-    /// group's targets gets the averaged value A (see [`SuperposeParams`]) of its running
-    /// superposed weight `s`, the ticket's weight `w` (and, for CAA, its mask and activation
-    /// count); then `s` keeps A at the `k` positions of largest |A| (ties to the lower flat
-    /// index in the concatenation of the group's targets, as [`Backend::select_update`]) and
-    /// gets 0 everywhere else, and the CAA count is updated. A is never stored before the
-    /// final write: a few read passes find the threshold, one pass writes. Returns, per group
-    /// and per target, how many positions were kept (they add up to the group's `k`).
+    /// Sup-tickets superposition (docs/computation.md, Sup-tickets), group by group, fused: every
+    /// position of the group's targets gets the averaged value A (see [`SuperposeParams`]) of its
+    /// running superposed weight `s`, the ticket's weight `w` (and, for CAA, its mask and
+    /// activation count); then `s` keeps A at the `k` positions of largest |A| (ties to the lower
+    /// flat index in the concatenation of the group's targets, as [`Backend::select_update`]) and
+    /// gets 0 everywhere else, and the CAA count is updated. A is never stored before the final
+    /// write: a few read passes find the threshold, one pass writes. Returns, per group and per
+    /// target, how many positions were kept (they add up to the group's `k`).
     fn superpose_update(
         &self,
         groups: &mut [SuperposeGroup<'_>],
@@ -235,7 +235,7 @@ pub trait Backend: Send + Sync {
     ) -> Result<Vec<Vec<usize>>>;
 }
 
-// ---- selection types (SPEC §3 prune and grow) ---------------------------------------------------
+// ---- selection types (prune and grow) -----------------------------------------------------------
 
 /// How a selection scores an element; the kernels turn a score into a u32 key that orders the
 /// same way (see `kernels/select.cu`), and key 0 marks a position that cannot be selected.
@@ -301,7 +301,7 @@ pub struct SelectKey {
     pub eligible: u32,
 }
 
-// ---- superposition types (SPEC §5 Sup-tickets) --------------------------------------------------
+// ---- superposition types (Sup-tickets) ----------------------------------------------------------
 
 /// How [`Backend::superpose_update`] averages; mirrors `struct SuperposeParams` in
 /// `kernels/superpose.cu` field for field.

@@ -1,11 +1,11 @@
 //! `suptickets bench`: measured speed of the sparse kernels against the dense ones, per layer
 //! and for the whole training step, beside the theoretical FLOP reduction.
 //!
-//! The model gets random masks at the requested sparsity (ERK or uniform, SPEC §2) on a
-//! synthetic CIFAR batch. Whole-step timings alternate dense and sparse runs (the machines are
-//! noisy, so each round times both, and medians are reported): `dense` runs every layer with
-//! the dense kernels on the masked weights (what the reference code does), `sparse` runs the
-//! per-layer choice of `--sparse-kernels auto` (sparse below the crossover density). Per-layer
+//! The model gets random masks at the requested sparsity (ERK or uniform, docs/computation.md,
+//! Masks) on a synthetic CIFAR batch. Whole-step timings alternate dense and sparse runs (the
+//! machines are noisy, so each round times both, and medians are reported): `dense` runs every
+//! layer with the dense kernels on the masked weights (what the reference code does), `sparse` runs
+//! the per-layer choice of `--sparse-kernels auto` (sparse below the crossover density). Per-layer
 //! timings call the backend kernels directly on the layer's real mask: forward, backward to the
 //! input, backward to the weights (masked, as on a regular step), and the CSR build.
 
@@ -158,6 +158,44 @@ fn random(r: &mut Rng, shape: &[usize], device: &Device) -> Result<Tensor> {
 
 /// Runs the benchmark.
 pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
+    let (mut net, x, y) = bench_network(cfg)?;
+    let trace = net.trace()?;
+    let fp = footprint(&net, &trace, cfg.batch)?;
+    let crossover = sparse_policy::crossover();
+    let (dense, sparse) = time_steps(&mut net, &x, &y, cfg)?;
+    let layers = if cfg.no_layers {
+        Vec::new()
+    } else {
+        trace
+            .iter()
+            .zip(&fp.sparse_ws)
+            .map(|(l, (sw, d))| layer_bench(&net, l, sw, *d, cfg))
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok(BenchReport {
+        model: cfg.model.clone(),
+        width: cfg.width,
+        sparsity: cfg.sparsity,
+        init: format!("{:?}", cfg.init).to_lowercase(),
+        batch: cfg.batch,
+        device: cfg.device.name(),
+        threads: rayon::current_num_threads(),
+        crossover,
+        dense_step_gflop: fp.dense_flop,
+        sparse_step_gflop: fp.sparse_flop,
+        flop_reduction: fp.dense_flop / fp.sparse_flop.max(1e-12),
+        dense_weight_bytes: fp.dense_bytes,
+        sparse_weight_bytes: fp.sparse_bytes,
+        train_speedup: dense.train_step_ms / sparse.train_step_ms,
+        inference_speedup: dense.inference_ms / sparse.inference_ms,
+        dense,
+        sparse,
+        layers,
+    })
+}
+
+/// The model with its random masks on the device, and a synthetic CIFAR batch (inputs, labels).
+fn bench_network(cfg: &BenchConfig) -> Result<(Network, Tensor, Tensor)> {
     let mut mc = ModelConfig::new(&cfg.model, 10);
     mc.width = cfg.width;
     let mut net = build(&mc)?;
@@ -171,7 +209,6 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         },
     )?;
     net.to_device(&cfg.device)?;
-    let trace = net.trace()?;
     let mut r = Rng::new(1);
     let x = random(&mut r, &[cfg.batch, 3, 32, 32], &cfg.device)?;
     let y = Tensor::from_vec(
@@ -179,11 +216,28 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
         &[cfg.batch],
     )?
     .to_device(&cfg.device)?;
+    Ok((net, x, y))
+}
 
-    // FLOPs and memory from the real masks.
+/// FLOPs of one step and weight bytes from the real masks.
+struct Footprint {
+    /// Dense training FLOPs of one step, GFLOP.
+    dense_flop: f64,
+    /// Sparse training FLOPs of one step, GFLOP.
+    sparse_flop: f64,
+    /// Bytes of the maskable weights stored densely.
+    dense_bytes: usize,
+    /// Bytes of the same weights in CSR.
+    sparse_bytes: usize,
+    /// Each traced layer's CSR weight and density.
+    sparse_ws: Vec<(SparseWeight, f64)>,
+}
+
+/// The [`Footprint`] of the traced layers for a batch of `batch`.
+fn footprint(net: &Network, trace: &[crate::nn::LayerTrace], batch: usize) -> Result<Footprint> {
     let (mut dense_flop, mut sparse_flop, mut dense_bytes, mut sparse_bytes) = (0.0, 0.0, 0, 0);
     let mut sparse_ws: Vec<(SparseWeight, f64)> = Vec::new();
-    for l in &trace {
+    for l in trace {
         let p = net.store.param(l.param);
         let rows = p.value.shape()[0];
         let sw = match &p.mask {
@@ -194,15 +248,31 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             }
         };
         let d = sw.density();
-        let f = 2.0 * l.macs_per_example as f64 * cfg.batch as f64 / 1e9;
+        let f = 2.0 * l.macs_per_example as f64 * batch as f64 / 1e9;
         dense_flop += 3.0 * f;
         sparse_flop += 3.0 * f * d;
         dense_bytes += 4 * p.value.numel();
         sparse_bytes += sw.bytes();
         sparse_ws.push((sw, d));
     }
+    Ok(Footprint {
+        dense_flop,
+        sparse_flop,
+        dense_bytes,
+        sparse_bytes,
+        sparse_ws,
+    })
+}
 
-    let prev = (sparse_policy::sparse_kernels(), sparse_policy::crossover());
+/// Whole-step timings, dense then sparse kernels in every round (medians over the timed
+/// rounds); the process's kernel choice is restored afterwards.
+fn time_steps(
+    net: &mut Network,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &BenchConfig,
+) -> Result<(StepTimes, StepTimes)> {
+    let prev = sparse_policy::sparse_kernels();
     let opt = Sgd::default();
     let mut times = [
         [Vec::new(), Vec::new(), Vec::new()],
@@ -219,11 +289,11 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             let dev = &cfg.device;
             dev.synchronize()?;
             let t0 = Instant::now();
-            net.logits(&x)?;
+            net.logits(x)?;
             let inf = ms_synced(t0, dev)?;
             let t1 = Instant::now();
             let (step, hp) = HeapPeak::measure(|| -> Result<(f64, f64)> {
-                let out = net.forward_backward(&x, &y)?;
+                let out = net.forward_backward(x, y)?;
                 let fb = ms_synced(t1, dev)?;
                 opt.step(&mut net.store, &out.grads, 1e-3)?;
                 Ok((fb, ms_synced(t1, dev)?))
@@ -237,60 +307,55 @@ pub fn run(cfg: &BenchConfig) -> Result<BenchReport> {
             }
         }
     }
-    sparse_policy::set_sparse_kernels(prev.0);
+    for (mode, h) in heap.iter_mut().enumerate() {
+        *h = step_heap(net, x, y, mode == 1, h.allocations)?;
+    }
+    sparse_policy::set_sparse_kernels(prev);
     let times_of = |t: &[Vec<f64>; 3], h: HeapPeak| StepTimes {
         inference_ms: median(t[0].clone()),
         forward_backward_ms: median(t[1].clone()),
         train_step_ms: median(t[2].clone()),
         train_step_heap: h,
     };
-    let (dense, sparse) = (times_of(&times[0], heap[0]), times_of(&times[1], heap[1]));
+    Ok((times_of(&times[0], heap[0]), times_of(&times[1], heap[1])))
+}
 
-    let layers = if cfg.no_layers {
-        Vec::new()
+/// The heap of one untimed training step (sparse kernels where `auto` picks them, or dense)
+/// started with the CPU buffer pool empty, so that its peak is what the step itself needs;
+/// `warm_allocations` (counted on the timed steps, pool warm) replaces its allocation count.
+fn step_heap(
+    net: &mut Network,
+    x: &Tensor,
+    y: &Tensor,
+    sparse: bool,
+    warm_allocations: Option<usize>,
+) -> Result<HeapPeak> {
+    sparse_policy::set_sparse_kernels(if sparse {
+        SparseKernels::Auto
     } else {
-        trace
-            .iter()
-            .zip(&sparse_ws)
-            .map(|(l, (sw, d))| layer_bench(&net, l, sw, *d, cfg))
-            .collect::<Result<Vec<_>>>()?
-    };
-    Ok(BenchReport {
-        model: cfg.model.clone(),
-        width: cfg.width,
-        sparsity: cfg.sparsity,
-        init: format!("{:?}", cfg.init).to_lowercase(),
-        batch: cfg.batch,
-        device: cfg.device.name(),
-        threads: rayon::current_num_threads(),
-        crossover: prev.1,
-        dense_step_gflop: dense_flop,
-        sparse_step_gflop: sparse_flop,
-        flop_reduction: dense_flop / sparse_flop.max(1e-12),
-        dense_weight_bytes: dense_bytes,
-        sparse_weight_bytes: sparse_bytes,
-        train_speedup: dense.train_step_ms / sparse.train_step_ms,
-        inference_speedup: dense.inference_ms / sparse.inference_ms,
-        dense,
-        sparse,
-        layers,
+        SparseKernels::Dense
+    });
+    crate::backend::cpu::buffers::clear();
+    let (done, hp) = HeapPeak::measure(|| -> Result<()> {
+        let out = net.forward_backward(x, y)?;
+        Sgd::default().step(&mut net.store, &out.grads, 1e-3)
+    });
+    done?;
+    Ok(HeapPeak {
+        allocations: warm_allocations,
+        ..hp
     })
 }
 
-/// Times one layer's three passes, dense and sparse, alternating.
-fn layer_bench(
-    net: &Network,
+/// The layer as a conv of a batch of `n` (a linear layer is a 1×1 conv of a 1×1 map) and its
+/// weight in 4-D.
+fn layer_geometry(
     l: &crate::nn::LayerTrace,
-    sw: &SparseWeight,
-    density: f64,
-    cfg: &BenchConfig,
-) -> Result<LayerBench> {
-    let p = net.store.param(l.param);
-    let w = p.value.clone();
+    w: &Tensor,
+    n: usize,
+) -> Result<(Conv2dParams, Tensor)> {
     let rows = w.shape()[0];
-    let (n, dev) = (cfg.batch, &cfg.device);
-    let mut r = Rng::new(2);
-    let (geom, w4) = match l.kind {
+    Ok(match l.kind {
         LayerKind::Conv => {
             let [c, h, wd] = [l.in_shape[0], l.in_shape[1], l.in_shape[2]];
             let k = w.shape()[2];
@@ -306,66 +371,35 @@ fn layer_bench(
                 w.reshape(&[rows, d_in, 1, 1])?,
             )
         }
-    };
-    let mask4 = match &p.mask {
-        Some(m) => Some(m.reshape(w4.shape())?),
-        None => None,
-    };
-    let x = random(&mut r, &geom.x_shape(), dev)?;
-    let dy = random(&mut r, &geom.y_shape(), dev)?;
-    let be = x.backend();
-    let swt = sw.transpose();
-    let mut dt = [Vec::new(), Vec::new(), Vec::new()];
-    let mut st = [Vec::new(), Vec::new(), Vec::new()];
-    let mut bt = Vec::new();
-    for round in 0..cfg.warmup + cfg.steps {
-        let keep = round >= cfg.warmup;
-        dev.synchronize()?;
-        let t = Instant::now();
-        be.conv2d_fwd(&x, &w4, None, &geom)?;
-        let a = ms_synced(t, dev)?;
-        let t = Instant::now();
-        be.conv2d_bwd_input(&dy, &w4, &geom)?;
-        let b = ms_synced(t, dev)?;
-        let t = Instant::now();
-        be.conv2d_bwd_weight(&x, &dy, &geom, mask4.as_ref())?;
-        let c = ms_synced(t, dev)?;
-        let t = Instant::now();
-        let built = match &p.mask {
-            Some(m) => sparse_weight_of(&p.value, m, rows)?,
-            None => sw.clone(),
-        };
-        let _ = built.transpose();
-        let bd = ms_synced(t, dev)?;
-        let t = Instant::now();
-        be.spconv_fwd(&x, sw, None, &geom)?;
-        let e = ms_synced(t, dev)?;
-        let t = Instant::now();
-        be.spconv_bwd_input(&dy, &swt, &geom)?;
-        let f = ms_synced(t, dev)?;
-        let t = Instant::now();
-        be.spconv_bwd_weight(&x, &dy, sw, &geom)?;
-        let g = ms_synced(t, dev)?;
-        if keep {
-            for (v, x) in dt.iter_mut().zip([a, b, c]) {
-                v.push(x);
-            }
-            for (v, x) in st.iter_mut().zip([e, f, g]) {
-                v.push(x);
-            }
-            bt.push(bd);
-        }
-    }
-    let dense_ms = [
-        median(dt[0].clone()),
-        median(dt[1].clone()),
-        median(dt[2].clone()),
-    ];
-    let sparse_ms = [
-        median(st[0].clone()),
-        median(st[1].clone()),
-        median(st[2].clone()),
-    ];
+    })
+}
+
+/// Median of each of three series.
+fn medians3(t: &[Vec<f64>; 3]) -> [f64; 3] {
+    [
+        median(t[0].clone()),
+        median(t[1].clone()),
+        median(t[2].clone()),
+    ]
+}
+
+/// Per-round timings of one layer: dense passes, sparse passes, CSR builds.
+type LayerTimes = ([Vec<f64>; 3], [Vec<f64>; 3], Vec<f64>);
+
+/// Times one layer's three passes, dense and sparse, alternating.
+fn layer_bench(
+    net: &Network,
+    l: &crate::nn::LayerTrace,
+    sw: &SparseWeight,
+    density: f64,
+    cfg: &BenchConfig,
+) -> Result<LayerBench> {
+    let p = net.store.param(l.param);
+    let w = p.value.clone();
+    let (geom, w4) = layer_geometry(l, &w, cfg.batch)?;
+    let (dt, st, bt) = time_layer(net, l, sw, &geom, &w4, cfg)?;
+    let dense_ms = medians3(&dt);
+    let sparse_ms = medians3(&st);
     let build_ms = median(bt);
     let (ds, ss) = (
         dense_ms.iter().sum::<f64>(),
@@ -391,4 +425,71 @@ fn layer_bench(
         sparse_gflops: flop * density / (ss / 1e3),
         dense_gflops: flop / (ds / 1e3),
     })
+}
+
+/// The timed rounds of [`layer_bench`] on random inputs and output gradients: forward,
+/// backward-input and backward-weight with the dense kernels on the 4-D weight `w4`, the CSR
+/// build, then the same three passes with the sparse kernels on `sw`.
+fn time_layer(
+    net: &Network,
+    l: &crate::nn::LayerTrace,
+    sw: &SparseWeight,
+    geom: &Conv2dParams,
+    w4: &Tensor,
+    cfg: &BenchConfig,
+) -> Result<LayerTimes> {
+    let p = net.store.param(l.param);
+    let rows = p.value.shape()[0];
+    let dev = &cfg.device;
+    let mut r = Rng::new(2);
+    let mask4 = match &p.mask {
+        Some(m) => Some(m.reshape(w4.shape())?),
+        None => None,
+    };
+    let x = random(&mut r, &geom.x_shape(), dev)?;
+    let dy = random(&mut r, &geom.y_shape(), dev)?;
+    let be = x.backend();
+    let swt = sw.transpose();
+    let mut dt = [Vec::new(), Vec::new(), Vec::new()];
+    let mut st = [Vec::new(), Vec::new(), Vec::new()];
+    let mut bt = Vec::new();
+    for round in 0..cfg.warmup + cfg.steps {
+        let keep = round >= cfg.warmup;
+        dev.synchronize()?;
+        let t = Instant::now();
+        be.conv2d_fwd(&x, w4, None, geom)?;
+        let a = ms_synced(t, dev)?;
+        let t = Instant::now();
+        be.conv2d_bwd_input(&dy, w4, geom)?;
+        let b = ms_synced(t, dev)?;
+        let t = Instant::now();
+        be.conv2d_bwd_weight(&x, &dy, geom, mask4.as_ref())?;
+        let c = ms_synced(t, dev)?;
+        let t = Instant::now();
+        let built = match &p.mask {
+            Some(m) => sparse_weight_of(&p.value, m, rows)?,
+            None => sw.clone(),
+        };
+        let _ = built.transpose();
+        let bd = ms_synced(t, dev)?;
+        let t = Instant::now();
+        be.spconv_fwd(&x, sw, None, geom)?;
+        let e = ms_synced(t, dev)?;
+        let t = Instant::now();
+        be.spconv_bwd_input(&dy, &swt, geom)?;
+        let f = ms_synced(t, dev)?;
+        let t = Instant::now();
+        be.spconv_bwd_weight(&x, &dy, sw, geom)?;
+        let g = ms_synced(t, dev)?;
+        if keep {
+            for (v, x) in dt.iter_mut().zip([a, b, c]) {
+                v.push(x);
+            }
+            for (v, x) in st.iter_mut().zip([e, f, g]) {
+                v.push(x);
+            }
+            bt.push(bd);
+        }
+    }
+    Ok((dt, st, bt))
 }

@@ -50,7 +50,7 @@ pub fn render(r: &BenchReport) -> String {
         s += &format!("{name:<14} {d:>12.1} {sp:>12.1} {:>8.2}x\n", d / sp);
     }
     s += &format!(
-        "\n{:<14} {:>12} {:>12} {:>12}   (host heap, MB; peak includes weights and optimizer state)\n",
+        "\n{:<14} {:>12} {:>12} {:>12}   (host heap MB, one step from an empty buffer pool; allocations per warm step)\n",
         "train step", "peak", "transient", "allocations"
     );
     s += &heap_line("  dense", &r.dense.train_step_heap);

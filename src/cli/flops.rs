@@ -84,7 +84,8 @@ pub fn cmd_flops(a: FlopsArgs) -> Result<()> {
     })?;
     let mut table = FlopsTable::of(&mut net)?;
     if a.sparsity > 0.0 || a.dense_first_layer {
-        // The density allocation of SPEC §2 (exact counts round(d_l · N_l)); no masks drawn.
+        // The density allocation (docs/computation.md, Masks) (exact counts round(d_l · N_l)); no
+        // masks drawn.
         let ids = net.store.maskable_ids();
         let shapes: Vec<Vec<usize>> = ids
             .iter()

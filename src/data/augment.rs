@@ -1,6 +1,6 @@
-//! Training augmentation and normalisation (SPEC §7), written straight into an f32 NCHW
-//! buffer: zero-pad by `pad` pixels, crop back to H×W at a random offset, flip horizontally
-//! with probability 1/2, then `(x/255 - mean) / std` per channel.
+//! Training augmentation and normalisation (docs/computation.md, Data), written straight into an
+//! f32 NCHW buffer: zero-pad by `pad` pixels, crop back to H×W at a random offset, flip
+//! horizontally with probability 1/2, then `(x/255 - mean) / std` per channel.
 //!
 //! As in the torchvision pipeline the reference code uses (`RandomCrop(32, padding=4)`,
 //! `RandomHorizontalFlip`, `ToTensor`, `Normalize`), padding is a raw pixel value of 0, so a

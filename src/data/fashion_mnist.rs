@@ -1,6 +1,6 @@
 //! Fashion-MNIST from its gzipped IDX files (Debian package `dataset-fashion-mnist`).
 //! The 28×28 gray images are zero-padded to 32×32 (2 pixels a side) at load so every CIFAR
-//! model runs unchanged with one input channel (SPEC §7).
+//! model runs unchanged with one input channel (docs/computation.md, Data).
 
 use super::{idx, Dataset, DatasetKind, DirSource, Split};
 use crate::error::{Error, Result};

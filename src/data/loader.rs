@@ -70,7 +70,7 @@ pub struct LoaderConfig {
 }
 
 impl LoaderConfig {
-    /// Training defaults (SPEC §7): shuffle, pad 4 + random crop, flips, keep the last
+    /// Training defaults (docs/computation.md, Data): shuffle, pad 4 + random crop, flips, keep the last
     /// partial batch, prefetch 3 batches.
     pub fn train(batch_size: usize, seed: u64) -> LoaderConfig {
         LoaderConfig {
@@ -111,6 +111,13 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Errors unless every label is a class index in `[0, classes)`, naming the batch and the
+    /// position: the host-side check made before labels go to a device, whose cross entropy
+    /// does not read them back.
+    pub fn check_labels(&self, classes: usize) -> Result<()> {
+        check_labels(&self.y, classes, &format!("batch {}", self.index))
+    }
+
     /// The batch as tensors on `device`: images `[n, C, H, W]` (`image` = `[C, H, W]`) and
     /// labels `[n]`. The labels are checked to be class indices in `[0, classes)` here, on the
     /// host before the upload, so a device's cross entropy never has to read them back.
@@ -120,7 +127,7 @@ impl Batch {
         classes: usize,
         device: &Device,
     ) -> Result<(Tensor, Tensor)> {
-        check_labels(&self.y, classes, &format!("batch {}", self.index))?;
+        self.check_labels(classes)?;
         let [c, h, w] = image;
         Ok((
             Tensor::from_slice(&self.x, &[self.n, c, h, w], device)?,
@@ -446,6 +453,9 @@ mod tests {
         assert!(e.to_string().contains("batch 1: labels[3] = 10"), "{e}");
         b.y[3] = 2.5;
         assert!(b.to_tensors([3, 8, 8], 10, &Device::Cpu).is_err());
+        assert!(b.check_labels(10).is_err());
+        b.y[3] = 9.0;
+        assert!(b.check_labels(10).is_ok());
     }
 
     #[test]

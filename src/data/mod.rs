@@ -1,7 +1,7 @@
-//! The data layer (SPEC §7): readers for Fashion-MNIST (gzipped IDX) and CIFAR-10/100
-//! (binary batches), training augmentation (pad-4 random crop, horizontal flip,
-//! normalisation), ImageNet-format JPEG folders decoded lazily ([`folder`]) and a
-//! deterministic, prefetching batch [`Loader`].
+//! The data layer (docs/computation.md, Data): readers for Fashion-MNIST (gzipped IDX) and
+//! CIFAR-10/100 (binary batches), training augmentation (pad-4 random crop, horizontal flip,
+//! normalisation), ImageNet-format JPEG folders decoded lazily ([`folder`]) and a deterministic,
+//! prefetching batch [`Loader`].
 //!
 //! Every reader checks sizes, magic numbers and label ranges and fails with an
 //! [`Error::Data`] that names the file and the byte offset; a dataset is never silently short.
@@ -110,7 +110,8 @@ impl DatasetKind {
         }
     }
 
-    /// Per-channel normalisation `(mean, std)` of pixels scaled to [0, 1] (SPEC §7).
+    /// Per-channel normalisation `(mean, std)` of pixels scaled to [0, 1] (docs/computation.md,
+    /// Data).
     pub fn mean_std(self) -> (Vec<f32>, Vec<f32>) {
         match self {
             DatasetKind::FashionMnist => (vec![0.2860], vec![0.3530]),

@@ -142,6 +142,116 @@ fn projection(
     })
 }
 
+/// A bias-free `k`×`k` conv named `name`.
+#[allow(clippy::too_many_arguments)]
+fn conv(
+    store: &mut ParamStore,
+    name: &str,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    rng: &mut Rng,
+) -> Result<Conv2d> {
+    Conv2d::new(store, name, c_in, c_out, k, stride, pad, false, rng)
+}
+
+/// The projection shortcut of block `name` when its stride or channel count changes.
+fn shortcut(
+    store: &mut ParamStore,
+    name: &str,
+    style: ResNetStyle,
+    (c_in, c_out): (usize, usize),
+    stride: usize,
+    rng: &mut Rng,
+) -> Result<Option<Projection>> {
+    if stride != 1 || c_in != c_out {
+        Ok(Some(projection(
+            store, name, style, c_in, c_out, stride, rng,
+        )?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Basic block `name` (`c_in` → `planes` channels); its parameters are created shortcut first,
+/// then conv1, bn1, conv2, bn2.
+fn basic_block(
+    s: &mut ParamStore,
+    name: &str,
+    style: ResNetStyle,
+    (c_in, planes): (usize, usize),
+    stride: usize,
+    rng: &mut Rng,
+) -> Result<BasicBlock> {
+    let shortcut = shortcut(s, name, style, (c_in, planes), stride, rng)?;
+    Ok(BasicBlock {
+        conv1: conv(s, &format!("{name}.conv1"), c_in, planes, 3, stride, 1, rng)?,
+        bn1: BatchNorm::new(s, &format!("{name}.bn1"), planes)?,
+        conv2: conv(s, &format!("{name}.conv2"), planes, planes, 3, 1, 1, rng)?,
+        bn2: BatchNorm::new(s, &format!("{name}.bn2"), planes)?,
+        shortcut,
+    })
+}
+
+/// Bottleneck block `name` (`c_in` → 4·`planes` channels); its parameters are created shortcut
+/// first, then conv1, bn1, conv2, bn2, conv3, bn3.
+fn bottleneck_block(
+    s: &mut ParamStore,
+    name: &str,
+    style: ResNetStyle,
+    (c_in, planes): (usize, usize),
+    stride: usize,
+    rng: &mut Rng,
+) -> Result<Bottleneck> {
+    let c_out = planes * 4;
+    let shortcut = shortcut(s, name, style, (c_in, c_out), stride, rng)?;
+    Ok(Bottleneck {
+        conv1: conv(s, &format!("{name}.conv1"), c_in, planes, 1, 1, 0, rng)?,
+        bn1: BatchNorm::new(s, &format!("{name}.bn1"), planes)?,
+        conv2: conv(
+            s,
+            &format!("{name}.conv2"),
+            planes,
+            planes,
+            3,
+            stride,
+            1,
+            rng,
+        )?,
+        bn2: BatchNorm::new(s, &format!("{name}.bn2"), planes)?,
+        conv3: conv(s, &format!("{name}.conv3"), planes, c_out, 1, 1, 0, rng)?,
+        bn3: BatchNorm::new(s, &format!("{name}.bn3"), c_out)?,
+        shortcut,
+    })
+}
+
+/// The stem: conv1 (3×3 stride 1, or 7×7 stride 2 for ImageNet), bn1, ReLU, and the ImageNet
+/// max-pool.
+fn push_stem(
+    body: &mut Sequential,
+    store: &mut ParamStore,
+    style: ResNetStyle,
+    (in_channels, c0): (usize, usize),
+    rng: &mut Rng,
+) -> Result<()> {
+    match style {
+        ResNetStyle::Cifar => body.push(conv(store, "conv1", in_channels, c0, 3, 1, 1, rng)?),
+        ResNetStyle::ImageNet => body.push(conv(store, "conv1", in_channels, c0, 7, 2, 3, rng)?),
+    }
+    body.push(BatchNorm::new(store, "bn1", c0)?);
+    body.push(Relu);
+    if style == ResNetStyle::ImageNet {
+        body.push(MaxPool {
+            k: 3,
+            stride: 2,
+            pad: 1,
+        });
+    }
+    Ok(())
+}
+
 /// Builds a ResNet of `depth` for `size`×`size` inputs with channels scaled by `width`.
 /// CIFAR ResNet-50+ has a bias-free classifier (as the reference code, 23,520,832 parameters);
 /// ResNet-18/34 and the ImageNet variant have a bias.
@@ -158,39 +268,7 @@ pub fn resnet(
     let mut store = ParamStore::default();
     let mut body = Sequential::new();
     let c0 = super::scaled(64, width);
-    match style {
-        ResNetStyle::Cifar => body.push(Conv2d::new(
-            &mut store,
-            "conv1",
-            in_channels,
-            c0,
-            3,
-            1,
-            1,
-            false,
-            rng,
-        )?),
-        ResNetStyle::ImageNet => body.push(Conv2d::new(
-            &mut store,
-            "conv1",
-            in_channels,
-            c0,
-            7,
-            2,
-            3,
-            false,
-            rng,
-        )?),
-    }
-    body.push(BatchNorm::new(&mut store, "bn1", c0)?);
-    body.push(Relu);
-    if style == ResNetStyle::ImageNet {
-        body.push(MaxPool {
-            k: 3,
-            stride: 2,
-            pad: 1,
-        });
-    }
+    push_stem(&mut body, &mut store, style, (in_channels, c0), rng)?;
     let mut c_in = c0;
     for (stage, &n) in blocks.iter().enumerate() {
         let planes = super::scaled(64 << stage, width);
@@ -199,85 +277,17 @@ pub fn resnet(
             let name = format!("layer{}.{b}", stage + 1);
             let s = &mut store;
             if bottleneck {
-                let c_out = planes * 4;
-                let shortcut = if stride != 1 || c_in != c_out {
-                    Some(projection(s, &name, style, c_in, c_out, stride, rng)?)
-                } else {
-                    None
-                };
-                body.push(Bottleneck {
-                    conv1: Conv2d::new(
-                        s,
-                        &format!("{name}.conv1"),
-                        c_in,
-                        planes,
-                        1,
-                        1,
-                        0,
-                        false,
-                        rng,
-                    )?,
-                    bn1: BatchNorm::new(s, &format!("{name}.bn1"), planes)?,
-                    conv2: Conv2d::new(
-                        s,
-                        &format!("{name}.conv2"),
-                        planes,
-                        planes,
-                        3,
-                        stride,
-                        1,
-                        false,
-                        rng,
-                    )?,
-                    bn2: BatchNorm::new(s, &format!("{name}.bn2"), planes)?,
-                    conv3: Conv2d::new(
-                        s,
-                        &format!("{name}.conv3"),
-                        planes,
-                        c_out,
-                        1,
-                        1,
-                        0,
-                        false,
-                        rng,
-                    )?,
-                    bn3: BatchNorm::new(s, &format!("{name}.bn3"), c_out)?,
-                    shortcut,
-                });
-                c_in = c_out;
+                body.push(bottleneck_block(
+                    s,
+                    &name,
+                    style,
+                    (c_in, planes),
+                    stride,
+                    rng,
+                )?);
+                c_in = planes * 4;
             } else {
-                let shortcut = if stride != 1 || c_in != planes {
-                    Some(projection(s, &name, style, c_in, planes, stride, rng)?)
-                } else {
-                    None
-                };
-                body.push(BasicBlock {
-                    conv1: Conv2d::new(
-                        s,
-                        &format!("{name}.conv1"),
-                        c_in,
-                        planes,
-                        3,
-                        stride,
-                        1,
-                        false,
-                        rng,
-                    )?,
-                    bn1: BatchNorm::new(s, &format!("{name}.bn1"), planes)?,
-                    conv2: Conv2d::new(
-                        s,
-                        &format!("{name}.conv2"),
-                        planes,
-                        planes,
-                        3,
-                        1,
-                        1,
-                        false,
-                        rng,
-                    )?,
-                    bn2: BatchNorm::new(s, &format!("{name}.bn2"), planes)?,
-                    shortcut,
-                });
+                body.push(basic_block(s, &name, style, (c_in, planes), stride, rng)?);
                 c_in = planes;
             }
         }

@@ -80,11 +80,18 @@ impl Layer for BatchNorm {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let (g, b) = (f.param(self.gamma), f.param(self.beta));
         if f.training() {
-            let count = {
-                let s = f.tape.value(x).shape();
-                s.iter().product::<usize>() / s[1]
+            // With `--sync-bn` over several processes: the global batch's statistics.
+            let (y, mean, var, count) = match crate::dist::sync_bn::active() {
+                Some(c) => {
+                    crate::dist::sync_bn::batchnorm_train_sync(&mut f.tape, c, x, g, b, self.eps)?
+                }
+                None => {
+                    let s = f.tape.value(x).shape();
+                    let count = s.iter().product::<usize>() / s[1];
+                    let (y, mean, var) = f.tape.batchnorm_train(x, g, b, self.eps)?;
+                    (y, mean, var, count)
+                }
             };
-            let (y, mean, var) = f.tape.batchnorm_train(x, g, b, self.eps)?;
             let m = MOMENTUM_OVERRIDE.with(|c| c.get()).unwrap_or(self.momentum);
             let unbias = if count > 1 {
                 count as f32 / (count - 1) as f32

@@ -1,5 +1,6 @@
-//! Layer-wise density allocation at initialisation (SPEC §2): uniform, ER (Mocanu et al.) and
-//! ERK (Evci et al.) with the iterative dense-layer rule, and exact per-layer nonzero counts.
+//! Layer-wise density allocation at initialisation (docs/computation.md, Masks): uniform, ER
+//! (Mocanu et al.) and ERK (Evci et al.) with the iterative dense-layer rule, and exact per-layer
+//! nonzero counts.
 
 use crate::error::{Error, Result};
 

@@ -1,5 +1,5 @@
-//! The one exploration step (SPEC §3), used by SET, RigL and GraNet every ΔT during training and
-//! by the Sup-tickets cycles at each cycle start:
+//! The one exploration step (docs/computation.md, Methods), used by SET, RigL and GraNet every ΔT
+//! during training and by the Sup-tickets cycles at each cycle start:
 //! 1. every taking-part layer loses k_l = ceil(p · active_l) of its active weights of smallest
 //!    |w| (ties: the higher flat index goes first);
 //! 2. it regrows k_l positions among ALL positions inactive after step 1 (so a weight pruned in

@@ -1,10 +1,10 @@
-//! Regrowth (SPEC §3 Φ): activate, per maskable layer, a given number of positions among the
-//! inactive ones (so the count is always exact), by |dense gradient| (RigL) or uniformly at random
-//! (SET). Grown positions start at weight and momentum 0 ([`super::explore`] restores the values
-//! of connections pruned and regrown in one step). SNFS's momentum growth is not offered: the
-//! masked SGD keeps the momentum at 0 off the mask, so it would score every candidate 0.
-//! Ties go to the lower flat index; the random scores are a counter-based hash, so every
-//! backend grows the same positions for a seed.
+//! Regrowth (docs/computation.md, Methods): activate, per maskable layer, a given number of
+//! positions among the inactive ones (so the count is always exact), by |dense gradient| (RigL) or
+//! uniformly at random (SET). Grown positions start at weight and momentum 0 ([`super::explore`]
+//! restores the values of connections pruned and regrown in one step). SNFS's momentum growth is
+//! not offered: the masked SGD keeps the momentum at 0 off the mask, so it would score every
+//! candidate 0. Ties go to the lower flat index; the random scores are a counter-based hash, so
+//! every backend grows the same positions for a seed.
 
 use super::topk::{select_layers, Plan, Scores};
 use crate::backend::SelectAction;

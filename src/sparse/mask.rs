@@ -1,5 +1,6 @@
 //! Initial random masks: each maskable tensor gets exactly round(d_l · N_l) active positions,
-//! chosen uniformly with the run's seed (SPEC §2), and its weights are zeroed off the mask.
+//! chosen uniformly with the run's seed (docs/computation.md, Masks), and its weights are zeroed
+//! off the mask.
 
 use super::density::{layer_counts, layer_densities, DensityInit};
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! Sparse training: layer-wise density allocation and masks, and the prune (Ψ) and grow (Φ)
-//! primitives of SPEC §3 on top of one deterministic masked top-k ([`topk`]), and the training
-//! methods of SPEC §4 built from them ([`methods`]).
+//! primitives on top of one deterministic masked top-k ([`topk`]), and the training
+//! methods built from them (docs/computation.md, Methods) ([`methods`]).
 
 pub mod density;
 pub mod explore;

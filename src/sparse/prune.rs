@@ -1,6 +1,6 @@
-//! Magnitude pruning (SPEC §3 Ψ): per layer (RigL/SET exploration, Sup-tickets cycles) and
-//! global (GraNet's gradual pruning, Sup-tickets re-pruning). Both keep the largest |w| among
-//! the active positions, ties to the lower flat index, and zero the weight and momentum of
+//! Magnitude pruning (docs/computation.md, Methods): per layer (RigL/SET exploration, Sup-tickets
+//! cycles) and global (GraNet's gradual pruning, Sup-tickets re-pruning). Both keep the largest |w|
+//! among the active positions, ties to the lower flat index, and zero the weight and momentum of
 //! every position they deactivate; they run on the store's device.
 
 use super::topk::{active_counts, select_layers, Plan, Scores};

@@ -1,6 +1,6 @@
-//! The one primitive under every prune and grow step (SPEC §3): a deterministic masked top-k
-//! over a model's maskable tensors, run by the backend the tensors live on
-//! ([`Backend::select_update`](crate::backend::Backend::select_update)).
+//! The one primitive under every prune and grow step (docs/computation.md, Methods): a
+//! deterministic masked top-k over a model's maskable tensors, run by the backend the tensors live
+//! on ([`Backend::select_update`](crate::backend::Backend::select_update)).
 //!
 //! "The k best" are ordered by (score descending, flat index ascending), so ties go to the lower
 //! flat index on every backend; the flat index of a global selection is the offset in the
@@ -84,12 +84,27 @@ pub fn select_layers(
     action: SelectAction,
 ) -> Result<Vec<usize>> {
     let ids = store.maskable_ids();
+    check_lengths(store, ids.len(), scores, plan)?;
+    let device = store_device(store);
+    prepare_masks(store, &ids, plan, action)?;
+    let targets = collect_targets(store, scores, plan)?;
+    run_select(&device, targets, ids.len(), scores, plan, action)
+}
+
+/// Errors unless a per-layer plan has one count per maskable tensor and tensor scores have one
+/// entry per parameter.
+fn check_lengths(
+    store: &ParamStore,
+    maskable: usize,
+    scores: Scores<'_>,
+    plan: Plan<'_>,
+) -> Result<()> {
     if let Plan::PerLayer(ks) = plan {
-        if ks.len() != ids.len() {
+        if ks.len() != maskable {
             return Err(Error::Shape(format!(
                 "select: {} per-layer counts for {} maskable tensors",
                 ks.len(),
-                ids.len()
+                maskable
             )));
         }
     }
@@ -102,8 +117,17 @@ pub fn select_layers(
             )));
         }
     }
-    let device = store_device(store);
-    // Masks for unmasked layers (prune), or check there is nothing to grow there.
+    Ok(())
+}
+
+/// Gives every unmasked maskable tensor an all-ones mask (keep), or checks there is nothing to
+/// grow there (grow).
+fn prepare_masks(
+    store: &mut ParamStore,
+    ids: &[crate::nn::ParamId],
+    plan: Plan<'_>,
+    action: SelectAction,
+) -> Result<()> {
     for (l, &id) in ids.iter().enumerate() {
         let p = &mut store.params[id.0];
         if p.mask.is_none() {
@@ -122,8 +146,17 @@ pub fn select_layers(
             }
         }
     }
-    // (maskable layer index, target) for every layer that takes part.
-    let mut targets: Vec<(usize, SelectTarget<'_>)> = Vec::with_capacity(ids.len());
+    Ok(())
+}
+
+/// (maskable layer index, target) for every layer that takes part: masked, and with a score
+/// tensor when scored by tensors (a missing one is an error unless that layer selects nothing).
+fn collect_targets<'a>(
+    store: &'a mut ParamStore,
+    scores: Scores<'a>,
+    plan: Plan<'_>,
+) -> Result<Vec<(usize, SelectTarget<'a>)>> {
+    let mut targets: Vec<(usize, SelectTarget<'a>)> = Vec::new();
     let mut l = 0;
     for (pi, p) in store.params.iter_mut().enumerate() {
         if !p.is_maskable() {
@@ -167,6 +200,19 @@ pub fn select_layers(
             },
         ));
     }
+    Ok(targets)
+}
+
+/// Groups the targets as the plan says (one group, or one per layer), runs the backend's
+/// selection and returns the positions changed per maskable layer (`layers` of them).
+fn run_select(
+    device: &Device,
+    targets: Vec<(usize, SelectTarget<'_>)>,
+    layers: usize,
+    scores: Scores<'_>,
+    plan: Plan<'_>,
+    action: SelectAction,
+) -> Result<Vec<usize>> {
     let score_of = |layer: usize| match scores {
         Scores::Random(seed) => Score::Hash(match plan {
             Plan::PerLayer(_) => layer_seed(seed, layer),
@@ -174,22 +220,21 @@ pub fn select_layers(
         }),
         _ => Score::Abs,
     };
-    let mut out = vec![0usize; ids.len()];
+    let mut out = vec![0usize; layers];
+    let taking_part: Vec<usize> = targets.iter().map(|(l, _)| *l).collect();
     match plan {
         Plan::Global(k) => {
-            let layers: Vec<usize> = targets.iter().map(|(l, _)| *l).collect();
             let mut groups = [SelectGroup {
                 targets: targets.into_iter().map(|(_, t)| t).collect(),
                 k,
                 score: score_of(0),
             }];
             let changed = device.backend().select_update(&mut groups, action)?;
-            for (l, c) in layers.into_iter().zip(&changed[0]) {
+            for (l, c) in taking_part.into_iter().zip(&changed[0]) {
                 out[l] = *c;
             }
         }
         Plan::PerLayer(ks) => {
-            let layers: Vec<usize> = targets.iter().map(|(l, _)| *l).collect();
             let mut groups: Vec<SelectGroup<'_>> = targets
                 .into_iter()
                 .map(|(l, t)| SelectGroup {
@@ -199,7 +244,7 @@ pub fn select_layers(
                 })
                 .collect();
             let changed = device.backend().select_update(&mut groups, action)?;
-            for (l, c) in layers.into_iter().zip(&changed) {
+            for (l, c) in taking_part.into_iter().zip(&changed) {
                 out[l] = c[0];
             }
         }

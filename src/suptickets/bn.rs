@@ -1,4 +1,4 @@
-//! Batch norm of the superposed ticket (SPEC §5 f).
+//! Batch norm of the superposed ticket (docs/computation.md, Sup-tickets).
 //!
 //! - **AV** (the paper's method, default): [`BnAverager`] averages the running mean and variance
 //!   across tickets with the same rule as the weights (CIA and CAA: the running mean over

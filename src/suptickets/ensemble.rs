@@ -1,7 +1,7 @@
-//! The deep-ensemble baseline of the paper's appendix E (SPEC §5): the same K + 1 tickets as
-//! Sup-tickets, each KEPT (this baseline does store M copies, unlike [`super::Superposer`]),
-//! and their softmax outputs averaged at test time. Reported next to the ultimate ticket with
-//! the same metrics ([`crate::train::metrics`]).
+//! The deep-ensemble baseline of the paper's appendix E (docs/computation.md, Sup-tickets): the
+//! same K + 1 tickets as Sup-tickets, each KEPT (this baseline does store M copies, unlike
+//! [`super::Superposer`]), and their softmax outputs averaged at test time. Reported next to the
+//! ultimate ticket with the same metrics ([`crate::train::metrics`]).
 
 use crate::data::loader::Loader;
 use crate::error::{Error, Result};

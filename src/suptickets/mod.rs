@@ -1,4 +1,5 @@
-//! Sup-tickets (Yin et al., UAI 2022; SPEC §5): the building blocks a training run calls.
+//! Sup-tickets (Yin et al., UAI 2022; docs/computation.md, Sup-tickets): the building blocks a
+//! training run calls.
 //!
 //! - [`schedule`]: the budget split (normal epochs P, cycles of C epochs, K tickets), the
 //!   per-iteration triangle learning rate of Eq. 3, cycle starts and ticket captures;

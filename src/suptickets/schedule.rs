@@ -1,6 +1,6 @@
-//! The Sup-tickets time line (SPEC §5 steps 1-3): the budget split between the normal phase and
-//! the cycles, the per-iteration triangle learning rate of Eq. 3, and which iterations start a
-//! cycle (exploration) or end one (a ticket capture).
+//! The Sup-tickets time line (docs/computation.md, Sup-tickets): the budget split between the
+//! normal phase and the cycles, the per-iteration triangle learning rate of Eq. 3, and which
+//! iterations start a cycle (exploration) or end one (a ticket capture).
 //!
 //! Iterations are counted from 0 over the whole run of `E · I` iterations (I = iterations per
 //! epoch). The normal phase is iterations `[0, P·I)`; cycle k (1-based) is

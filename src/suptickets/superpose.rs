@@ -1,8 +1,8 @@
-//! The running superposed ticket S (SPEC §5 steps d-e and 4): [`Superposer`] keeps ONE extra
-//! copy of the maskable weights (plus, for CAA, one per-connection activation count of the
+//! The running superposed ticket S (docs/computation.md, Sup-tickets): [`Superposer`] keeps ONE
+//! extra copy of the maskable weights (plus, for CAA, one per-connection activation count of the
 //! same size, and a copy of the small non-maskable parameters: biases and batch-norm scales and
-//! shifts), whatever the number of tickets, beside the training weights (SPEC 3.g: training
-//! continues from W_k and its mask, not from S_k).
+//! shifts), whatever the number of tickets, beside the training weights (docs/computation.md,
+//! Sup-tickets: training continues from W_k and its mask, not from S_k).
 //!
 //! [`Superposer::add_ticket`] averages ticket W_k into S and re-prunes S to the target count
 //! by magnitude in one fused device operation per tensor

@@ -1,10 +1,10 @@
-//! What a [`super::Superposer`] does (SPEC §5 d-e): the averaging rule (CIA, CAA, CIMA), the
-//! re-pruning mode (global, layer-wise) and their configuration.
+//! What a [`super::Superposer`] does (docs/computation.md, Sup-tickets): the averaging rule (CIA,
+//! CAA, CIMA), the re-pruning mode (global, layer-wise) and their configuration.
 
 use crate::backend::SuperposeParams;
 use crate::error::{Error, Result};
 
-/// How tickets are averaged into the superposed ticket (SPEC §5 d).
+/// How tickets are averaged into the superposed ticket (docs/computation.md, Sup-tickets).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Averaging {
     /// Connection-independent averaging, Eq. 4 (the paper's choice):
@@ -110,7 +110,7 @@ impl AverageKind {
     }
 }
 
-/// How the superposed ticket is re-pruned (SPEC §5 e).
+/// How the superposed ticket is re-pruned (docs/computation.md, Sup-tickets).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
 )]

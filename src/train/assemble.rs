@@ -65,6 +65,7 @@ pub fn assemble_report(run: &mut Run, hooks: &dyn RunHooks, metrics: Metrics) ->
         tickets: part.tickets,
         ultimate: part.ultimate,
         ensemble: part.ensemble,
+        data_parallel: run.dp.report(),
     })
 }
 

@@ -212,8 +212,12 @@ pub fn write_done(path: &Path) {
     }
 }
 
-/// Writes `bytes` to `path` atomically: `<path>.tmp`, fsync, rename.
+/// Writes `bytes` to `path` atomically: `<path>.tmp`, fsync, rename. In data-parallel
+/// training only rank 0 writes: on the other ranks this does nothing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if !crate::dist::is_writer() {
+        return Ok(());
+    }
     let tmp = tmp_path(path);
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;

@@ -114,7 +114,8 @@ macro_rules! train_options {
 }
 
 train_options! {
-    /// Model name (see `suptickets::models::MODEL_NAMES`).
+    /// Model: `vgg16`, `resnet18`, `resnet34`, `resnet50`, `resnet101`, `resnet152`,
+    /// `resnet50-imagenet` or `wrn-D-K` (e.g. `wrn-28-10`); `suptickets info` lists them.
     model: value String = "resnet18".into(), [];
     /// Channel multiplier (1.0 = the reference model).
     width: value f32 = 1.0, [];
@@ -207,8 +208,8 @@ train_options! {
     /// the Sup-tickets cycles) restarts from: `keep` its weight and momentum (default, as the
     /// reference code bases) or `zero`.
     regrown: value Regrown = Regrown::Keep, [ignore_case = true];
-    /// Sup-tickets (SPEC §5): end the run with cycles of cyclic-LR training whose tickets are
-    /// superposed into the ultimate ticket (sparse methods only).
+    /// Sup-tickets (docs/computation.md, Sup-tickets): end the run with cycles of cyclic-LR
+    /// training whose tickets are superposed into the ultimate ticket (sparse methods only).
     suptickets: switch bool = false, [];
     /// Sup-tickets: cycle length C in epochs.
     cycle_epochs: value usize = 8, [value_name = "EPOCHS"];
@@ -236,6 +237,10 @@ train_options! {
     sparse_kernels: value SparseKernels = SparseKernels::Auto, [ignore_case = true];
     /// The crossover density of `sparse_kernels = "auto"`.
     sparse_crossover: value f64 = crate::backend::sparse_policy::DEFAULT_CROSSOVER, [value_name = "DENSITY"];
+    /// Data-parallel runs (`mpirun -np N`): batch norm normalises with the statistics of the
+    /// global batch, all-reduced across the processes (otherwise each process uses its own
+    /// rows' and rank 0's running statistics are kept).
+    sync_bn: switch bool = false, [];
 }
 
 impl TrainConfig {

@@ -1,4 +1,4 @@
-//! FLOP accounting (SPEC §8, RigL convention): from a traced forward pass
+//! FLOP accounting (RigL convention, docs/computation.md, FLOPs): from a traced forward pass
 //! ([`Network::trace`]), the dense forward FLOPs of one example f_D = 2·Σ multiply-adds of every
 //! conv and linear layer, the per-layer table (parameters, FLOPs, density), the sparse forward
 //! FLOPs f_S = Σ_l d_l·FLOPs_l, and training FLOPs per example per step by method.
@@ -64,12 +64,12 @@ pub struct FlopsTable {
 /// How a model is trained, for the training-FLOPs formulas (the method of `--method`).
 pub use crate::sparse::methods::MethodKind as Method;
 
-/// Training FLOPs of one example for one step (SPEC §8, RigL convention), from the sparse and
-/// dense forward FLOPs f_S and f_D: dense 3f_D; static, SNIP and SET 3f_S; RigL and GraNet
-/// (3f_S·ΔT + 2f_S + f_D)/(ΔT + 1) while exploring with interval ΔT (`exploring = Some(ΔT)`:
-/// one dense gradient every ΔT steps, amortised), 3f_S otherwise. `Some(0)` is a step that
-/// computes the dense gradient itself (2f_S + f_D: a Sup-tickets cycle start). The one place
-/// the formula is written: the sparse methods, the cycles and the report all call it.
+/// Training FLOPs of one example for one step (RigL convention, docs/computation.md, FLOPs), from
+/// the sparse and dense forward FLOPs f_S and f_D: dense 3f_D; static, SNIP and SET 3f_S; RigL and
+/// GraNet (3f_S·ΔT + 2f_S + f_D)/(ΔT + 1) while exploring with interval ΔT (`exploring = Some(ΔT)`:
+/// one dense gradient every ΔT steps, amortised), 3f_S otherwise. `Some(0)` is a step that computes
+/// the dense gradient itself (2f_S + f_D: a Sup-tickets cycle start). The one place the formula is
+/// written: the sparse methods, the cycles and the report all call it.
 pub fn step_flops(method: Method, f_s: f64, f_d: f64, exploring: Option<usize>) -> f64 {
     match (method, exploring) {
         (Method::Dense, _) => 3.0 * f_d,
@@ -122,8 +122,8 @@ impl FlopsTable {
         })
     }
 
-    /// Sets every layer to density `d` with exactly round(d·N_l) nonzeros (SPEC §2, uniform),
-    /// for what-if accounting without masks.
+    /// Sets every layer to density `d` with exactly round(d·N_l) nonzeros (docs/computation.md,
+    /// Masks: uniform), for what-if accounting without masks.
     pub fn with_uniform_density(mut self, density: f64) -> Result<FlopsTable> {
         if !(0.0..=1.0).contains(&density) {
             return Err(Error::Config(format!(

@@ -79,7 +79,7 @@ pub struct ReportPart {
     pub mask_updates: u64,
     /// Gradual-pruning steps done.
     pub prune_steps: u64,
-    /// Training FLOPs of the run as a multiple of dense training (SPEC §8).
+    /// Training FLOPs of the run as a multiple of dense training (docs/computation.md, FLOPs).
     pub train_flops_multiple: f64,
     /// Sup-tickets: every ticket's metrics.
     pub tickets: Option<Vec<TicketMetrics>>,

@@ -1,7 +1,7 @@
-//! Classification metrics (SPEC §8) computed on the host from log-probabilities `[n, k]`:
-//! top-1 accuracy, negative log-likelihood and expected calibration error (15 equal-width
-//! confidence bins). [`MetricsAccumulator`] streams over batches so that a whole test set never
-//! has to sit in memory at once.
+//! Classification metrics (docs/computation.md, Metrics) computed on the host from
+//! log-probabilities `[n, k]`: top-1 accuracy, negative log-likelihood and expected calibration
+//! error (15 equal-width confidence bins). [`MetricsAccumulator`] streams over batches so that a
+//! whole test set never has to sit in memory at once.
 
 use serde::{Deserialize, Serialize};
 

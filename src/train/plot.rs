@@ -122,12 +122,45 @@ fn bounds(panel: &Panel) -> (f64, f64, f64, f64) {
     (x0, x1, y0, y1)
 }
 
+/// Where a panel's data range lands on the page.
+struct Frame {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+    /// Plot area width and height.
+    pw: f64,
+    ph: f64,
+    /// Top of the panel.
+    top: f64,
+}
+
+impl Frame {
+    fn new(panel: &Panel, top: f64) -> Frame {
+        let (x0, x1, y0, y1) = bounds(panel);
+        Frame {
+            x0,
+            x1,
+            y0,
+            y1,
+            pw: W - ML - MR,
+            ph: H - MT - MB,
+            top,
+        }
+    }
+
+    fn sx(&self, x: f64) -> f64 {
+        ML + (x - self.x0) / (self.x1 - self.x0) * self.pw
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        self.top + MT + self.ph - (y - self.y0) / (self.y1 - self.y0) * self.ph
+    }
+}
+
 fn draw_panel(out: &mut String, panel: &Panel, top: f64) {
-    let (x0, x1, y0, y1) = bounds(panel);
-    let pw = W - ML - MR;
-    let ph = H - MT - MB;
-    let sx = |x: f64| ML + (x - x0) / (x1 - x0) * pw;
-    let sy = |y: f64| top + MT + ph - (y - y0) / (y1 - y0) * ph;
+    let fr = Frame::new(panel, top);
+    let (pw, ph) = (fr.pw, fr.ph);
     let _ = writeln!(
         out,
         r#"<text x="{:.1}" y="{:.1}" font-size="15" font-weight="bold" text-anchor="middle">{}</text>"#,
@@ -140,44 +173,8 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64) {
         r##"<rect x="{ML}" y="{:.1}" width="{pw:.1}" height="{ph:.1}" fill="none" stroke="#444"/>"##,
         top + MT
     );
-    // y ticks and grid
-    let ys = nice_step(y1 - y0, 5);
-    let mut t = (y0 / ys).ceil() * ys;
-    while t <= y1 + ys * 1e-9 {
-        let y = sy(t);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{ML}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
-            ML + pw,
-            ML - 6.0,
-            y + 4.0,
-            fmt_tick(t, ys)
-        );
-        t += ys;
-    }
-    // x ticks
-    let integral_x = panel
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .all(|(x, _)| x.fract() == 0.0);
-    let mut xs = nice_step(x1 - x0, 8);
-    if integral_x {
-        xs = xs.max(1.0);
-    }
-    let mut t = (x0 / xs).ceil() * xs;
-    while t <= x1 + xs * 1e-9 {
-        let x = sx(t);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#444"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
-            top + MT + ph,
-            top + MT + ph + 5.0,
-            top + MT + ph + 18.0,
-            fmt_tick(t, xs)
-        );
-        t += xs;
-    }
+    draw_y_ticks(out, &fr);
+    draw_x_ticks(out, &fr, panel);
     let _ = writeln!(
         out,
         r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
@@ -192,45 +189,100 @@ fn draw_panel(out: &mut String, panel: &Panel, top: f64) {
         escape(&panel.y_label)
     );
     for (i, s) in panel.series.iter().enumerate() {
-        let pts: Vec<String> = s
-            .points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|&(x, y)| format!("{:.2},{:.2}", sx(x), sy(y)))
-            .collect();
-        if pts.len() == 1 || s.markers_only {
-            for p in &pts {
-                let _ = writeln!(
-                    out,
-                    r#"<circle cx="{}" cy="{}" r="3" fill="{}"/>"#,
-                    p.split(',').next().unwrap_or("0"),
-                    p.split(',').nth(1).unwrap_or("0"),
-                    s.color
-                );
-            }
-        } else if !pts.is_empty() {
-            let _ = writeln!(
-                out,
-                r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/>"#,
-                s.color,
-                pts.join(" ")
-            );
-        }
-        // Crowded legends (one line per layer) shrink their spacing to fit the panel.
-        let gap = ((ph - 14.0) / panel.series.len() as f64).min(18.0);
-        let ly = top + MT + 14.0 + i as f64 * gap;
-        let lx = ML + pw + 12.0;
+        draw_series(out, &fr, s);
+        draw_legend_entry(out, &fr, s, i, panel.series.len());
+    }
+}
+
+/// Y ticks with their labels and horizontal grid lines.
+fn draw_y_ticks(out: &mut String, fr: &Frame) {
+    let ys = nice_step(fr.y1 - fr.y0, 5);
+    let mut t = (fr.y0 / ys).ceil() * ys;
+    while t <= fr.y1 + ys * 1e-9 {
+        let y = fr.sy(t);
         let _ = writeln!(
             out,
-            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="{:.0}">{}</text>"#,
-            lx + 20.0,
+            r##"<line x1="{ML}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+            ML + fr.pw,
+            ML - 6.0,
+            y + 4.0,
+            fmt_tick(t, ys)
+        );
+        t += ys;
+    }
+}
+
+/// X ticks with their labels (whole steps when every x is an integer).
+fn draw_x_ticks(out: &mut String, fr: &Frame, panel: &Panel) {
+    let integral_x = panel
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .all(|(x, _)| x.fract() == 0.0);
+    let mut xs = nice_step(fr.x1 - fr.x0, 8);
+    if integral_x {
+        xs = xs.max(1.0);
+    }
+    let bottom = fr.top + MT + fr.ph;
+    let mut t = (fr.x0 / xs).ceil() * xs;
+    while t <= fr.x1 + xs * 1e-9 {
+        let x = fr.sx(t);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#444"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
+            bottom,
+            bottom + 5.0,
+            bottom + 18.0,
+            fmt_tick(t, xs)
+        );
+        t += xs;
+    }
+}
+
+/// One series: a polyline, or circles for a single point or a markers-only series.
+fn draw_series(out: &mut String, fr: &Frame, s: &Series) {
+    let pts: Vec<String> = s
+        .points
+        .iter()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|&(x, y)| format!("{:.2},{:.2}", fr.sx(x), fr.sy(y)))
+        .collect();
+    if pts.len() == 1 || s.markers_only {
+        for p in &pts {
+            let _ = writeln!(
+                out,
+                r#"<circle cx="{}" cy="{}" r="3" fill="{}"/>"#,
+                p.split(',').next().unwrap_or("0"),
+                p.split(',').nth(1).unwrap_or("0"),
+                s.color
+            );
+        }
+    } else if !pts.is_empty() {
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{}" stroke-width="1.8" points="{}"/>"#,
             s.color,
-            lx + 26.0,
-            ly + 4.0,
-            (gap - 3.0).clamp(8.0, 12.0),
-            escape(&s.label)
+            pts.join(" ")
         );
     }
+}
+
+/// Legend line `i` of `n`, right of the plot area.
+fn draw_legend_entry(out: &mut String, fr: &Frame, s: &Series, i: usize, n: usize) {
+    // Crowded legends (one line per layer) shrink their spacing to fit the panel.
+    let gap = ((fr.ph - 14.0) / n as f64).min(18.0);
+    let ly = fr.top + MT + 14.0 + i as f64 * gap;
+    let lx = ML + fr.pw + 12.0;
+    let _ = writeln!(
+        out,
+        r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="3"/><text x="{:.1}" y="{:.1}" font-size="{:.0}">{}</text>"#,
+        lx + 20.0,
+        s.color,
+        lx + 26.0,
+        ly + 4.0,
+        (gap - 3.0).clamp(8.0, 12.0),
+        escape(&s.label)
+    );
 }
 
 /// Renders panels stacked vertically into one SVG document.

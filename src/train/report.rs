@@ -67,8 +67,11 @@ pub fn write_log(path: &Path, entries: &[EpochLog]) -> Result<()> {
     write_atomic(path, s.as_bytes())
 }
 
-/// Appends one line to `log.jsonl`.
+/// Appends one line to `log.jsonl` (rank 0 only, in data-parallel training).
 pub fn append_log(path: &Path, entry: &EpochLog) -> Result<()> {
+    if !crate::dist::is_writer() {
+        return Ok(());
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -150,7 +153,7 @@ pub struct Report {
     /// Sparse forward FLOPs of one example, f_S.
     pub flops_sparse: f64,
     /// Training FLOPs as a multiple of dense training: Σ over the run's steps of each step's
-    /// per-example training FLOPs (SPEC §8, with the masks of that step) / (steps · 3f_D).
+    /// per-example training FLOPs (docs/computation.md, FLOPs; with the masks of that step) / (steps · 3f_D).
     pub train_flops_multiple: f64,
     /// Inference FLOPs as a multiple of dense inference, f_S/f_D.
     pub test_flops_multiple: f64,
@@ -173,6 +176,9 @@ pub struct Report {
     /// Sup-tickets with `--ensemble`: the averaged softmax of the K+1 tickets (appendix E).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleMetrics>,
+    /// Data-parallel runs: processes, transport and the gradient bytes all-reduced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_parallel: Option<crate::dist::DataParallelReport>,
 }
 
 /// One Sup-tickets ticket, evaluated at its capture.
@@ -368,6 +374,9 @@ impl Report {
                 );
             }
             s += "\nPlot: [tickets.svg](tickets.svg).\n\n";
+        }
+        if let Some(d) = &self.data_parallel {
+            s += &d.to_markdown();
         }
         s += "## Layers\n\n";
         s += &super::flops::layers_markdown(&self.layers);

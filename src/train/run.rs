@@ -24,6 +24,8 @@ use super::trainer::{
 };
 use crate::data::{DatasetKind, Loader, LoaderConfig};
 use crate::device::Device;
+use crate::dist::shard::{check_batch_size, drop_last};
+use crate::dist::DataParallel;
 use crate::error::{Error, Result};
 use crate::models::build;
 use crate::nn::Network;
@@ -95,6 +97,8 @@ pub struct Run {
     pub existing: Existing,
     /// The run directory's lock, held from the first write to the end of the run.
     pub lock: Option<RunDirLock>,
+    /// Data parallelism over the process's world (one process: plain steps).
+    pub dp: DataParallel,
 }
 
 impl Run {
@@ -134,6 +138,11 @@ pub fn train_from_with(
     start(&mut run, hooks.as_mut())?;
     let first_epoch = run.meta.epoch;
     let last_metrics = fit(&mut run, hooks.as_mut())?;
+    if !run.dp.is_writer() {
+        // Data-parallel ranks other than 0 end with the training: rank 0 finishes the method
+        // (superposition, evaluation) and writes everything.
+        return assemble_report(&mut run, hooks.as_ref(), last_metrics.unwrap_or_default());
+    }
     let epochs = run.cfg.epochs;
     let (ctx, net, meta) = run.split_mut();
     let fin = hooks.finish(&ctx, net, meta, epochs)?;
@@ -168,7 +177,13 @@ pub fn prepare(
         _ if overwrite => Existing::Overwrite,
         _ => Existing::Refuse,
     };
-    run_dir::precheck(&out, existing)?;
+    // Only the writing rank (rank 0 under `mpirun`; the only process otherwise) owns the
+    // run directory.
+    if crate::dist::is_writer() {
+        run_dir::precheck(&out, existing)?;
+    }
+    let dp = DataParallel::new(cfg.sync_bn);
+    check_batch_size(cfg.batch_size, dp.size())?;
     crate::backend::sparse_policy::set_sparse_kernels(cfg.sparse_kernels);
     crate::backend::sparse_policy::set_crossover(cfg.sparse_crossover)?;
     let device = Device::parse(&cfg.device)?;
@@ -217,16 +232,21 @@ pub fn prepare(
         .limit_train
         .map_or(train_set.len(), |l| l.min(train_set.len()));
     // A final batch of one example would give batch norm a single sample per channel in the
-    // classifier's BatchNorm1d (VGG); drop it rather than train on it.
-    lc.drop_last = n_train % cfg.batch_size == 1 && n_train > 1;
+    // classifier's BatchNorm1d (VGG); drop it rather than train on it (on several processes:
+    // one that leaves a process fewer than two rows, see `dist::shard::drop_last`).
+    lc.drop_last = drop_last(n_train, cfg.batch_size, dp.size(), cfg.sync_bn);
     let train_loader = Loader::new(train_set, lc)?;
     let eval_loader = eval_loader(cfg, eval_set)?;
     let ipe = train_loader.batches_per_epoch();
     if ipe == 0 {
         return Err(Error::Config("the training set is empty".into()));
     }
+    let schedule = cfg.lr_schedule();
+    let mut cfg = cfg.clone();
+    // Progress lines come from rank 0 only.
+    cfg.progress &= dp.is_writer();
     Ok(Run {
-        cfg: cfg.clone(),
+        cfg,
         device,
         out,
         name,
@@ -240,10 +260,11 @@ pub fn prepare(
         eval_loader,
         ipe,
         n_train,
-        schedule: cfg.lr_schedule(),
+        schedule,
         from,
         existing,
         lock: None,
+        dp,
     })
 }
 
@@ -338,11 +359,13 @@ fn start(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<()> {
     hooks.start(&ctx, net, meta, resume, &first_batch)?;
     run.log = log;
     run.from = from;
-    run.lock = Some(run_dir::claim(&run.out, run.existing)?);
+    if crate::dist::is_writer() {
+        run.lock = Some(run_dir::claim(&run.out, run.existing)?);
+    }
+    run.dp.check(&run.net, "at the start")?;
     let out = &run.out;
     report::write_log(&out.join(LOG_FILE), &run.log)?;
-    std::fs::write(out.join("config.toml"), run.cfg.to_toml())
-        .map_err(|e| Error::io(out.join("config.toml"), e))?;
+    checkpoint::write_atomic(&out.join("config.toml"), run.cfg.to_toml().as_bytes())?;
     run.meta.train_config = Some(run.cfg.clone());
     Ok(())
 }
@@ -375,7 +398,8 @@ pub fn fit(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<Option<Metrics>> {
         let evaluate_now = done.is_multiple_of(run.cfg.eval_every)
             || done == last_epoch
             || hooks.must_evaluate((run.meta.step as usize).wrapping_sub(1));
-        let m = if evaluate_now {
+        // Rank 0 evaluates (nothing that steers training depends on the metrics).
+        let m = if evaluate_now && run.dp.is_writer() {
             let m = evaluate(&mut run.net, &run.eval_loader)?;
             last_metrics = Some(m);
             Some(m)
@@ -395,6 +419,7 @@ pub fn fit(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<Option<Metrics>> {
         report::append_log(&run.out.join(LOG_FILE), &entry)?;
         run.log.push(entry);
         run.meta.epoch = done;
+        run.dp.check(&run.net, &format!("after epoch {done}"))?;
         run.meta.rng = run.rng.state();
         run.meta.wall_seconds = wall_before + run_start.elapsed().as_secs_f64();
         let extra = hooks.save_state(&run.net, &mut run.meta);
@@ -418,16 +443,22 @@ fn train_epoch(
     };
     let ipe = run.ipe;
     let progress = Progress::new(run.cfg.progress, epoch, run.cfg.epochs, ipe);
-    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    // This rank's loss sum, correct predictions and examples; `global` counts the examples
+    // of every rank (the global batches), for the rate.
+    let (mut loss_sum, mut correct, mut seen, mut global) = (0.0f64, 0usize, 0usize, 0usize);
     let mut train_secs = 0.0f64;
     let mut lr = run.schedule.lr_at(run.meta.step as usize, ipe);
     let mut t_step = Instant::now();
     for (i, b) in run.train_loader.epoch(epoch).enumerate() {
-        let (x, y) = b.to_tensors(run.net.input_shape, run.net.num_classes, &run.device)?;
+        // Labels are checked on the host; `dp.step` uploads this process's rows of the batch.
+        b.check_labels(run.net.num_classes)?;
         let it = run.meta.step as usize;
         let plan = hooks.plan_step(&run.context(), it);
         lr = plan.lr;
-        let outp = run.net.forward_backward_with(&x, &y, plan.dense_grad)?;
+        let shard = run
+            .dp
+            .step(&mut run.net, &b, &run.device, plan.dense_grad)?;
+        let outp = shard.out;
         if !outp.loss.is_finite() {
             return Err(Error::Diverged(format!(
                 "loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
@@ -439,9 +470,13 @@ fn train_epoch(
         sgd.step(&mut run.net.store, &outp.grads, lr)?;
         run.meta.step += 1;
         hooks.step_done(it, &mut run.net, &outp.grads)?;
-        correct += correct_predictions(&outp.logprobs, &y)?;
-        loss_sum += outp.loss as f64 * b.n as f64;
-        seen += b.n;
+        run.dp
+            .after_step(&mut run.net, hooks.mask_changes(), run.meta.step)?;
+        let rows = shard.rows;
+        correct += correct_predictions(&outp.logprobs, &shard.labels)?;
+        loss_sum += outp.loss as f64 * rows.len() as f64;
+        seen += rows.len();
+        global += b.n;
         let now = Instant::now();
         train_secs += now.duration_since(t_step).as_secs_f64();
         t_step = now;
@@ -451,17 +486,19 @@ fn train_epoch(
             i + 1,
             loss_sum / seen as f64,
             correct as f64 / seen as f64,
-            seen as f64 / train_secs.max(1e-9),
+            global as f64 / train_secs.max(1e-9),
             eta,
         );
     }
     progress.finish();
+    let [loss_sum, correct, _] = run.dp.epoch_totals(loss_sum, correct, seen)?;
+    let seen = global;
     let entry = EpochLog {
         epoch: epoch + 1,
         step: run.meta.step,
         lr,
         train_loss: loss_sum / seen.max(1) as f64,
-        train_acc: correct as f64 / seen.max(1) as f64,
+        train_acc: correct / seen.max(1) as f64,
         test_acc: None,
         test_nll: None,
         test_ece: None,

@@ -1,7 +1,7 @@
-//! Deterministic masked top-k (SPEC §3 prune and grow): the select family's keys, the CPU twins
-//! of `kernels/select.cu`, and the reference driver: the one radix driver
-//! ([`crate::backend::radix::radix_update`], which the CUDA backend runs with the kernels)
-//! over the twins.
+//! Deterministic masked top-k (docs/computation.md, Methods): the select family's keys, the CPU
+//! twins of `kernels/select.cu`, and the reference driver: the one radix driver
+//! ([`crate::backend::radix::radix_update`], which the CUDA backend runs with the kernels) over the
+//! twins.
 //!
 //! Every position i of a group's tensors gets a u32 key (see [`select_key`]): 0 when the
 //! position is not eligible, otherwise 1 + an order-preserving image of its score, so that

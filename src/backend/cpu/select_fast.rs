@@ -163,83 +163,108 @@ fn walk(h: &[u32], need: u64) -> (usize, u64) {
 /// than k eligible keys, every eligible position (`keep_all`) or an error.
 fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize, keep_all: bool) -> Result<Cut> {
     let total: usize = srcs.iter().map(|s| s.0.len()).sum();
-    let too_few = |have: u64| -> Result<Cut> {
-        if keep_all {
-            Ok(Cut::ALL)
-        } else {
-            Err(Error::Shape(format!(
-                "select: k = {k} exceeds the {have} eligible positions of the group"
-            )))
-        }
-    };
     if total <= SMALL_GROUP {
-        let mut keys: Vec<(u32, u64)> = Vec::new();
-        for &(s, m, base) in srcs {
-            for (i, (&s, &m)) in s.iter().zip(m).enumerate() {
-                let gi = base + i as u64;
-                let key = kf.key(s, m, gi);
-                if key != 0 {
-                    keys.push((key, gi));
-                }
+        return gather_threshold(kf, srcs, k, keep_all);
+    }
+    let chunks = chunks_of(srcs);
+    // Pass 1: histogram of key >> 16 over eligible positions (one histogram per rayon job).
+    let (hi, eligible) = histogram(srcs, &chunks, |s, m, gi0, h| hist_hi(kf, s, m, gi0, h));
+    if eligible < k as u64 {
+        return too_few(k, eligible, keep_all);
+    }
+    let (bucket, need) = walk(&hi, k as u64);
+    // Pass 2: histogram of the low 16 bits inside the bucket.
+    let bucket = bucket as u32;
+    let (lo, _) = histogram(srcs, &chunks, |s, m, gi0, h| {
+        hist_lo(kf, s, m, gi0, bucket, h);
+        0
+    });
+    let (low, need) = walk(&lo, need);
+    let t = (bucket << 16) | low as u32;
+    if need == lo[low] as u64 {
+        return Ok(Cut { t, cut: u64::MAX });
+    }
+    Ok(tie_cut(kf, srcs, &chunks, t, need))
+}
+
+/// The outcome of a selection with only `have` < `k` eligible positions: all of them
+/// (`keep_all`) or an error.
+fn too_few(k: usize, have: u64, keep_all: bool) -> Result<Cut> {
+    if keep_all {
+        Ok(Cut::ALL)
+    } else {
+        Err(Error::Shape(format!(
+            "select: k = {k} exceeds the {have} eligible positions of the group"
+        )))
+    }
+}
+
+/// [`fast_threshold`] for a small group: gathers the eligible keys and selects the k-th.
+fn gather_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize, keep_all: bool) -> Result<Cut> {
+    let mut keys: Vec<(u32, u64)> = Vec::new();
+    for &(s, m, base) in srcs {
+        for (i, (&s, &m)) in s.iter().zip(m).enumerate() {
+            let gi = base + i as u64;
+            let key = kf.key(s, m, gi);
+            if key != 0 {
+                keys.push((key, gi));
             }
         }
-        if keys.len() < k {
-            return too_few(keys.len() as u64);
-        }
-        let (_, &mut (t, gi), _) =
-            keys.select_nth_unstable_by(k - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        return Ok(Cut { t, cut: gi + 1 });
     }
-    // Chunks of at most FAST_CHUNK elements over all targets, in flat order.
-    let chunks: Vec<(usize, usize, usize)> = srcs
-        .iter()
+    if keys.len() < k {
+        return too_few(k, keys.len() as u64, keep_all);
+    }
+    let (_, &mut (t, gi), _) =
+        keys.select_nth_unstable_by(k - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(Cut { t, cut: gi + 1 })
+}
+
+/// Chunks `(target, start, end)` of at most [`FAST_CHUNK`] elements over all targets, in flat
+/// order.
+fn chunks_of(srcs: &[Src<'_>]) -> Vec<(usize, usize, usize)> {
+    srcs.iter()
         .enumerate()
         .flat_map(|(t, s)| {
             let n = s.0.len();
             (0..n.div_ceil(FAST_CHUNK))
                 .map(move |c| (t, c * FAST_CHUNK, n.min((c + 1) * FAST_CHUNK)))
         })
-        .collect();
+        .collect()
+}
+
+/// One parallel histogram pass: `fill(scores, mask, first flat index, histogram)` adds a
+/// chunk's keys to a histogram of [`BINS`] bins and returns a count; the histograms and counts
+/// of all chunks are summed.
+fn histogram<F>(srcs: &[Src<'_>], chunks: &[(usize, usize, usize)], fill: F) -> (Vec<u32>, u64)
+where
+    F: Fn(&[f32], &[f32], u64, &mut [u32]) -> u64 + Sync,
+{
     let add = |mut a: (Vec<u32>, u64), b: (Vec<u32>, u64)| {
         a.0.iter_mut().zip(&b.0).for_each(|(a, b)| *a += b);
         (a.0, a.1 + b.1)
     };
-    // Pass 1: histogram of key >> 16 over eligible positions (one histogram per rayon job).
-    let (hi, eligible) = chunks
+    chunks
         .par_iter()
         .fold(
             || (vec![0u32; BINS], 0u64),
             |(mut h, n), &(t, a, e)| {
                 let (s, m, base) = srcs[t];
-                let got = hist_hi(kf, &s[a..e], &m[a..e], base + a as u64, &mut h);
+                let got = fill(&s[a..e], &m[a..e], base + a as u64, &mut h[..]);
                 (h, n + got)
             },
         )
-        .reduce(|| (vec![0u32; BINS], 0), add);
-    if eligible < k as u64 {
-        return too_few(eligible);
-    }
-    let (bucket, need) = walk(&hi, k as u64);
-    // Pass 2: histogram of the low 16 bits inside the bucket.
-    let bucket = bucket as u32;
-    let (lo, _) = chunks
-        .par_iter()
-        .fold(
-            || (vec![0u32; BINS], 0u64),
-            |(mut h, n), &(t, a, e)| {
-                let (s, m, base) = srcs[t];
-                hist_lo(kf, &s[a..e], &m[a..e], base + a as u64, bucket, &mut h);
-                (h, n)
-            },
-        )
-        .reduce(|| (vec![0u32; BINS], 0), add);
-    let (low, mut need) = walk(&lo, need);
-    let t = (bucket << 16) | low as u32;
-    if need == lo[low] as u64 {
-        return Ok(Cut { t, cut: u64::MAX });
-    }
-    // Pass 3 (ties split): per-chunk counts of key == t, then scan the chunk holding the
-    // need-th tie.
+        .reduce(|| (vec![0u32; BINS], 0), add)
+}
+
+/// Pass 3 (ties at key `t` split): per-chunk counts of key == t, then a scan of the chunk
+/// holding the `need`-th tie; the cut is just past it.
+fn tie_cut<K: KeyFn>(
+    kf: K,
+    srcs: &[Src<'_>],
+    chunks: &[(usize, usize, usize)],
+    t: u32,
+    mut need: u64,
+) -> Cut {
     let ties: Vec<u64> = chunks
         .par_iter()
         .map(|&(ti, a, e)| {
@@ -260,10 +285,10 @@ fn fast_threshold<K: KeyFn>(kf: K, srcs: &[Src<'_>], k: usize, keep_all: bool) -
             if kf.key(s[i], m[i], base + i as u64) == t {
                 need -= 1;
                 if need == 0 {
-                    return Ok(Cut {
+                    return Cut {
                         t,
                         cut: base + i as u64 + 1,
-                    });
+                    };
                 }
             }
         }

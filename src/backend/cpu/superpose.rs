@@ -1,7 +1,7 @@
-//! Sup-tickets superposition (SPEC §5 d-e): the CPU twins of `kernels/superpose.cu` and the
-//! reference driver the CPU backend runs: the one radix driver
-//! ([`crate::backend::radix::radix_update`], which the CUDA backend runs with the kernels)
-//! over the twins.
+//! Sup-tickets superposition (docs/computation.md, Sup-tickets): the CPU twins of
+//! `kernels/superpose.cu` and the reference driver the CPU backend runs: the one radix driver
+//! ([`crate::backend::radix::radix_update`], which the CUDA backend runs with the kernels) over the
+//! twins.
 //!
 //! Every position gets the averaged value A of [`superpose_value`] (CIA / CIMA / CAA, see
 //! [`SuperposeParams`]) and the key [`abs_key`]`(A)` (every position eligible), so "re-prune to

@@ -184,6 +184,11 @@ pub(crate) fn check_len(have: usize, need: usize, what: &str) -> Result<()> {
 }
 
 impl CudaBackend {
+    /// The stream every kernel of this backend runs on (NCCL collectives join it).
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
     /// Opens GPU `ordinal`, or returns [`Error::Device`] saying what is missing when CUDA is
     /// not usable here (no driver library, no GPU, no NVRTC). Never panics. While a backend
     /// for `ordinal` is alive, this returns that same backend, so tensors created through

@@ -7,7 +7,7 @@ use super::rule::Rule;
 use super::{dense, granet, rigl, set, snip, static_mask};
 use crate::error::{Error, Result};
 
-/// A sparse-training method (SPEC §4), chosen by `--method`.
+/// A sparse-training method (docs/computation.md, Methods), chosen by `--method`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MethodKind {

@@ -1,5 +1,5 @@
-//! The sparse-training methods of SPEC §4 (dense, static, SNIP, SET, RigL, GraNet) as one
-//! scheduler object, [`SparseMethod`], with three hooks the training loop calls:
+//! The sparse-training methods (docs/computation.md, Methods: dense, static, SNIP, SET, RigL,
+//! GraNet) as one scheduler object, [`SparseMethod`], with three hooks the training loop calls:
 //!
 //! 1. [`SparseMethod::init_masks_from`] before the first step (the method's initial mask: random
 //!    ERK/ER/uniform masks, or SNIP's connection sensitivity on the first training batch, which
@@ -18,10 +18,10 @@
 //!   inactive positions, at random (SET) or by |dense gradient of step s's mini-batch| (RigL,
 //!   GraNet), among every position inactive after the prune ([`super::explore`], the one step
 //!   the Sup-tickets cycles use too). Connections inactive before the step start at weight and
-//!   momentum 0 (SPEC §3); one pruned and regrown in the same step keeps its values unless
-//!   `--regrown zero`. Every layer keeps its count.
-//!   The SGD step of s is taken first (with the dense gradient, which the fused masked SGD
-//!   restricts to the old mask), then the mask changes: the PyTorch reference order.
+//!   momentum 0 (docs/computation.md, Masks); one pruned and regrown in the same step keeps its
+//!   values unless `--regrown zero`. Every layer keeps its count. The SGD step of s is taken first
+//!   (with the dense gradient, which the fused masked SGD restricts to the old mask), then the mask
+//!   changes: the PyTorch reference order.
 //! - **GraNet gradual pruning**, at every s = i·ΔT with i0 ≤ i ≤ i_f (i0 = ⌊t0·I/ΔT⌋,
 //!   i_f = ⌊t_f·I/ΔT⌋, I = iterations per epoch), before that step's exploration: global
 //!   magnitude pruning to d(i) = d_f + (d_i − d_f)(1 − (i − i0)/(i_f − i0))³. The schedule

@@ -16,7 +16,8 @@ pub struct SparseState {
     pub prune_steps: u64,
     /// The step of the last mask change (0: none yet).
     pub last_update_step: u64,
-    /// Σ over the steps so far of the per-example training FLOPs of each step (SPEC §8).
+    /// Σ over the steps so far of the per-example training FLOPs of each step (docs/computation.md,
+    /// FLOPs).
     pub flops_sum: f64,
     /// Steps counted in `flops_sum`.
     pub flops_steps: u64,

@@ -1,5 +1,5 @@
 //! The mask updates — after a training step (GraNet's gradual pruning, the exploration step)
-//! and at a Sup-tickets cycle start — and the FLOP accounting of SPEC §8.
+//! and at a Sup-tickets cycle start — and the FLOP accounting (docs/computation.md, FLOPs).
 
 use super::granet::gradual_prune;
 use super::rule::GrowAt;
@@ -25,9 +25,9 @@ impl SparseMethod {
             .sum()
     }
 
-    /// Training FLOPs of one example at step `step` with the current masks (SPEC §8): dense
-    /// 3f_D; static, SNIP, SET 3f_S; RigL and GraNet (3f_S·ΔT + 2f_S + f_D)/(ΔT + 1) while
-    /// exploring (steps ≤ H), 3f_S after.
+    /// Training FLOPs of one example at step `step` with the current masks (docs/computation.md,
+    /// FLOPs): dense 3f_D; static, SNIP, SET 3f_S; RigL and GraNet (3f_S·ΔT + 2f_S + f_D)/(ΔT + 1)
+    /// while exploring (steps ≤ H), 3f_S after.
     pub fn step_flops(&self, step: u64) -> f64 {
         let exploring = (step <= self.schedule.horizon()).then_some(self.cfg.update_interval);
         flops::step_flops(
@@ -55,8 +55,8 @@ impl SparseMethod {
         self.rule().grows_by_gradient()
     }
 
-    /// Training FLOPs of one example in a Sup-tickets cycle step (SPEC §8): 3f_S, except at a
-    /// cycle start whose regrowth needs the dense gradient: 2f_S + f_D.
+    /// Training FLOPs of one example in a Sup-tickets cycle step (docs/computation.md, FLOPs):
+    /// 3f_S, except at a cycle start whose regrowth needs the dense gradient: 2f_S + f_D.
     pub fn cycle_step_flops(&self, cycle_start: bool) -> f64 {
         let (f_s, f_d) = (self.flops_sparse(), self.flops_dense());
         if cycle_start && self.cycle_needs_dense_grad() {
