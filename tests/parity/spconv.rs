@@ -225,3 +225,112 @@ fn backend_spconv_errors_name_the_argument() {
     let cdy = Tensor::from_vec(down(&dy), &p.y_shape()).unwrap();
     expect_shape_err(cpu_be().spconv_bwd_weight(&cx, &cdy, &wide, &p), "weight");
 }
+
+/// Masks for the CSR build: about `density` active, a NaN (active) and an empty row and column.
+fn csr_masks(r: &mut Rng) -> Vec<(usize, usize, Vec<f32>)> {
+    let mut out = Vec::new();
+    for (rows, cols, density) in [
+        (5, 27, 0.3),
+        (1, 1, 1.0),
+        (7, 300, 0.05),
+        (3, 4, 0.0),
+        (40, 9, 0.5),
+    ] {
+        let mut m = mask(r, rows * cols, density);
+        if rows > 1 && cols > 1 {
+            m[cols..2 * cols].fill(0.0);
+            for row in 0..rows {
+                m[row * cols + 1] = 0.0;
+            }
+            m[0] = f32::NAN;
+        }
+        out.push((rows, cols, m));
+    }
+    out
+}
+
+fn both_views(rows: usize, cols: usize) -> [cpu::spconv::CsrLines; 2] {
+    [
+        cpu::spconv::CsrLines::rows(rows, cols),
+        cpu::spconv::CsrLines::cols(rows, cols),
+    ]
+}
+
+#[test]
+fn parity_csr_count_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(65);
+    for (rows, cols, m) in csr_masks(&mut r) {
+        for v in both_views(rows, cols) {
+            let mut want = vec![u32::MAX; v.lines];
+            cpu::spconv::csr_count_f32(&m, v, &mut want);
+            let brute: Vec<u32> = (0..v.lines)
+                .map(|l| {
+                    (0..v.len)
+                        .filter(|&j| m[l * v.line_stride + j * v.elem_stride] != 0.0)
+                        .count() as u32
+                })
+                .collect();
+            assert_eq!(want, brute, "twin {v:?}");
+            let mut got = vec![u32::MAX; v.lines];
+            g.csr_count_f32(&up(&g, &m, &[m.len()]), v, &mut got)
+                .unwrap();
+            assert_eq!(got, want, "counts {v:?}");
+        }
+    }
+}
+
+#[test]
+fn parity_csr_scan_u32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(66);
+    // Lengths below, at and above the block size, so chunks are empty, single and several.
+    for n in [0usize, 1, 7, 256, 257, 1000, 4608] {
+        let counts: Vec<u32> = (0..n).map(|_| r.below(50) as u32).collect();
+        let mut want = vec![u32::MAX; n + 1];
+        cpu::spconv::csr_scan_u32(&counts, &mut want);
+        assert_eq!(want[n], counts.iter().sum::<u32>(), "twin total n{n}");
+        let mut got = vec![u32::MAX; n + 1];
+        g.csr_scan_u32(&counts, &mut got).unwrap();
+        assert_eq!(got, want, "scan n{n}");
+    }
+}
+
+#[test]
+fn parity_csr_fill_f32() {
+    let g = gpu_or_skip!();
+    let mut r = Rng::new(67);
+    for (rows, cols, m) in csr_masks(&mut r) {
+        let w = normal(&mut r, rows * cols);
+        let host = SparseWeight::from_masked(&w, &m, rows, cols).unwrap();
+        let (gw, gm) = (up(&g, &w, &[w.len()]), up(&g, &m, &[m.len()]));
+        for (v, want) in both_views(rows, cols)
+            .into_iter()
+            .zip([host.clone(), host.transpose()])
+        {
+            let mut counts = vec![0; v.lines];
+            cpu::spconv::csr_count_f32(&m, v, &mut counts);
+            let mut row_ptr = vec![0; v.lines + 1];
+            cpu::spconv::csr_scan_u32(&counts, &mut row_ptr);
+            assert_eq!(row_ptr, want.row_ptr, "offsets {v:?}");
+            let nnz = want.nnz();
+            let (mut ci, mut vals) = (vec![u32::MAX; nnz], vec![f32::NAN; nnz]);
+            cpu::spconv::csr_fill_f32(&w, &m, &row_ptr, v, &mut ci, &mut vals);
+            assert_eq!(
+                (&ci, &vals),
+                (&want.col_idx, &want.values),
+                "twin vs host build {v:?}"
+            );
+            let (mut gci, mut gvals) = (vec![u32::MAX; nnz], vec![f32::NAN; nnz]);
+            g.csr_fill_f32((&gw, &gm), &row_ptr, v, &mut gci, &mut gvals)
+                .unwrap();
+            assert_eq!((gci, gvals), (ci, vals), "fill {v:?}");
+        }
+        // The whole device build (count, scan, fill) equals the host CSR and its transpose.
+        assert_eq!(g.csr_of_mask(&gw, &gm, rows, cols, false).unwrap(), host);
+        assert_eq!(
+            g.csr_of_mask(&gw, &gm, rows, cols, true).unwrap(),
+            host.transpose()
+        );
+    }
+}

@@ -22,6 +22,7 @@ mod pool;
 mod radix;
 mod select;
 mod spconv;
+mod spconv_csr;
 mod superpose;
 
 use std::collections::HashMap;

@@ -103,6 +103,48 @@ impl DevCsr {
         })
     }
 
+    /// A CSR built on the device by [`CudaBackend::dev_csr_of_mask`] (`shape`: rows, cols,
+    /// entries), whose kernels produce a valid CSR by construction.
+    pub(super) fn from_device(
+        (rows, cols, nnz): (usize, usize, usize),
+        row_ptr: CudaSlice<u32>,
+        col_idx: CudaSlice<u32>,
+        values: CudaSlice<f32>,
+    ) -> DevCsr {
+        DevCsr {
+            rows,
+            cols,
+            nnz,
+            row_ptr,
+            col_idx,
+            values: Some(DevBuf {
+                slice: values,
+                len: nnz,
+            }),
+        }
+    }
+
+    /// This CSR copied to the host (with zero values when it has none).
+    pub(super) fn download(&self, be: &CudaBackend) -> Result<SparseWeight> {
+        let what = "DevCsr::download";
+        let row_ptr = be.download_u32(&self.row_ptr, self.rows + 1, what)?;
+        let col_idx = be.download_u32(&self.col_idx, self.nnz, what)?;
+        let values = match (&self.values, self.nnz) {
+            (Some(v), n) if n > 0 => be
+                .stream
+                .clone_dtoh(&v.view())
+                .map_err(cuda_err(format!("{what}: values")))?,
+            _ => vec![0.0; self.nnz],
+        };
+        Ok(SparseWeight {
+            rows: self.rows,
+            cols: self.cols,
+            row_ptr,
+            col_idx,
+            values,
+        })
+    }
+
     /// The row offsets (`rows + 1`).
     fn row_ptr(&self) -> CudaView<'_, u32> {
         self.row_ptr.slice(..self.rows + 1)
