@@ -232,3 +232,18 @@ extern "C" __global__ void csr_fill_f32(const float* __restrict__ w,
         }
     }
 }
+
+// values[e] = w at the position of entry e, for a structure csr_fill_f32 built from the same
+// view (the mask only changes at mask updates; the weights every step): line l's entries are
+// row_ptr[l]..row_ptr[l + 1], entry e is element col_idx[e] of its line. One thread per line.
+extern "C" __global__ void csr_gather_f32(const float* __restrict__ w,
+                                          const unsigned int* __restrict__ row_ptr,
+                                          const unsigned int* __restrict__ col_idx, int lines,
+                                          int line_stride, int elem_stride,
+                                          float* __restrict__ values) {
+    GRID_STRIDE(l, lines) {
+        const unsigned int e1 = row_ptr[l + 1];
+        for (unsigned int e = row_ptr[l]; e < e1; ++e)
+            values[e] = w[l * line_stride + (i64)col_idx[e] * elem_stride];
+    }
+}

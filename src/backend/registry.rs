@@ -72,6 +72,11 @@ pub const KERNELS: &[KernelInfo] = &[
         "CSR columns and values of each line in ascending order, one thread per line",
     ),
     k(
+        "spconv",
+        "csr_gather_f32",
+        "CSR values regathered from the weight at a kept structure, one thread per line",
+    ),
+    k(
         "matmul",
         "sgemm_f32",
         "row-major C[m,n] = alpha*op(A)·op(B) + beta*C with transpose flags and leading dims",

@@ -311,3 +311,20 @@ pub fn csr_fill_f32(
         }
     }
 }
+
+/// values[e] = `w` at the position of entry e of a structure [`csr_fill_f32`] built for the
+/// same view: line l's entries are row_ptr[l]..row_ptr[l + 1], entry e is element col_idx[e]
+/// of its line.
+pub fn csr_gather_f32(
+    w: &[f32],
+    row_ptr: &[u32],
+    col_idx: &[u32],
+    v: CsrLines,
+    values: &mut [f32],
+) {
+    for l in 0..v.lines {
+        for e in row_ptr[l] as usize..row_ptr[l + 1] as usize {
+            values[e] = w[v.at(l, col_idx[e] as usize)];
+        }
+    }
+}

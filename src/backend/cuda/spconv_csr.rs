@@ -4,15 +4,31 @@
 //! the order of [`SparseWeight::from_masked`] (rows) and [`SparseWeight::transpose`] (columns),
 //! so the result is identical to the host build. Only the entry count (4 bytes) comes back, to
 //! size the entry arrays.
+//!
+//! Training keeps the structure between mask updates ([`CsrPlan`], built by `csr_plan` from the
+//! mask alone, the transpose's on first use) and each step gathers the weight's values into it
+//! (`csr_gather_f32`): no copy in either direction.
+
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 
 use super::spconv::DevCsr;
 use super::{check_len, cuda_err, to_i32, CudaBackend, BLOCK};
-use crate::backend::cpu::spconv::{csr_count_f32, csr_scan_u32, CsrLines};
-use crate::backend::SparseWeight;
+use crate::backend::cpu::spconv::{
+    csr_count_f32, csr_fill_f32 as fill_twin, csr_scan_u32, CsrLines,
+};
+use crate::backend::{CsrPlan, CsrPlanRepr, SparseMatrix, SparseWeight};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+
+/// The device structure of one mask: its CSR (values unused) and, once asked for, that of its
+/// transpose, built from the mask (a copy-on-write handle: a later mask update writes a copy).
+struct DevCsrPlan {
+    fwd: DevCsr,
+    mask: Tensor,
+    t: Mutex<Option<DevCsr>>,
+}
 
 /// The kernels' int arguments for `v`, after checking that a mask of `mask_len` holds it.
 fn lines_args(v: CsrLines, mask_len: usize, what: &str) -> Result<[i32; 4]> {
@@ -107,6 +123,35 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// `csr_gather_f32`: the values of `w` at the entries of `s`, a structure built for `v`.
+    fn launch_csr_gather(
+        &self,
+        w: &CudaView<'_, f32>,
+        s: &DevCsr,
+        v: CsrLines,
+        values: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let [lines, _, ls, es] = lines_args(v, w.len(), "csr_gather_f32")?;
+        check_len(s.row_ptr.len(), v.lines + 1, "csr_gather_f32: row_ptr")?;
+        check_len(values.len(), s.nnz.max(1), "csr_gather_f32: values")?;
+        if (s.rows, s.cols) != (v.lines, v.len) {
+            return Err(Error::Shape(format!(
+                "csr_gather_f32: a {}x{} structure for {v:?}",
+                s.rows, s.cols
+            )));
+        }
+        let f = self.loader.function("csr_gather_f32")?;
+        let mut l = self.stream.launch_builder(&f);
+        l.arg(w).arg(s.row_ptr.as_ref()).arg(s.col_idx.as_ref());
+        l.arg(&lines).arg(&ls).arg(&es).arg(values);
+        // SAFETY: arguments match `csr_gather_f32(const float*, const unsigned* x2, int x3,
+        // float*)`; `s` was built on the device for this view (`dev_csr_of_mask`) or validated
+        // on upload as a lines x len CSR, so its columns are below len, every position read is
+        // inside w (lines_args) and every entry written inside values (nnz).
+        unsafe { l.launch(self.cfg_1d(v.lines)) }.map_err(cuda_err("launch csr_gather_f32"))?;
+        Ok(())
+    }
+
     /// Builds on the device the CSR of `w` at the active positions of `mask` (both
     /// [rows, cols] row-major), or of its transpose when `transposed`; only the entry count is
     /// read back.
@@ -151,6 +196,136 @@ impl CudaBackend {
             col_idx,
             values,
         ))
+    }
+
+    /// The structure of `mask` ([rows, cols]) with `nnz` active entries, built on the device
+    /// (the transpose's on first use by [`CudaBackend::dev_csr_gather`]).
+    pub(super) fn dev_csr_plan(
+        &self,
+        mask: &Tensor,
+        (rows, cols): (usize, usize),
+        nnz: usize,
+    ) -> Result<CsrPlan> {
+        let fwd = self.dev_csr_of_mask(mask, mask, (rows, cols), false)?;
+        if fwd.nnz != nnz {
+            return Err(Error::Shape(format!(
+                "csr_plan: the mask has {} active entries, the caller counted {nnz}",
+                fwd.nnz
+            )));
+        }
+        let plan = DevCsrPlan {
+            fwd,
+            mask: mask.clone(),
+            t: Mutex::new(None),
+        };
+        Ok(CsrPlan {
+            rows,
+            cols,
+            nnz,
+            repr: CsrPlanRepr::Device(Arc::new(plan)),
+        })
+    }
+
+    /// The CSR of `w` at `plan`'s structure (its transpose's when `transposed`): the kept
+    /// structure with values gathered on the device.
+    pub(super) fn dev_csr_gather(
+        &self,
+        plan: &CsrPlan,
+        w: &Tensor,
+        transposed: bool,
+    ) -> Result<SparseMatrix> {
+        let op = "csr_gather";
+        let dp = match &plan.repr {
+            CsrPlanRepr::Device(d) => d.downcast_ref::<DevCsrPlan>(),
+            CsrPlanRepr::Host(_) => None,
+        }
+        .ok_or_else(|| Error::Device(format!("{op}: the CSR structure was not built by CUDA")))?;
+        let (rows, cols) = (plan.rows, plan.cols);
+        check_len(w.numel(), rows * cols, &format!("{op}: weight"))?;
+        let (s, v) = if transposed {
+            let mut t = dp.t.lock().expect("the transposed structure lock");
+            if t.is_none() {
+                *t = Some(self.dev_csr_of_mask(&dp.mask, &dp.mask, (rows, cols), true)?);
+            }
+            (t.clone().expect("just built"), CsrLines::cols(rows, cols))
+        } else {
+            (dp.fwd.clone(), CsrLines::rows(rows, cols))
+        };
+        let wv = self.buf(w, &format!("{op}: weight"))?.view();
+        let mut values = self.alloc(s.nnz, &format!("{op}: values"))?;
+        self.launch_csr_gather(&wv, &s, v, &mut values.slice)?;
+        let out = DevCsr {
+            values: Some(Arc::new(values)),
+            ..s
+        };
+        Ok(SparseMatrix::Device(out.into_operand()))
+    }
+
+    /// Runs the CPU twin's `csr_gather_f32`: the structure (`row_ptr`, `col_idx` of view `v`)
+    /// is checked on the host against the twin's fill of `mask`, as the kernel writes through
+    /// it, then uploaded; the gathered values come back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn csr_gather_f32(
+        &self,
+        w: &Tensor,
+        mask: &[f32],
+        row_ptr: &[u32],
+        col_idx: &[u32],
+        v: CsrLines,
+        values: &mut [f32],
+    ) -> Result<()> {
+        let op = "csr_gather_f32";
+        let mut counts = vec![0u32; v.lines];
+        lines_args(v, mask.len(), op)?;
+        csr_count_f32(mask, v, &mut counts);
+        let mut want = vec![0u32; v.lines + 1];
+        csr_scan_u32(&counts, &mut want);
+        let nnz = want[v.lines] as usize;
+        let (mut ci, mut scratch) = (vec![0u32; nnz], vec![0f32; nnz]);
+        fill_twin(mask, mask, &want, v, &mut ci, &mut scratch);
+        if want != row_ptr || ci != col_idx {
+            return Err(Error::Shape(format!(
+                "{op}: the structure is not the CSR of the mask's {v:?}"
+            )));
+        }
+        check_len(values.len(), nnz, &format!("{op}: values"))?;
+        let s = DevCsr {
+            rows: v.lines,
+            cols: v.len,
+            nnz,
+            row_ptr: Arc::new(self.upload_u32(row_ptr, "csr_gather_f32: row_ptr")?),
+            col_idx: Arc::new(self.upload_u32(col_idx, "csr_gather_f32: col_idx")?),
+            values: None,
+        };
+        let wv = self.buf(w, "csr_gather_f32: weight")?.view();
+        let mut out = self.alloc(nnz, "csr_gather_f32: values")?;
+        self.launch_csr_gather(&wv, &s, v, &mut out.slice)?;
+        if nnz > 0 {
+            let got = self
+                .stream
+                .clone_dtoh(&out.slice.slice(..nnz))
+                .map_err(cuda_err("csr_gather_f32: download values"))?;
+            values.copy_from_slice(&got);
+        }
+        Ok(())
+    }
+
+    /// A sparse matrix this backend built on the device ([`crate::backend::Backend::csr_gather`])
+    /// copied back to the host (for tests); a host one as it is.
+    pub fn csr_to_host(&self, m: &SparseMatrix) -> Result<SparseWeight> {
+        match m {
+            SparseMatrix::Host(w) => Ok(w.clone()),
+            SparseMatrix::Device(d) => DevCsr::of(
+                self,
+                m.operand(),
+                d.rows,
+                d.cols,
+                true,
+                "csr_to_host",
+                "matrix",
+            )?
+            .download(self),
+        }
     }
 
     /// [`CudaBackend::dev_csr_of_mask`] copied back as a [`SparseWeight`] (for tests).
