@@ -3,7 +3,10 @@
 //! structure with the current values equals a fresh build from the weight and the new mask (a
 //! stale structure fails), it is reused while only the values change, and whole networks
 //! stepping through the sparse kernels after mask changes (new masks, prune and grow) match the
-//! dense kernels.
+//! dense kernels, on the CPU and (on the CUDA device, where the structures are built and kept
+//! on the device) on a GPU when one is usable.
+
+mod common;
 
 use std::sync::Arc;
 
@@ -182,32 +185,15 @@ fn sparse_matches_dense(net: &mut Network, x: &Tensor, y: &Tensor, what: &str) {
 fn refill(net: &mut Network, r: &mut Rng) {
     for p in &mut net.store.params {
         if let Some(m) = p.mask().cloned() {
-            p.value = CpuBackend.mul(&randn(r, p.value.shape()), &m).unwrap();
+            let v = randn(r, p.value.shape()).to_device(&m.device()).unwrap();
+            p.value = m.backend().mul(&v, &m).unwrap();
         }
     }
 }
 
-#[test]
-fn sparse_steps_after_mask_changes_match_the_dense_kernels() {
-    let mut mc = ModelConfig::new("resnet18", 10);
-    mc.width = 0.125;
-    let mut net = build(&mc).unwrap();
-    let init = |seed| MaskInit {
-        sparsity: 0.9,
-        init: DensityInit::Erk,
-        dense_first_layer: false,
-        seed,
-    };
-    init_random_masks(&mut net.store, &init(3)).unwrap();
-    let mut r = Rng::new(5);
-    let x = randn(&mut r, &[4, 3, 32, 32]);
-    let y = Tensor::from_vec((0..4).map(|i| (i % 10) as f32).collect(), &[4]).unwrap();
-    sparse_matches_dense(&mut net, &x, &y, "first masks");
-    // New masks (the structures of the first ones are kept until now).
-    init_random_masks(&mut net.store, &init(4)).unwrap();
-    refill(&mut net, &mut r);
-    sparse_matches_dense(&mut net, &x, &y, "new masks");
-    // Prune 10% of each layer's active weights by magnitude, regrow as many by random scores.
+/// RigL-style: prune 10% of each layer's active weights by magnitude, regrow as many by random
+/// scores.
+fn prune_and_grow(net: &mut Network, r: &mut Rng) {
     let active: Vec<usize> = net
         .store
         .maskable_ids()
@@ -230,10 +216,45 @@ fn sparse_steps_after_mask_changes_match_the_dense_kernels() {
     let scores: Vec<Option<Tensor>> = s
         .params
         .iter()
-        .map(|p| Some(randn(&mut r, p.value.shape())))
+        .map(|p| {
+            Some(
+                randn(r, p.value.shape())
+                    .to_device(&p.value.device())
+                    .unwrap(),
+            )
+        })
         .collect();
     let plan = Plan::PerLayer(&grown);
     select_layers(s, Scores::Tensors(&scores), plan, SelectAction::Grow).unwrap();
-    refill(&mut net, &mut r);
-    sparse_matches_dense(&mut net, &x, &y, "pruned and grown");
+}
+
+/// One function for both devices: the kernel choice is process-wide.
+#[test]
+fn sparse_steps_after_mask_changes_match_the_dense_kernels() {
+    let mut devices = vec![Device::Cpu];
+    devices.extend(common::gpu_device());
+    for dev in devices {
+        let mut mc = ModelConfig::new("resnet18", 10);
+        mc.width = 0.0625;
+        let mut net = build(&mc).unwrap();
+        let init = |seed| MaskInit {
+            sparsity: 0.9,
+            init: DensityInit::Erk,
+            dense_first_layer: false,
+            seed,
+        };
+        init_random_masks(&mut net.store, &init(3)).unwrap();
+        net.to_device(&dev).unwrap();
+        let mut r = Rng::new(5);
+        let x = randn(&mut r, &[2, 3, 32, 32]).to_device(&dev).unwrap();
+        let y = Tensor::from_slice(&[3.0, 7.0], &[2], &dev).unwrap();
+        sparse_matches_dense(&mut net, &x, &y, &format!("{dev:?} first masks"));
+        // New masks (the structures of the first ones were kept until now).
+        init_random_masks(&mut net.store, &init(4)).unwrap();
+        refill(&mut net, &mut r);
+        sparse_matches_dense(&mut net, &x, &y, &format!("{dev:?} new masks"));
+        prune_and_grow(&mut net, &mut r);
+        refill(&mut net, &mut r);
+        sparse_matches_dense(&mut net, &x, &y, &format!("{dev:?} pruned and grown"));
+    }
 }
