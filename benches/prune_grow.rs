@@ -28,7 +28,7 @@ fn deep_store(s: &ParamStore) -> ParamStore {
     let mut out = s.clone();
     for p in &mut out.params {
         p.value = deep(&p.value);
-        p.mask = p.mask.as_ref().map(deep);
+        p.set_mask(p.mask().map(deep));
         p.momentum = p.momentum.as_ref().map(deep);
     }
     out

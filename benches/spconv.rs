@@ -47,6 +47,8 @@ fn bench(c: &mut Criterion) {
             let wm = CPU.mul(&w, &mask).unwrap();
             let sw = sparse_weight_of(&wm, &mask, co).unwrap();
             let swt = sw.transpose();
+            // As in training: the mask's CSR structure is kept, the values regathered per step.
+            let plan = CPU.csr_plan(&mask, co, sw.cols, sw.nnz()).unwrap();
             let mut g = c.benchmark_group(format!("spconv/{name}"));
             g.sample_size(10)
                 .measurement_time(Duration::from_secs(3))
@@ -67,21 +69,31 @@ fn bench(c: &mut Criterion) {
             }
             let tag = format!("d{d}");
             g.bench_function(format!("sparse/{tag}/fwd"), |b| {
-                b.iter(|| CPU.spconv_fwd(black_box(&x), &sw, None, &p).unwrap())
+                b.iter(|| {
+                    CPU.spconv_fwd(black_box(&x), (&sw).into(), None, &p)
+                        .unwrap()
+                })
             });
             g.bench_function(format!("sparse/{tag}/bwd_in"), |b| {
-                b.iter(|| CPU.spconv_bwd_input(black_box(&dy), &swt, &p).unwrap())
+                b.iter(|| {
+                    CPU.spconv_bwd_input(black_box(&dy), (&swt).into(), &p)
+                        .unwrap()
+                })
             });
             g.bench_function(format!("sparse/{tag}/bwd_w"), |b| {
-                b.iter(|| CPU.spconv_bwd_weight(black_box(&x), &dy, &sw, &p).unwrap())
+                b.iter(|| {
+                    CPU.spconv_bwd_weight(black_box(&x), &dy, (&sw).into(), &p)
+                        .unwrap()
+                })
             });
             g.bench_function(format!("sparse/{tag}/all"), |b| {
                 b.iter(|| {
-                    let s = sparse_weight_of(&wm, &mask, co).unwrap();
-                    let t = s.transpose();
-                    CPU.spconv_fwd(black_box(&x), &s, None, &p).unwrap();
-                    CPU.spconv_bwd_input(&dy, &t, &p).unwrap();
-                    CPU.spconv_bwd_weight(&x, &dy, &s, &p).unwrap()
+                    let s = CPU.csr_gather(&plan, &wm, false).unwrap();
+                    let t = CPU.csr_gather(&plan, &wm, true).unwrap();
+                    CPU.spconv_fwd(black_box(&x), s.operand(), None, &p)
+                        .unwrap();
+                    CPU.spconv_bwd_input(&dy, t.operand(), &p).unwrap();
+                    CPU.spconv_bwd_weight(&x, &dy, s.operand(), &p).unwrap()
                 })
             });
             g.finish();

@@ -161,3 +161,89 @@ extern "C" __global__ void spconv_scatter_f32(const unsigned int* __restrict__ r
         dense[i] = (lo > a && col_idx[lo - 1] == col) ? values[lo - 1] : 0.0f;
     }
 }
+
+// ---- the CSR of a mask, built on the device (CPU twins: csr_* in src/backend/cpu/spconv.rs) --
+// The mask is viewed as `lines` lines of `len` elements, element j of line l at
+// l * line_stride + j * elem_stride: the rows of a [rows, cols] mask (cols, 1) give its CSR, its
+// columns (1, cols) the CSR of its transpose. An entry is active when the mask is nonzero (NaN
+// counts), as SparseWeight::from_masked.
+
+// counts[l] = the active entries of line l. One thread per line.
+extern "C" __global__ void csr_count_f32(const float* __restrict__ mask, int lines, int len,
+                                         int line_stride, int elem_stride,
+                                         unsigned int* __restrict__ counts) {
+    GRID_STRIDE(l, lines) {
+        unsigned int c = 0;
+        for (int j = 0; j < len; ++j) c += mask[l * line_stride + (i64)j * elem_stride] != 0.0f;
+        counts[l] = c;
+    }
+}
+
+// row_ptr[0] = 0, row_ptr[i + 1] = counts[0] + ... + counts[i] (n + 1 offsets). One block:
+// each thread sums a contiguous chunk, thread 0 scans the block's partial sums in order, then
+// each thread writes its chunk's running sums. Integer sums: exact in any order.
+extern "C" __global__ void csr_scan_u32(const unsigned int* __restrict__ counts, int n,
+                                        unsigned int* __restrict__ row_ptr) {
+    __shared__ unsigned int part[1024];
+    if (blockIdx.x != 0) return;
+    const int t = threadIdx.x, b = blockDim.x;
+    const int chunk = (n + b - 1) / b;
+    const int a = min(n, t * chunk), e = min(n, a + chunk);
+    unsigned int s = 0;
+    for (int i = a; i < e; ++i) s += counts[i];
+    part[t] = s;
+    __syncthreads();
+    if (t == 0) {
+        unsigned int run = 0;
+        for (int i = 0; i < b; ++i) {
+            const unsigned int v = part[i];
+            part[i] = run;
+            run += v;
+        }
+        row_ptr[0] = 0;
+    }
+    __syncthreads();
+    unsigned int run = part[t];
+    for (int i = a; i < e; ++i) {
+        run += counts[i];
+        row_ptr[i + 1] = run;
+    }
+}
+
+// The entries of line l, in ascending element order, at row_ptr[l]..row_ptr[l + 1]: the
+// element index j as the column and w at the same position as the value. row_ptr must be the
+// scan of csr_count_f32 over the same mask (so every line writes inside its own range). One
+// thread per line.
+extern "C" __global__ void csr_fill_f32(const float* __restrict__ w,
+                                        const float* __restrict__ mask,
+                                        const unsigned int* __restrict__ row_ptr, int lines,
+                                        int len, int line_stride, int elem_stride,
+                                        unsigned int* __restrict__ col_idx,
+                                        float* __restrict__ values) {
+    GRID_STRIDE(l, lines) {
+        unsigned int e = row_ptr[l];
+        for (int j = 0; j < len; ++j) {
+            const i64 i = l * line_stride + (i64)j * elem_stride;
+            if (mask[i] != 0.0f) {
+                col_idx[e] = (unsigned int)j;
+                values[e] = w[i];
+                ++e;
+            }
+        }
+    }
+}
+
+// values[e] = w at the position of entry e, for a structure csr_fill_f32 built from the same
+// view (the mask only changes at mask updates; the weights every step): line l's entries are
+// row_ptr[l]..row_ptr[l + 1], entry e is element col_idx[e] of its line. One thread per line.
+extern "C" __global__ void csr_gather_f32(const float* __restrict__ w,
+                                          const unsigned int* __restrict__ row_ptr,
+                                          const unsigned int* __restrict__ col_idx, int lines,
+                                          int line_stride, int elem_stride,
+                                          float* __restrict__ values) {
+    GRID_STRIDE(l, lines) {
+        const unsigned int e1 = row_ptr[l + 1];
+        for (unsigned int e = row_ptr[l]; e < e1; ++e)
+            values[e] = w[l * line_stride + (i64)col_idx[e] * elem_stride];
+    }
+}

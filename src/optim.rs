@@ -59,7 +59,8 @@ impl Sgd {
                 Some(m) => m,
                 None => be.zeros(param.value.shape())?,
             };
-            be.sgd_step(&mut param.value, g, &mut m, param.mask.as_ref(), &p)?;
+            let (value, mask) = param.value_mut_and_mask();
+            be.sgd_step(value, g, &mut m, mask, &p)?;
             param.momentum = Some(m);
         }
         Ok(())

@@ -177,8 +177,8 @@ fn one_rigl_step_matches_the_cpu_step() {
     for id in cn.store.maskable_ids() {
         let (c, g) = (cn.store.param(id), gn.store.param(id));
         let (cm, gm) = (
-            c.mask.as_ref().unwrap().to_vec().unwrap(),
-            g.mask.as_ref().unwrap().to_vec().unwrap(),
+            c.mask().unwrap().to_vec().unwrap(),
+            g.mask().unwrap().to_vec().unwrap(),
         );
         let a = agreement(&cm, &gm);
         assert!(a > 0.999, "{}: masks agree on {a:.5}", c.name);

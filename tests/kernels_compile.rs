@@ -250,8 +250,23 @@ fn launch_wrappers_push_one_argument_per_kernel_parameter() {
     // (kernel, number of arguments the Rust wrapper pushes), from the wrapper sources.
     let mut pushed: Vec<(String, usize)> = Vec::new();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/backend/cuda");
-    for family in registry::families() {
-        let path = dir.join(format!("{family}.rs"));
+    // A family's wrappers live in `<family>.rs` and its parts `<family>_<part>.rs`.
+    let files: Vec<(&str, std::path::PathBuf)> = registry::families()
+        .into_iter()
+        .flat_map(|family| {
+            let mut paths: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| {
+                    let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+                    stem == family || stem.starts_with(&format!("{family}_"))
+                })
+                .collect();
+            paths.sort();
+            paths.into_iter().map(move |p| (family, p))
+        })
+        .collect();
+    for (family, path) in files {
         let src = std::fs::read_to_string(&path).unwrap();
         // Direct launches: `function("name")` (or `function(name)` for add/mul) ... `.launch(`.
         for (at, _) in src.match_indices(".loader.function(") {
@@ -286,7 +301,7 @@ fn launch_wrappers_push_one_argument_per_kernel_parameter() {
             .collect();
         assert!(
             !wrappers.is_empty(),
-            "no launch of {} found in src/backend/cuda/{}.rs",
+            "no launch of {} found in src/backend/cuda/{}*.rs",
             k.name,
             k.family
         );

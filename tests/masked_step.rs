@@ -42,7 +42,7 @@ fn masked_sgd_keeps_weights_and_momentum_on_the_mask() {
         }
         for (id, l) in net.store.maskable_ids().into_iter().zip(&layers) {
             let p = net.store.param(id);
-            let m = p.mask.as_ref().unwrap().to_vec().unwrap();
+            let m = p.mask().unwrap().to_vec().unwrap();
             let w = p.value.to_vec().unwrap();
             let mom = p.momentum.as_ref().unwrap().to_vec().unwrap();
             assert_eq!(
@@ -93,7 +93,7 @@ fn dense_weight_gradients_on_request() {
     let masked = net.forward_backward_with(&x, &y, false).unwrap();
     let dense = net.forward_backward_with(&x, &y, true).unwrap();
     for id in net.store.maskable_ids() {
-        let m = net.store.param(id).mask.as_ref().unwrap().to_vec().unwrap();
+        let m = net.store.param(id).mask().unwrap().to_vec().unwrap();
         let gm = masked.grads[id.0].as_ref().unwrap().to_vec().unwrap();
         let gd = dense.grads[id.0].as_ref().unwrap().to_vec().unwrap();
         let mut inactive_nonzero = 0;

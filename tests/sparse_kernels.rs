@@ -72,7 +72,7 @@ fn sparse_kernels_match_dense_kernels_in_whole_networks() {
                         let mut va = va;
                         // On a regular step the dense path may leave inactive gradients
                         // nonzero before masking; compare on the mask.
-                        if let (Some(m), false) = (&net.store.params[i].mask, dense_grads) {
+                        if let (Some(m), false) = (net.store.params[i].mask(), dense_grads) {
                             let m = m.to_vec().unwrap();
                             va.iter_mut().zip(&m).for_each(|(g, &m)| *g *= m);
                         }

@@ -59,10 +59,7 @@ fn snapshot(net: &Network) -> Vec<Layer> {
             let n = p.value.numel();
             Layer {
                 name: p.name.clone(),
-                mask: p
-                    .mask
-                    .as_ref()
-                    .map_or(vec![1.0; n], |m| m.to_vec().unwrap()),
+                mask: p.mask().map_or(vec![1.0; n], |m| m.to_vec().unwrap()),
                 w: p.value.to_vec().unwrap(),
                 mom: p
                     .momentum
@@ -524,7 +521,7 @@ fn dense_method_has_no_masks_and_dense_flops() {
     let (init, updates, method) = run(SparseConfig::dense(), 4, 3, &mut n);
     assert!(updates.is_empty());
     assert!(init.iter().all(|l| count(&l.mask) == l.mask.len()));
-    assert!(n.store.params.iter().all(|p| p.mask.is_none()));
+    assert!(n.store.params.iter().all(|p| p.mask().is_none()));
     assert_eq!(method.train_flops_multiple(), 1.0);
 }
 

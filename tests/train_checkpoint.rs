@@ -33,7 +33,9 @@ fn round_trip_restores_everything() {
     let p = &mut net.store.params[0];
     let n = p.value.numel();
     let shape = p.value.shape().to_vec();
-    p.mask = Some(Tensor::from_vec((0..n).map(|i| (i % 2) as f32).collect(), &shape).unwrap());
+    p.set_mask(Some(
+        Tensor::from_vec((0..n).map(|i| (i % 2) as f32).collect(), &shape).unwrap(),
+    ));
     p.momentum = Some(Tensor::from_vec((0..n).map(|i| i as f32 * 0.25).collect(), &shape).unwrap());
     let b = &mut net.store.buffers[0];
     let c = b.value.numel();
@@ -61,7 +63,7 @@ fn round_trip_restores_everything() {
     assert!(a.contains_key(&format!("{first}.mask")));
     assert!(a.contains_key(&format!("{first}.momentum")));
     assert!(a.contains_key("block1.layer.0.bn1.running_mean"));
-    assert!(back.store.params[1].mask.is_none());
+    assert!(back.store.params[1].mask().is_none());
 
     // the metadata is plain JSON text in __metadata__
     let bytes = std::fs::read(&path).unwrap();

@@ -1,29 +1,24 @@
 //! The sparse conv and linear ops: the same maths as [`Tape::conv2d`] / [`Tape::linear`] with
-//! the weight read through its mask in CSR form ([`SparseWeight`]), so the forward pass, the
-//! backward pass to the input and (unless the dense weight gradient is asked for, on RigL /
-//! GraNet / Sup-tickets update steps) the weight gradient do work only for active weights.
+//! the weight read through its mask in CSR form, so the forward pass, the backward pass to the
+//! input and (unless the dense weight gradient is asked for, on RigL / GraNet / Sup-tickets
+//! update steps) the weight gradient do work only for active weights.
+//!
+//! The ops take the mask's CSR structure ([`CsrPlan`], kept by the parameter between mask
+//! updates) and gather the weight's current values into it where the weight lives
+//! ([`Backend::csr_gather`](crate::backend::Backend::csr_gather)): the forward CSR, and the
+//! transposed one when the backward pass to the input runs.
 
 use std::sync::Arc;
 
 use super::ops::{conv_params, with_bias_grad};
 use super::{Tape, Var};
-use crate::backend::{Conv2dParams, SparseWeight};
+use crate::backend::{Conv2dParams, CsrPlan, SparseWeight};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
-/// The CSR of `w` ([rows, ...]) restricted to the active positions of `mask`.
+/// The CSR of `w` ([rows, ...]) restricted to the active positions of `mask`, on the host
+/// (device tensors are copied back; for benchmarks and tests).
 pub fn sparse_weight_of(w: &Tensor, mask: &Tensor, rows: usize) -> Result<SparseWeight> {
-    Ok(sparse_weight_within(w, mask, rows, f64::INFINITY)?
-        .expect("every density is within an infinite bound"))
-}
-
-/// [`sparse_weight_of`] when the mask's density is at most `max_density`, else None.
-pub fn sparse_weight_within(
-    w: &Tensor,
-    mask: &Tensor,
-    rows: usize,
-    max_density: f64,
-) -> Result<Option<SparseWeight>> {
     if w.shape() != mask.shape() {
         return Err(Error::Shape(format!(
             "sparse weight: mask shape {:?} differs from weight shape {:?}",
@@ -33,19 +28,28 @@ pub fn sparse_weight_within(
     }
     let cols = w.numel() / rows.max(1);
     match (w.as_cpu(), mask.as_cpu()) {
-        (Ok(wv), Ok(mv)) => SparseWeight::from_masked_within(wv, mv, rows, cols, max_density),
-        // Device tensors: the CSR is built on the host (see notes: a device-side build is
-        // future work).
-        _ => {
-            SparseWeight::from_masked_within(&w.to_vec()?, &mask.to_vec()?, rows, cols, max_density)
-        }
+        (Ok(wv), Ok(mv)) => SparseWeight::from_masked(wv, mv, rows, cols),
+        _ => SparseWeight::from_masked(&w.to_vec()?, &mask.to_vec()?, rows, cols),
     }
 }
 
+/// Errors unless `plan` is the structure of a mask shaped like `w`.
+fn check_plan(plan: &CsrPlan, w: &Tensor, op: &str) -> Result<()> {
+    if w.shape().first() != Some(&plan.rows) || w.numel() != plan.rows * plan.cols {
+        return Err(Error::Shape(format!(
+            "{op}: a {}x{} mask CSR for weight {:?}",
+            plan.rows,
+            plan.cols,
+            w.shape()
+        )));
+    }
+    Ok(())
+}
+
 impl Tape {
-    /// [`Tape::conv2d`] through the sparse kernels; `sw` is the weight's CSR (the values of
-    /// `w` at its mask, [`sparse_weight_of`]), and `dense_weight_grad` asks for the weight
-    /// gradient at every position.
+    /// [`Tape::conv2d`] through the sparse kernels; `plan` is the CSR structure of the
+    /// weight's mask ([`crate::nn::Param::mask_csr`]), and `dense_weight_grad` asks for the
+    /// weight gradient at every position.
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_sparse(
         &mut self,
@@ -54,13 +58,17 @@ impl Tape {
         bias: Option<Var>,
         stride: usize,
         pad: usize,
-        sw: Arc<SparseWeight>,
+        plan: Arc<CsrPlan>,
         dense_weight_grad: bool,
     ) -> Result<Var> {
         let (xt, wt) = (self.value(x).clone(), self.value(w).clone());
         let p = conv_params(&xt, &wt, stride, pad)?;
+        check_plan(&plan, &wt, "conv2d_sparse")?;
         let bt = bias.map(|b| self.value(b).clone());
-        let y = xt.backend().spconv_fwd(&xt, &sw, bt.as_ref(), &p)?;
+        let sw = xt.backend().csr_gather(&plan, &wt, false)?;
+        let y = xt
+            .backend()
+            .spconv_fwd(&xt, sw.operand(), bt.as_ref(), &p)?;
         let mut inputs = vec![x, w];
         inputs.extend(bias);
         Ok(self.push(
@@ -69,28 +77,29 @@ impl Tape {
             Box::new(move |dy, needs| {
                 let be = dy.backend();
                 let dx = if needs[0] {
-                    Some(be.spconv_bwd_input(dy, &sw.transpose(), &p)?)
+                    let swt = be.csr_gather(&plan, &wt, true)?;
+                    Some(be.spconv_bwd_input(dy, swt.operand(), &p)?)
                 } else {
                     None
                 };
                 let dw = match (needs[1], dense_weight_grad) {
                     (false, _) => None,
                     (true, true) => Some(be.conv2d_bwd_weight(&xt, dy, &p, None)?),
-                    (true, false) => Some(be.spconv_bwd_weight(&xt, dy, &sw, &p)?),
+                    (true, false) => Some(be.spconv_bwd_weight(&xt, dy, sw.operand(), &p)?),
                 };
                 with_bias_grad(be, dy, needs, dx, dw)
             }),
         ))
     }
 
-    /// [`Tape::linear`] through the sparse kernels (the 1×1 conv on [n, in, 1, 1]); `sw` as in
-    /// [`Tape::conv2d_sparse`].
+    /// [`Tape::linear`] through the sparse kernels (the 1×1 conv on [n, in, 1, 1]); `plan` as
+    /// in [`Tape::conv2d_sparse`].
     pub fn linear_sparse(
         &mut self,
         x: Var,
         w: Var,
         bias: Option<Var>,
-        sw: Arc<SparseWeight>,
+        plan: Arc<CsrPlan>,
         dense_weight_grad: bool,
     ) -> Result<Var> {
         let (xt, wt) = (self.value(x).clone(), self.value(w).clone());
@@ -104,11 +113,13 @@ impl Tape {
             )));
         }
         let p = Conv2dParams::new(n, d_in, 1, 1, d_out, 1, 1, 0)?;
+        check_plan(&plan, &wt, "linear_sparse")?;
         let bt = bias.map(|b| self.value(b).clone());
         let x4 = xt.reshape(&[n, d_in, 1, 1])?;
+        let sw = xt.backend().csr_gather(&plan, &wt, false)?;
         let y = xt
             .backend()
-            .spconv_fwd(&x4, &sw, bt.as_ref(), &p)?
+            .spconv_fwd(&x4, sw.operand(), bt.as_ref(), &p)?
             .reshape(&[n, d_out])?;
         let mut inputs = vec![x, w];
         inputs.extend(bias);
@@ -119,8 +130,9 @@ impl Tape {
                 let be = dy.backend();
                 let dy4 = dy.reshape(&[n, d_out, 1, 1])?;
                 let dx = if needs[0] {
+                    let swt = be.csr_gather(&plan, &wt, true)?;
                     Some(
-                        be.spconv_bwd_input(&dy4, &sw.transpose(), &p)?
+                        be.spconv_bwd_input(&dy4, swt.operand(), &p)?
                             .reshape(&[n, d_in])?,
                     )
                 } else {
@@ -130,7 +142,7 @@ impl Tape {
                     (false, _) => None,
                     (true, true) => Some(be.linear_bwd_weight(&xt, dy, None)?),
                     (true, false) => Some(
-                        be.spconv_bwd_weight(&x4, &dy4, &sw, &p)?
+                        be.spconv_bwd_weight(&x4, &dy4, sw.operand(), &p)?
                             .reshape(&[d_out, d_in])?,
                     ),
                 };

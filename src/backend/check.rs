@@ -7,7 +7,7 @@
 //! Every message names the operation and the argument (`conv2d_fwd: x shape ...`).
 
 use super::cpu::loss::label_index;
-use super::{Conv2dParams, Pool2dParams, SparseWeight};
+use super::{Conv2dParams, Pool2dParams, SparseOperand};
 use crate::error::{Error, Result};
 use crate::tensor::{numel, Tensor};
 
@@ -103,7 +103,7 @@ pub(crate) fn conv2d_bwd_weight(
 /// `spconv_fwd(x, w, bias, p)`: `w` is the [c_out, c_in·k·k] CSR of the weight.
 pub(crate) fn spconv_fwd(
     x: &Tensor,
-    w: &SparseWeight,
+    w: SparseOperand<'_>,
     bias: Option<&Tensor>,
     p: &Conv2dParams,
 ) -> Result<()> {
@@ -115,7 +115,7 @@ pub(crate) fn spconv_fwd(
 }
 
 /// `spconv_bwd_input(dy, wt, p)`: `wt` is the [c_in·k·k, c_out] CSR of the transposed weight.
-pub(crate) fn spconv_bwd_input(dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<()> {
+pub(crate) fn spconv_bwd_input(dy: &Tensor, wt: SparseOperand<'_>, p: &Conv2dParams) -> Result<()> {
     let op = "spconv_bwd_input";
     p.check(op)?;
     shape(dy, &p.y_shape(), op, "dy")?;
@@ -126,7 +126,7 @@ pub(crate) fn spconv_bwd_input(dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams)
 pub(crate) fn spconv_bwd_weight(
     x: &Tensor,
     dy: &Tensor,
-    w: &SparseWeight,
+    w: SparseOperand<'_>,
     p: &Conv2dParams,
 ) -> Result<()> {
     let op = "spconv_bwd_weight";

@@ -22,11 +22,15 @@ pub mod cuda;
 mod params;
 pub mod radix;
 pub mod registry;
+mod sparse_operand;
 pub mod sparse_policy;
 mod sparse_weight;
 
 pub(crate) use check::labels as check_labels;
 pub use params::{Conv2dParams, Pool2dParams, SgdParams};
+pub use sparse_operand::{
+    CsrPlan, CsrPlanRepr, DeviceCsr, HostCsrPlan, SparseMatrix, SparseOperand,
+};
 pub use sparse_weight::{check_csr, SparseWeight};
 
 use crate::device::Device;
@@ -102,21 +106,35 @@ pub trait Backend: Send + Sync {
     fn spconv_fwd(
         &self,
         x: &Tensor,
-        w: &SparseWeight,
+        w: SparseOperand<'_>,
         bias: Option<&Tensor>,
         p: &Conv2dParams,
     ) -> Result<Tensor>;
-    /// dx of the sparse conv; `wt` is `w.transpose()` (rows = im2col rows, columns = c_out).
-    fn spconv_bwd_input(&self, dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<Tensor>;
+    /// dx of the sparse conv; `wt` is the transposed CSR (rows = im2col rows, columns = c_out).
+    fn spconv_bwd_input(
+        &self,
+        dy: &Tensor,
+        wt: SparseOperand<'_>,
+        p: &Conv2dParams,
+    ) -> Result<Tensor>;
     /// The weight gradient at the active positions of `w` only, returned dense-shaped
     /// [c_out, c_in, k_h, k_w] with zeros at the inactive positions (an SDDMM).
     fn spconv_bwd_weight(
         &self,
         x: &Tensor,
         dy: &Tensor,
-        w: &SparseWeight,
+        w: SparseOperand<'_>,
         p: &Conv2dParams,
     ) -> Result<Tensor>;
+    /// The CSR structure of the active (nonzero, NaN included) positions of `mask` viewed as
+    /// [rows, cols], which has `nnz` of them ([`Backend::count_nonzero`]), built where the mask
+    /// lives (on the device: no copy to the host). The transpose's structure is built on first
+    /// use by [`Backend::csr_gather`].
+    fn csr_plan(&self, mask: &Tensor, rows: usize, cols: usize, nnz: usize) -> Result<CsrPlan>;
+    /// The CSR of `w` at `plan`'s entries (of its transpose when `transposed`): the structure
+    /// is reused, only the values are gathered from `w`. Equal to the CSR built from `w` and
+    /// the mask afresh.
+    fn csr_gather(&self, plan: &CsrPlan, w: &Tensor, transposed: bool) -> Result<SparseMatrix>;
 
     // ---- matmul (kernels/matmul.cu, cpu/matmul.rs) -------------------------------------------
     /// y[n, out] = x[n, in] · w[out, in]^T + bias[out].

@@ -57,6 +57,26 @@ pub const KERNELS: &[KernelInfo] = &[
         "dense [rows,cols] of a CSR (last entry per position, 0 elsewhere), one thread each",
     ),
     k(
+        "spconv",
+        "csr_count_f32",
+        "active mask entries per line (CSR rows, or columns for the transpose), one thread each",
+    ),
+    k(
+        "spconv",
+        "csr_scan_u32",
+        "row offsets: exclusive scan of the line counts in one block",
+    ),
+    k(
+        "spconv",
+        "csr_fill_f32",
+        "CSR columns and values of each line in ascending order, one thread per line",
+    ),
+    k(
+        "spconv",
+        "csr_gather_f32",
+        "CSR values regathered from the weight at a kept structure, one thread per line",
+    ),
+    k(
         "matmul",
         "sgemm_f32",
         "row-major C[m,n] = alpha*op(A)·op(B) + beta*C with transpose flags and leading dims",

@@ -7,7 +7,8 @@
 //! layer with the dense kernels on the masked weights (what the reference code does), `sparse` runs
 //! the per-layer choice of `--sparse-kernels auto` (sparse below the crossover density). Per-layer
 //! timings call the backend kernels directly on the layer's real mask: forward, backward to the
-//! input, backward to the weights (masked, as on a regular step), and the CSR build.
+//! input, backward to the weights (masked, as on a regular step), and the per-step CSR work:
+//! the weight's values gathered into the mask's kept CSR structure, forward and transposed.
 
 use std::time::Instant;
 
@@ -86,7 +87,8 @@ pub struct LayerBench {
     pub dense_ms: [f64; 3],
     /// Sparse kernels: forward, backward-input, backward-weight (ms).
     pub sparse_ms: [f64; 3],
-    /// CSR build + transpose from the weight and mask (ms, once per step).
+    /// The weight's values gathered into the kept CSR structure of its mask, forward and
+    /// transposed (ms, once per step; the structure itself is built once per mask).
     pub build_ms: f64,
     /// Dense / sparse time of the three passes together (build included).
     pub speedup: f64,
@@ -240,7 +242,7 @@ fn footprint(net: &Network, trace: &[crate::nn::LayerTrace], batch: usize) -> Re
     for l in trace {
         let p = net.store.param(l.param);
         let rows = p.value.shape()[0];
-        let sw = match &p.mask {
+        let sw = match p.mask() {
             Some(m) => sparse_weight_of(&p.value, m, rows)?,
             None => {
                 let ones = Tensor::from_vec(vec![1.0; p.value.numel()], p.value.shape())?;
@@ -412,7 +414,7 @@ fn layer_bench(
         in_shape: l.in_shape.clone(),
         density,
         // The process runs `auto` here (restored after the whole-step rounds).
-        auto_choice: if p.mask.is_some() && sparse_policy::use_sparse(density, &cfg.device) {
+        auto_choice: if p.mask().is_some() && sparse_policy::use_sparse(density, &cfg.device) {
             "sparse".into()
         } else {
             "dense".into()
@@ -428,8 +430,9 @@ fn layer_bench(
 }
 
 /// The timed rounds of [`layer_bench`] on random inputs and output gradients: forward,
-/// backward-input and backward-weight with the dense kernels on the 4-D weight `w4`, the CSR
-/// build, then the same three passes with the sparse kernels on `sw`.
+/// backward-input and backward-weight with the dense kernels on the 4-D weight `w4`, the
+/// values gathered into the CSR structure of the layer's mask (kept between steps, as in
+/// training), then the same three passes with the sparse kernels on the gathered CSRs.
 fn time_layer(
     net: &Network,
     l: &crate::nn::LayerTrace,
@@ -442,14 +445,18 @@ fn time_layer(
     let rows = p.value.shape()[0];
     let dev = &cfg.device;
     let mut r = Rng::new(2);
-    let mask4 = match &p.mask {
+    let mask4 = match p.mask() {
         Some(m) => Some(m.reshape(w4.shape())?),
         None => None,
     };
     let x = random(&mut r, &geom.x_shape(), dev)?;
     let dy = random(&mut r, &geom.y_shape(), dev)?;
     let be = x.backend();
-    let swt = sw.transpose();
+    let mask = match p.mask() {
+        Some(m) => m.clone(),
+        None => Tensor::full(p.value.shape(), 1.0, dev)?,
+    };
+    let plan = be.csr_plan(&mask, rows, sw.cols, sw.nnz())?;
     let mut dt = [Vec::new(), Vec::new(), Vec::new()];
     let mut st = [Vec::new(), Vec::new(), Vec::new()];
     let mut bt = Vec::new();
@@ -466,20 +473,19 @@ fn time_layer(
         be.conv2d_bwd_weight(&x, &dy, geom, mask4.as_ref())?;
         let c = ms_synced(t, dev)?;
         let t = Instant::now();
-        let built = match &p.mask {
-            Some(m) => sparse_weight_of(&p.value, m, rows)?,
-            None => sw.clone(),
-        };
-        let _ = built.transpose();
+        let (sw, swt) = (
+            be.csr_gather(&plan, &p.value, false)?,
+            be.csr_gather(&plan, &p.value, true)?,
+        );
         let bd = ms_synced(t, dev)?;
         let t = Instant::now();
-        be.spconv_fwd(&x, sw, None, geom)?;
+        be.spconv_fwd(&x, sw.operand(), None, geom)?;
         let e = ms_synced(t, dev)?;
         let t = Instant::now();
-        be.spconv_bwd_input(&dy, &swt, geom)?;
+        be.spconv_bwd_input(&dy, swt.operand(), geom)?;
         let f = ms_synced(t, dev)?;
         let t = Instant::now();
-        be.spconv_bwd_weight(&x, &dy, sw, geom)?;
+        be.spconv_bwd_weight(&x, &dy, sw.operand(), geom)?;
         let g = ms_synced(t, dev)?;
         if keep {
             for (v, x) in dt.iter_mut().zip([a, b, c]) {

@@ -62,7 +62,7 @@ pub fn render(r: &BenchReport) -> String {
             "density",
             "auto",
             "dense f/i/w ms",
-            "sparse f/i/w + build ms",
+            "sparse f/i/w + gather ms",
             "x",
             "1/d",
             "sp GF/s",

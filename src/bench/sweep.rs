@@ -162,7 +162,7 @@ pub fn svg(reports: &[BenchReport]) -> String {
     }];
     if layers.len() > 1 {
         panels.push(Panel {
-            title: "per layer (fwd + bwd-input + bwd-weight + CSR build)".into(),
+            title: "per layer (fwd + bwd-input + bwd-weight + CSR values gather)".into(),
             x_label: "FLOP reduction (1 / density)".into(),
             y_label: "measured speed-up".into(),
             series: layers,

@@ -25,7 +25,7 @@ pub fn fnv1a(mut h: u64, values: &[f32]) -> u64 {
 pub fn masks_checksum(store: &ParamStore) -> Result<u64> {
     let mut h = FNV_OFFSET;
     for (i, p) in store.params.iter().enumerate() {
-        if let Some(m) = &p.mask {
+        if let Some(m) = p.mask() {
             h = fnv1a(h ^ i as u64, &m.to_vec()?);
         }
     }
@@ -77,12 +77,12 @@ mod tests {
             ParamRole::Weight,
         );
         let base = masks_checksum(&s).unwrap();
-        s.params[w.0].mask = Some(Tensor::from_vec(vec![1.0; 8], &[8]).unwrap());
+        s.params[w.0].set_mask(Some(Tensor::from_vec(vec![1.0; 8], &[8]).unwrap()));
         let full = masks_checksum(&s).unwrap();
         assert_ne!(base, full);
         let mut m = vec![1.0; 8];
         m[5] = 0.0;
-        s.params[w.0].mask = Some(Tensor::from_vec(m, &[8]).unwrap());
+        s.params[w.0].set_mask(Some(Tensor::from_vec(m, &[8]).unwrap()));
         assert_ne!(masks_checksum(&s).unwrap(), full);
         let p = params_checksum(&s).unwrap();
         s.params[w.0].value =

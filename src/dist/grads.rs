@@ -52,7 +52,7 @@ impl Traffic {
 
 /// Whether parameter `i`'s gradient travels packed (its active entries only).
 fn packed(store: &ParamStore, i: usize, dense: bool) -> bool {
-    !dense && store.params[i].mask.is_some()
+    !dense && store.params[i].mask().is_some()
 }
 
 /// The all-reduce buffer of a step: for every parameter that has a gradient, in order, its
@@ -69,7 +69,7 @@ pub fn pack(
         let Some(g) = g else { continue };
         let gv = g.to_vec()?;
         if packed(store, i, dense) {
-            let mask = store.params[i].mask.as_ref().expect("packed").to_vec()?;
+            let mask = store.params[i].mask().expect("packed").to_vec()?;
             if mask.len() != gv.len() {
                 return Err(Error::Shape(format!(
                     "gradient all-reduce: {} has {} gradient entries and a mask of {}",
@@ -105,7 +105,7 @@ pub fn unpack(
         let Some(g) = g else { continue };
         let n = g.numel();
         let vals = if packed(store, i, dense) {
-            let mask = store.params[i].mask.as_ref().expect("packed").to_vec()?;
+            let mask = store.params[i].mask().expect("packed").to_vec()?;
             let mut v = vec![0.0f32; n];
             for (o, &m) in v.iter_mut().zip(&mask) {
                 if m != 0.0 {
@@ -201,8 +201,9 @@ mod tests {
             Tensor::from_vec(vec![0.0; 2], &[2]).unwrap(),
             ParamRole::Bias,
         );
-        s.params[w.0].mask =
-            Some(Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0], &[2, 3]).unwrap());
+        s.params[w.0].set_mask(Some(
+            Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0], &[2, 3]).unwrap(),
+        ));
         s
     }
 

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use super::param::{BufferId, ParamId, ParamStore};
-use crate::autograd::sparse_ops::sparse_weight_within;
 use crate::autograd::{Tape, Var};
-use crate::backend::{sparse_policy, SparseWeight};
+use crate::backend::{sparse_policy, CsrPlan};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -94,7 +93,7 @@ impl<'a> Forward<'a> {
 
     /// The mask of parameter `id`, if it has one.
     pub fn mask(&self, id: ParamId) -> Option<&Tensor> {
-        self.store.params[id.0].mask.as_ref()
+        self.store.params[id.0].mask()
     }
 
     /// Asks for the dense gradient of every masked weight (RigL/GraNet update steps need
@@ -117,19 +116,21 @@ impl<'a> Forward<'a> {
         self.dense_weight_grads
     }
 
-    /// The CSR of parameter `id`'s weight at its mask when its layer should run the sparse
+    /// The CSR structure of parameter `id`'s mask when its layer should run the sparse
     /// kernels ([`crate::backend::sparse_policy`]: by the mask's density and the device), else
-    /// None (no mask, or the dense kernels are chosen).
-    pub fn sparse_weight(&self, id: ParamId) -> Result<Option<Arc<SparseWeight>>> {
-        let p = &self.store.params[id.0];
-        let Some(mask) = &p.mask else {
+    /// None (no mask, or the dense kernels are chosen). Kept by the parameter until its mask
+    /// changes ([`crate::nn::Param::mask_csr`]); the density comes from the mask's active count,
+    /// also kept, so a dense layer costs nothing per step either.
+    pub fn sparse_weight(&mut self, id: ParamId) -> Result<Option<Arc<CsrPlan>>> {
+        let p = &mut self.store.params[id.0];
+        let Some(mask) = p.mask() else {
             return Ok(None);
         };
         let Some(max) = sparse_policy::max_sparse_density(&mask.device()) else {
             return Ok(None);
         };
         let rows = p.value.shape().first().copied().unwrap_or(1);
-        Ok(sparse_weight_within(&p.value, mask, rows, max)?.map(Arc::new))
+        p.mask_csr(rows, max)
     }
 
     /// The buffer `id`.

@@ -106,7 +106,7 @@ pub fn explore(
         .map(|(l, &id)| {
             let prm = store.param(id);
             !frozen.get(l).copied().unwrap_or(false)
-                && prm.mask.is_some()
+                && prm.mask().is_some()
                 && active[l] < prm.value.numel()
         })
         .collect();
@@ -118,7 +118,7 @@ pub fn explore(
     let unmasked: Vec<ParamId> = ids
         .iter()
         .copied()
-        .filter(|&id| store.param(id).mask.is_none())
+        .filter(|&id| store.param(id).mask().is_none())
         .collect();
     let before = match regrown {
         Regrown::Keep => Some(snapshot(store, &ids, &takes_part)?),
@@ -132,7 +132,7 @@ pub fn explore(
     )?;
     // The prune gives a mask-less layer an all-ones mask; it took no part, so it gets none back.
     for id in unmasked {
-        store.params[id.0].mask = None;
+        store.params[id.0].set_mask(None);
     }
     let grown = match grow {
         GrowBy::Gradient(grads) => grow_gradient(store, grads, &pruned)?,
@@ -153,7 +153,7 @@ fn snapshot(store: &ParamStore, ids: &[ParamId], takes_part: &[bool]) -> Result<
         .filter(|(_, &t)| t)
         .map(|(&id, _)| {
             let prm = store.param(id);
-            let mask = prm.mask.clone().expect("a taking-part layer has a mask");
+            let mask = prm.mask().cloned().expect("a taking-part layer has a mask");
             Ok((id, prm.value.clone(), mask, prm.momentum.clone()))
         })
         .collect()
@@ -164,7 +164,7 @@ fn snapshot(store: &ParamStore, ids: &[ParamId], takes_part: &[bool]) -> Result<
 fn restore_survivors(store: &mut ParamStore, before: Snapshot) -> Result<()> {
     for (id, w_old, m_before, mom_old) in before {
         let prm = &mut store.params[id.0];
-        let mask_after = prm.mask.as_ref().expect("the step keeps the mask");
+        let mask_after = prm.mask().expect("the step keeps the mask");
         let both = w_old.backend().mul(&m_before, mask_after)?;
         prm.value = w_old.backend().mul(&w_old, &both)?;
         if let Some(m) = mom_old {

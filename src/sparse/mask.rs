@@ -56,7 +56,7 @@ pub fn init_random_masks(store: &mut ParamStore, cfg: &MaskInit) -> Result<Vec<L
         if let Some(mom) = &p.momentum {
             p.momentum = Some(device.backend().mul(mom, &m)?);
         }
-        p.mask = Some(m);
+        p.set_mask(Some(m));
         out.push(LayerDensity {
             name: p.name.clone(),
             numel: n,
@@ -119,7 +119,7 @@ mod tests {
             let p = n.store.param(id);
             let (w, m) = (
                 p.value.to_vec().unwrap(),
-                p.mask.as_ref().unwrap().to_vec().unwrap(),
+                p.mask().unwrap().to_vec().unwrap(),
             );
             assert!(
                 w.iter().zip(&m).all(|(w, m)| *m == 1.0 || *w == 0.0),
@@ -145,8 +145,7 @@ mod tests {
         let m = |n: &crate::nn::Network, i: usize| {
             n.store
                 .param(n.store.maskable_ids()[i])
-                .mask
-                .as_ref()
+                .mask()
                 .unwrap()
                 .to_vec()
                 .unwrap()

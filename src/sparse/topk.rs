@@ -51,7 +51,7 @@ pub fn active_counts(store: &ParamStore) -> Result<Vec<usize>> {
     let ids = store.maskable_ids();
     let masks: Vec<&Tensor> = ids
         .iter()
-        .filter_map(|&id| store.param(id).mask.as_ref())
+        .filter_map(|&id| store.param(id).mask())
         .collect();
     let device = store_device(store);
     let mut counted = device.backend().count_nonzero(&masks)?.into_iter();
@@ -59,7 +59,7 @@ pub fn active_counts(store: &ParamStore) -> Result<Vec<usize>> {
         .iter()
         .map(|&id| {
             let p = store.param(id);
-            match p.mask {
+            match p.mask() {
                 Some(_) => counted.next().expect("one count per mask"),
                 None => p.value.numel(),
             }
@@ -130,10 +130,11 @@ fn prepare_masks(
 ) -> Result<()> {
     for (l, &id) in ids.iter().enumerate() {
         let p = &mut store.params[id.0];
-        if p.mask.is_none() {
+        if p.mask().is_none() {
             match action {
                 SelectAction::Keep => {
-                    p.mask = Some(Tensor::full(p.value.shape(), 1.0, &p.value.device())?)
+                    let full = Tensor::full(p.value.shape(), 1.0, &p.value.device())?;
+                    p.set_mask(Some(full));
                 }
                 SelectAction::Grow => {
                     if matches!(plan, Plan::PerLayer(ks) if ks[l] > 0) {
@@ -164,14 +165,12 @@ fn collect_targets<'a>(
         }
         let layer = l;
         l += 1;
-        let crate::nn::Param {
-            name,
-            value,
-            mask,
-            momentum,
-            ..
-        } = p;
-        let Some(mask) = mask.as_mut() else { continue };
+        if p.mask().is_none() {
+            continue;
+        }
+        let name = p.name.clone();
+        let (value, mask, momentum) = p.parts_mut();
+        let mask = mask.expect("checked above");
         let score = match scores {
             Scores::Tensors(t) => match &t[pi] {
                 Some(s) => Some(s),
@@ -196,7 +195,7 @@ fn collect_targets<'a>(
                 score,
                 weight: value,
                 mask,
-                momentum: momentum.as_mut(),
+                momentum,
             },
         ));
     }

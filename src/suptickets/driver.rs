@@ -356,7 +356,7 @@ impl RunHooks for SupTickets {
 pub fn maskable_nonzero(net: &Network) -> Result<(usize, usize)> {
     let mut nz = 0;
     for p in net.store.params.iter().filter(|p| p.is_maskable()) {
-        nz += match &p.mask {
+        nz += match p.mask() {
             Some(m) => m.to_vec()?.iter().filter(|&&v| v != 0.0).count(),
             None => p.value.numel(),
         };

@@ -71,7 +71,7 @@ impl Ensemble {
                 let p: usize = s
                     .params
                     .iter()
-                    .map(|p| p.value.numel() + p.mask.as_ref().map_or(0, |m| m.numel()))
+                    .map(|p| p.value.numel() + p.mask().map_or(0, |m| m.numel()))
                     .sum();
                 let b: usize = s.buffers.iter().map(|b| b.value.numel()).sum();
                 f * (p + b)

@@ -123,7 +123,7 @@ impl Superposer {
         for (l, &id) in ids.iter().enumerate() {
             let p = store.param(id);
             let frozen = cfg.frozen_first && l == 0;
-            let count = match (cfg.averaging, &p.mask) {
+            let count = match (cfg.averaging, p.mask()) {
                 (Averaging::Caa, Some(m)) => Some(deep_copy(m)?),
                 (Averaging::Caa, None) => Some(Tensor::full(p.value.shape(), 1.0, &device)?),
                 _ => None,
@@ -133,8 +133,8 @@ impl Superposer {
                 name: p.name.clone(),
                 s: deep_copy(&p.value)?,
                 count,
-                masked: p.mask.is_some() && !frozen,
-                frozen: frozen && p.mask.is_some(),
+                masked: p.mask().is_some() && !frozen,
+                frozen: frozen && p.mask().is_some(),
             });
         }
         let dense = store
@@ -214,7 +214,7 @@ impl Superposer {
                 slot.s.shape(),
                 &format!("Sup-tickets: ticket weight {}", p.name),
             )?;
-            if slot.masked && p.mask.is_none() {
+            if slot.masked && p.mask().is_none() {
                 return Err(Error::Shape(format!(
                     "Sup-tickets: {} had a mask at ticket 0 but has none now",
                     p.name
@@ -257,7 +257,7 @@ impl Superposer {
                 SuperposeTarget {
                     s: &mut slot.s,
                     w: &param.value,
-                    mask: param.mask.as_ref(),
+                    mask: param.mask(),
                     count: slot.count.as_mut(),
                 },
             ));
@@ -394,7 +394,7 @@ impl Superposer {
         for u in self.ultimate()? {
             let p = &mut store.params[u.id.0];
             p.value = u.weight;
-            p.mask = u.mask;
+            p.set_mask(u.mask);
             p.momentum = None;
         }
         for (id, t) in &self.dense {

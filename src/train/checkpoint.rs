@@ -174,7 +174,7 @@ pub fn named_tensors(net: &Network) -> Result<NamedTensors> {
     };
     for p in &net.store.params {
         put(p.name.clone(), &p.value)?;
-        if let Some(m) = &p.mask {
+        if let Some(m) = p.mask() {
             put(format!("{}.mask", p.name), m)?;
         }
         if let Some(m) = &p.momentum {
@@ -369,7 +369,7 @@ impl Checkpoint {
         for p in &mut net.store.params {
             let shape = p.value.shape().to_vec();
             p.value = get(&p.name, &shape, true)?.expect("required");
-            p.mask = get(&format!("{}.mask", p.name), &shape, false)?;
+            p.set_mask(get(&format!("{}.mask", p.name), &shape, false)?);
             p.momentum = get(&format!("{}.momentum", p.name), &shape, false)?;
         }
         for b in &mut net.store.buffers {

@@ -90,7 +90,7 @@ impl FlopsTable {
         for t in trace {
             let p = net.store.param(t.param);
             let params = p.value.numel();
-            let nonzero = match &p.mask {
+            let nonzero = match p.mask() {
                 Some(m) => m.to_vec()?.iter().filter(|&&v| v != 0.0).count(),
                 None => params,
             };

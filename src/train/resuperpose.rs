@@ -124,7 +124,7 @@ pub fn resuperpose(a: &ResuperposeArgs) -> Result<ResuperposeResult> {
     let (mut nz, mut total) = (0usize, 0usize);
     for p in net.store.params.iter().filter(|p| p.is_maskable()) {
         total += p.value.numel();
-        nz += match &p.mask {
+        nz += match p.mask() {
             Some(m) => m.to_vec()?.iter().filter(|&&v| v != 0.0).count(),
             None => p.value.numel(),
         };

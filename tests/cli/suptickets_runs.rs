@@ -12,7 +12,7 @@ fn mask_counts(path: &Path) -> (usize, usize, usize) {
         let v = p.value.to_vec().unwrap();
         total += v.len();
         nonzero += v.iter().filter(|&&x| x != 0.0).count();
-        active += match &p.mask {
+        active += match p.mask() {
             Some(m) => m.to_vec().unwrap().iter().filter(|&&x| x != 0.0).count(),
             None => v.len(),
         };

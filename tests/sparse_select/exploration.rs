@@ -22,7 +22,7 @@ fn exploration_step_keeps_every_layer_count_on_resnet18() {
         for p in &mut net.store.params {
             let n = p.value.numel();
             let mut m: Vec<f32> = (0..n).map(|_| r.normal()).collect();
-            if let Some(k) = &p.mask {
+            if let Some(k) = p.mask() {
                 for (m, k) in m.iter_mut().zip(k.to_vec().unwrap()) {
                     *m *= k;
                 }
@@ -60,7 +60,7 @@ fn exploration_step_keeps_every_layer_count_on_resnet18() {
             // The weight and the momentum are zero wherever the mask is.
             for id in net.store.maskable_ids() {
                 let p = net.store.param(id);
-                let k = p.mask.as_ref().unwrap().to_vec().unwrap();
+                let k = p.mask().unwrap().to_vec().unwrap();
                 let w = p.value.to_vec().unwrap();
                 let m = p.momentum.as_ref().unwrap().to_vec().unwrap();
                 for i in 0..k.len() {

@@ -57,7 +57,7 @@ fn store(dev: &Device, layers: &[Layer]) -> ParamStore {
             ParamRole::Weight,
         );
         let p = &mut s.params[id.0];
-        p.mask = Some(Tensor::from_slice(&l.mask, &[n], dev).unwrap());
+        p.set_mask(Some(Tensor::from_slice(&l.mask, &[n], dev).unwrap()));
         p.momentum =
             l.m.as_ref()
                 .map(|m| Tensor::from_slice(m, &[n], dev).unwrap());
@@ -78,7 +78,7 @@ fn host(s: &ParamStore) -> Host {
     for id in s.maskable_ids() {
         let p = s.param(id);
         out.0.push(p.value.to_vec().unwrap());
-        out.1.push(p.mask.as_ref().unwrap().to_vec().unwrap());
+        out.1.push(p.mask().unwrap().to_vec().unwrap());
         out.2.push(p.momentum.as_ref().map(|m| m.to_vec().unwrap()));
     }
     out

@@ -60,9 +60,9 @@ const HAND: [HandTicket; 3] = [
 fn set_ticket(s: &mut ParamStore, k: usize) {
     let (a, am, b, bm, bias, mean, var) = HAND[k];
     s.params[0].value = t(&a);
-    s.params[0].mask = Some(t(&am));
+    s.params[0].set_mask(Some(t(&am)));
     s.params[1].value = t(&b);
-    s.params[1].mask = Some(t(&bm));
+    s.params[1].set_mask(Some(t(&bm)));
     s.params[2].value = t(&bias);
     s.buffers[0].value = t(&mean);
     s.buffers[1].value = t(&var);
@@ -98,9 +98,9 @@ fn run_hand(
     let ult = sup.ultimate_store(&s).unwrap();
     (
         v(&ult.params[0].value),
-        v(ult.params[0].mask.as_ref().unwrap()),
+        v(ult.params[0].mask().unwrap()),
         v(&ult.params[1].value),
-        v(ult.params[1].mask.as_ref().unwrap()),
+        v(ult.params[1].mask().unwrap()),
         v(&ult.params[2].value),
     )
 }

@@ -114,7 +114,7 @@ fn fake_cycle(store: &mut ParamStore, r: &mut Rng, k: usize) {
     grow_random(store, &pruned, 100 + k as u64).unwrap();
     for id in store.maskable_ids() {
         let p = &mut store.params[id.0];
-        let m = v(p.mask.as_ref().unwrap());
+        let m = v(p.mask().unwrap());
         let w: Vec<f32> = m
             .iter()
             .map(|&m| {

@@ -172,7 +172,7 @@ fn check_final(sup: &Superposer, store: &ParamStore, want: usize, what: &str) {
         .maskable_ids()
         .iter()
         .map(|&i| {
-            v(ult.param(i).mask.as_ref().unwrap())
+            v(ult.param(i).mask().unwrap())
                 .iter()
                 .filter(|&&m| m != 0.0)
                 .count()
@@ -267,10 +267,10 @@ fn global_reprune_keeps_the_frozen_first_layer_whole() {
     };
     let set = |s: &mut ParamStore, k: usize| {
         s.params[0].value = t(&[0.01 * (k + 1) as f32; 4]);
-        s.params[0].mask = Some(t(&[1.0; 4]));
+        s.params[0].set_mask(Some(t(&[1.0; 4])));
         let (w, m) = b_ticket(k);
         s.params[1].value = t(&w);
-        s.params[1].mask = Some(t(&m));
+        s.params[1].set_mask(Some(t(&m)));
     };
     for frozen_first in [false, true] {
         set(&mut s, 0);
@@ -287,8 +287,8 @@ fn global_reprune_keeps_the_frozen_first_layer_whole() {
         }
         let mut out = s.clone();
         sup.apply_to(&mut out).unwrap();
-        let first_mask = out.params[0].mask.as_ref().unwrap().to_vec().unwrap();
-        let b_mask = out.params[1].mask.as_ref().unwrap().to_vec().unwrap();
+        let first_mask = out.params[0].mask().unwrap().to_vec().unwrap();
+        let b_mask = out.params[1].mask().unwrap().to_vec().unwrap();
         let active = |m: &[f32]| m.iter().filter(|&&v| v != 0.0).count();
         if frozen_first {
             assert_eq!(first_mask, vec![1.0; 4], "the frozen layer stays whole");

@@ -36,8 +36,9 @@ pub mod superpose;
 use rayon::prelude::*;
 
 use crate::backend::{
-    check, Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
-    SgdParams, SparseWeight, SuperposeGroup, SuperposeParams,
+    check, Backend, BnBackward, BnForward, Conv2dParams, CsrPlan, CsrPlanRepr, HostCsrPlan,
+    Pool2dParams, SelectAction, SelectGroup, SgdParams, SparseMatrix, SparseOperand, SparseWeight,
+    SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -54,6 +55,16 @@ pub static CPU: CpuBackend = CpuBackend;
 fn host<'a>(t: &'a Tensor, op: &str, what: &str) -> Result<&'a [f32]> {
     t.as_cpu()
         .map_err(|e| Error::Device(format!("{op}: {what}: {e}")))
+}
+
+/// The host CSR of a sparse operand (a device one is an error naming `op` and `what`).
+fn host_csr<'a>(w: SparseOperand<'a>, op: &str, what: &str) -> Result<&'a SparseWeight> {
+    match w {
+        SparseOperand::Host(w) => Ok(w),
+        SparseOperand::Device(d) => Err(Error::Device(format!(
+            "{op}: {what}: {d:?} lives on a device, the CPU backend needs a host CSR"
+        ))),
+    }
 }
 
 /// The host elements of an optional mask, checked to have `shape`.
@@ -141,12 +152,13 @@ impl Backend for CpuBackend {
     fn spconv_fwd(
         &self,
         x: &Tensor,
-        w: &SparseWeight,
+        w: SparseOperand<'_>,
         bias: Option<&Tensor>,
         p: &Conv2dParams,
     ) -> Result<Tensor> {
         let op = "spconv_fwd";
         check::spconv_fwd(x, w, bias, p)?;
+        let w = host_csr(w, op, "weight")?;
         let bias = bias.map(|b| host(b, op, "bias")).transpose()?;
         let x = host(x, op, "x")?;
         let mut y = buffers::reused(numel(&p.y_shape()));
@@ -157,9 +169,15 @@ impl Backend for CpuBackend {
         }
         Tensor::from_vec(y, &p.y_shape())
     }
-    fn spconv_bwd_input(&self, dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<Tensor> {
+    fn spconv_bwd_input(
+        &self,
+        dy: &Tensor,
+        wt: SparseOperand<'_>,
+        p: &Conv2dParams,
+    ) -> Result<Tensor> {
         let op = "spconv_bwd_input";
         check::spconv_bwd_input(dy, wt, p)?;
+        let wt = host_csr(wt, op, "transposed weight")?;
         let dy = host(dy, op, "dy")?;
         let mut dx = buffers::reused(numel(&p.x_shape()));
         if spconv_direct::applies(p) {
@@ -173,11 +191,12 @@ impl Backend for CpuBackend {
         &self,
         x: &Tensor,
         dy: &Tensor,
-        w: &SparseWeight,
+        w: SparseOperand<'_>,
         p: &Conv2dParams,
     ) -> Result<Tensor> {
         let op = "spconv_bwd_weight";
         check::spconv_bwd_weight(x, dy, w, p)?;
+        let w = host_csr(w, op, "weight")?;
         let (x, dy) = (host(x, op, "x")?, host(dy, op, "dy")?);
         let dv = if spconv_direct::applies(p) {
             spconv_direct::backward_weight(x, dy, w, p)
@@ -185,6 +204,31 @@ impl Backend for CpuBackend {
             spconv_tiled::backward_weight(x, dy, w, p)
         };
         Tensor::from_vec(w.scatter_dense(&dv), &p.w_shape())
+    }
+    fn csr_plan(&self, mask: &Tensor, rows: usize, cols: usize, nnz: usize) -> Result<CsrPlan> {
+        let plan = HostCsrPlan::of_mask(host(mask, "csr_plan", "mask")?, rows, cols)?;
+        if plan.nnz() != nnz {
+            return Err(Error::Shape(format!(
+                "csr_plan: the mask has {} active entries, the caller counted {nnz}",
+                plan.nnz()
+            )));
+        }
+        Ok(CsrPlan {
+            rows,
+            cols,
+            nnz,
+            repr: CsrPlanRepr::Host(plan),
+        })
+    }
+    fn csr_gather(&self, plan: &CsrPlan, w: &Tensor, transposed: bool) -> Result<SparseMatrix> {
+        let CsrPlanRepr::Host(h) = &plan.repr else {
+            return Err(Error::Device(
+                "csr_gather: the CSR structure lives on a device, the weight on the host".into(),
+            ));
+        };
+        Ok(SparseMatrix::Host(
+            h.gather(host(w, "csr_gather", "weight")?, transposed)?,
+        ))
     }
 
     // ---- matmul -----------------------------------------------------------------------------

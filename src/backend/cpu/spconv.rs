@@ -232,3 +232,99 @@ pub(crate) mod check {
         close(&g0, &(f.bwd_weight)(&x, &dy, &sw, p), "backward_weight");
     }
 }
+
+/// How a mask is read as lines for a CSR (rows, or columns for the transposed CSR): `lines`
+/// lines of `len` elements, element j of line l at `l * line_stride + j * elem_stride`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CsrLines {
+    /// Number of lines (CSR rows).
+    pub lines: usize,
+    /// Elements per line (CSR columns).
+    pub len: usize,
+    /// Distance between the first elements of consecutive lines.
+    pub line_stride: usize,
+    /// Distance between consecutive elements of a line.
+    pub elem_stride: usize,
+}
+
+impl CsrLines {
+    /// The rows of a row-major [rows, cols] matrix (its CSR).
+    pub fn rows(rows: usize, cols: usize) -> CsrLines {
+        CsrLines {
+            lines: rows,
+            len: cols,
+            line_stride: cols,
+            elem_stride: 1,
+        }
+    }
+
+    /// The columns of a row-major [rows, cols] matrix (the CSR of its transpose).
+    pub fn cols(rows: usize, cols: usize) -> CsrLines {
+        CsrLines {
+            lines: cols,
+            len: rows,
+            line_stride: 1,
+            elem_stride: cols,
+        }
+    }
+
+    /// Position of element j of line l.
+    fn at(&self, l: usize, j: usize) -> usize {
+        l * self.line_stride + j * self.elem_stride
+    }
+}
+
+/// counts[l] = the active (nonzero, NaN included) mask entries of line l.
+pub fn csr_count_f32(mask: &[f32], v: CsrLines, counts: &mut [u32]) {
+    for (l, c) in counts[..v.lines].iter_mut().enumerate() {
+        *c = (0..v.len).filter(|&j| mask[v.at(l, j)] != 0.0).count() as u32;
+    }
+}
+
+/// row_ptr[0] = 0 and row_ptr[i + 1] = counts[0] + ... + counts[i].
+pub fn csr_scan_u32(counts: &[u32], row_ptr: &mut [u32]) {
+    row_ptr[0] = 0;
+    for (i, &c) in counts.iter().enumerate() {
+        row_ptr[i + 1] = row_ptr[i] + c;
+    }
+}
+
+/// The active entries of each line l in ascending element order at row_ptr[l]..: the element
+/// index as the column, `w` at the same position as the value.
+pub fn csr_fill_f32(
+    w: &[f32],
+    mask: &[f32],
+    row_ptr: &[u32],
+    v: CsrLines,
+    col_idx: &mut [u32],
+    values: &mut [f32],
+) {
+    for (l, &start) in row_ptr[..v.lines].iter().enumerate() {
+        let mut e = start as usize;
+        for j in 0..v.len {
+            let i = v.at(l, j);
+            if mask[i] != 0.0 {
+                col_idx[e] = j as u32;
+                values[e] = w[i];
+                e += 1;
+            }
+        }
+    }
+}
+
+/// values[e] = `w` at the position of entry e of a structure [`csr_fill_f32`] built for the
+/// same view: line l's entries are row_ptr[l]..row_ptr[l + 1], entry e is element col_idx[e]
+/// of its line.
+pub fn csr_gather_f32(
+    w: &[f32],
+    row_ptr: &[u32],
+    col_idx: &[u32],
+    v: CsrLines,
+    values: &mut [f32],
+) {
+    for l in 0..v.lines {
+        for e in row_ptr[l] as usize..row_ptr[l + 1] as usize {
+            values[e] = w[v.at(l, col_idx[e] as usize)];
+        }
+    }
+}

@@ -22,6 +22,7 @@ mod pool;
 mod radix;
 mod select;
 mod spconv;
+mod spconv_csr;
 mod superpose;
 
 use std::collections::HashMap;
@@ -37,8 +38,8 @@ pub use loader::{compile_family, nvrtc_available, ptx_entries, ptxas_report, Com
 pub use matmul::Gemm;
 
 use crate::backend::{
-    Backend, BnBackward, BnForward, Conv2dParams, Pool2dParams, SelectAction, SelectGroup,
-    SgdParams, SparseWeight, SuperposeGroup, SuperposeParams,
+    Backend, BnBackward, BnForward, Conv2dParams, CsrPlan, Pool2dParams, SelectAction, SelectGroup,
+    SgdParams, SparseMatrix, SparseOperand, SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -462,23 +463,29 @@ impl Backend for CudaBackend {
     fn spconv_fwd(
         &self,
         x: &Tensor,
-        w: &SparseWeight,
+        w: SparseOperand<'_>,
         bias: Option<&Tensor>,
         p: &Conv2dParams,
     ) -> Result<Tensor> {
         spconv::spconv_fwd(self, x, w, bias, p)
     }
-    fn spconv_bwd_input(&self, dy: &Tensor, wt: &SparseWeight, p: &Conv2dParams) -> Result<Tensor> {
-        spconv::spconv_bwd_input(self, dy, wt, p)
+    fn spconv_bwd_input(&self, dy: &Tensor, w: SparseOperand, p: &Conv2dParams) -> Result<Tensor> {
+        spconv::spconv_bwd_input(self, dy, w, p)
     }
     fn spconv_bwd_weight(
         &self,
         x: &Tensor,
         dy: &Tensor,
-        w: &SparseWeight,
+        w: SparseOperand<'_>,
         p: &Conv2dParams,
     ) -> Result<Tensor> {
         spconv::spconv_bwd_weight(self, x, dy, w, p)
+    }
+    fn csr_plan(&self, mask: &Tensor, rows: usize, cols: usize, nnz: usize) -> Result<CsrPlan> {
+        self.dev_csr_plan(mask, (rows, cols), nnz)
+    }
+    fn csr_gather(&self, plan: &CsrPlan, w: &Tensor, transposed: bool) -> Result<SparseMatrix> {
+        self.dev_csr_gather(plan, w, transposed)
     }
     fn linear_fwd(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         matmul::linear_fwd(self, x, w, bias)

@@ -6,29 +6,35 @@
 //! - backward to the weight: one warp per CSR entry (SDDMM), then a scatter of the entry
 //!   gradients into the dense-shaped, zero-elsewhere dw.
 //!
-//! The [`SparseWeight`] lives on the host: its CSR is validated and uploaded on EVERY call
-//! ([`DevCsr`]), 8 bytes per active weight plus 4 per row (4 per entry less for the weight
-//! gradient, which needs no values). Keeping it resident on the
-//! device between calls is left to the caller's layer (not done here).
+//! The sparse operand is either a [`DeviceCsr`] built on the device from the mask (training:
+//! the structure is built once per mask, the values regathered each step, see
+//! `spconv_csr.rs`; nothing comes back to the host) or a host [`SparseWeight`], validated and
+//! uploaded for the call ([`DevCsr`]): 8 bytes per active weight plus 4 per row (4 per entry
+//! less for the weight gradient, which needs no values).
+
+use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, PushKernelArg};
 
 use super::{check_len, cuda_err, to_i32, to_i64, CudaBackend, DevBuf};
-use crate::backend::{check, check_csr, Conv2dParams, SparseWeight};
+use crate::backend::{check, check_csr, Conv2dParams, DeviceCsr, SparseOperand, SparseWeight};
 use crate::error::{Error, Result};
 use crate::tensor::{numel, Tensor};
 
-/// A CSR matrix copied to the device for one call. Only [`DevCsr::upload`] and [`DevCsr::of`]
-/// build one, after validating the host arrays with [`check_csr`], so every index a kernel
-/// reads through it (row offsets, columns) is in bounds for its `rows`×`cols`.
+/// A CSR matrix on the device. [`DevCsr::upload`] and [`DevCsr::of`] build one after
+/// validating the host arrays with [`check_csr`]; [`CudaBackend::dev_csr_of_mask`] builds
+/// one on the device by construction; so every index a kernel reads through it (row offsets,
+/// columns) is in bounds for its `rows`×`cols`. The structure is shared (a kept structure
+/// with values regathered each step).
+#[derive(Clone)]
 pub(crate) struct DevCsr {
-    rows: usize,
-    cols: usize,
-    nnz: usize,
-    row_ptr: CudaSlice<u32>,
-    col_idx: CudaSlice<u32>,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) nnz: usize,
+    pub(super) row_ptr: Arc<CudaSlice<u32>>,
+    pub(super) col_idx: Arc<CudaSlice<u32>>,
     /// The entry values; `None` when the kernel does not read them (the weight gradient).
-    values: Option<DevBuf>,
+    pub(super) values: Option<Arc<DevBuf>>,
 }
 
 impl DevCsr {
@@ -57,10 +63,11 @@ impl DevCsr {
         )
     }
 
-    /// Validates `w` as a `rows`×`cols` CSR and uploads it (with its values when `values`).
+    /// `w` as a `rows`×`cols` CSR on the device: a device operand as it is (it must be one
+    /// this backend built), a host one validated and uploaded (with its values when `values`).
     pub(crate) fn of(
         be: &CudaBackend,
-        w: &SparseWeight,
+        w: SparseOperand<'_>,
         rows: usize,
         cols: usize,
         values: bool,
@@ -68,6 +75,10 @@ impl DevCsr {
         what: &str,
     ) -> Result<DevCsr> {
         w.check(rows, cols, op, what)?;
+        let w = match w {
+            SparseOperand::Device(d) => return Self::resident(d, &format!("{op}: {what}")),
+            SparseOperand::Host(w) => w,
+        };
         let v = values.then_some(w.values.as_slice());
         Self::copy(
             be,
@@ -78,6 +89,26 @@ impl DevCsr {
             cols,
             &format!("{op}: {what}"),
         )
+    }
+
+    /// The CSR inside a device operand built by this backend.
+    fn resident(d: &DeviceCsr, label: &str) -> Result<DevCsr> {
+        match d.inner.downcast_ref::<DevCsr>() {
+            Some(c) if (c.rows, c.cols, c.nnz) == (d.rows, d.cols, d.nnz) => Ok(c.clone()),
+            _ => Err(Error::Device(format!(
+                "{label}: {d:?} was not built by the CUDA backend"
+            ))),
+        }
+    }
+
+    /// This CSR as a backend-neutral operand.
+    pub(super) fn into_operand(self) -> DeviceCsr {
+        DeviceCsr {
+            rows: self.rows,
+            cols: self.cols,
+            nnz: self.nnz,
+            inner: Arc::new(self),
+        }
     }
 
     /// Copies a CSR that passed [`check_csr`] to the device.
@@ -94,12 +125,54 @@ impl DevCsr {
             rows,
             cols,
             nnz: col_idx.len(),
-            row_ptr: be.upload_u32(row_ptr, &format!("{label} row offsets"))?,
-            col_idx: be.upload_u32(col_idx, &format!("{label} columns"))?,
+            row_ptr: Arc::new(be.upload_u32(row_ptr, &format!("{label} row offsets"))?),
+            col_idx: Arc::new(be.upload_u32(col_idx, &format!("{label} columns"))?),
             values: match values {
-                Some(v) => Some(be.upload_buf(v, &format!("{label} values"))?),
+                Some(v) => Some(Arc::new(be.upload_buf(v, &format!("{label} values"))?)),
                 None => None,
             },
+        })
+    }
+
+    /// A CSR built on the device by [`CudaBackend::dev_csr_of_mask`] (`shape`: rows, cols,
+    /// entries), whose kernels produce a valid CSR by construction.
+    pub(super) fn from_device(
+        (rows, cols, nnz): (usize, usize, usize),
+        row_ptr: CudaSlice<u32>,
+        col_idx: CudaSlice<u32>,
+        values: CudaSlice<f32>,
+    ) -> DevCsr {
+        DevCsr {
+            rows,
+            cols,
+            nnz,
+            row_ptr: Arc::new(row_ptr),
+            col_idx: Arc::new(col_idx),
+            values: Some(Arc::new(DevBuf {
+                slice: values,
+                len: nnz,
+            })),
+        }
+    }
+
+    /// This CSR copied to the host (with zero values when it has none).
+    pub(super) fn download(&self, be: &CudaBackend) -> Result<SparseWeight> {
+        let what = "DevCsr::download";
+        let row_ptr = be.download_u32(&self.row_ptr, self.rows + 1, what)?;
+        let col_idx = be.download_u32(&self.col_idx, self.nnz, what)?;
+        let values = match (&self.values, self.nnz) {
+            (Some(v), n) if n > 0 => be
+                .stream
+                .clone_dtoh(&v.view())
+                .map_err(cuda_err(format!("{what}: values")))?,
+            _ => vec![0.0; self.nnz],
+        };
+        Ok(SparseWeight {
+            rows: self.rows,
+            cols: self.cols,
+            row_ptr,
+            col_idx,
+            values,
         })
     }
 
@@ -383,11 +456,11 @@ impl CudaBackend {
     }
 }
 
-/// y = spconv(x, w) + bias (the forward pass); the CSR is uploaded on every call.
+/// y = spconv(x, w) + bias (the forward pass); a host CSR is uploaded for the call.
 pub(super) fn spconv_fwd(
     be: &CudaBackend,
     x: &Tensor,
-    w: &SparseWeight,
+    w: SparseOperand<'_>,
     bias: Option<&Tensor>,
     p: &Conv2dParams,
 ) -> Result<Tensor> {
@@ -404,11 +477,11 @@ pub(super) fn spconv_fwd(
     Ok(be.wrap(y, &p.y_shape()))
 }
 
-/// dx of the sparse conv from dy and `wt` = w.transpose(); the CSR is uploaded on every call.
+/// dx of the sparse conv from dy and `wt`, the transposed CSR (a host one uploaded).
 pub(super) fn spconv_bwd_input(
     be: &CudaBackend,
     dy: &Tensor,
-    wt: &SparseWeight,
+    wt: SparseOperand<'_>,
     p: &Conv2dParams,
 ) -> Result<Tensor> {
     let op = "spconv_bwd_input";
@@ -422,13 +495,13 @@ pub(super) fn spconv_bwd_input(
 }
 
 /// The weight gradient at the active positions of `w`, dense-shaped [c_out, c_in, k_h, k_w]
-/// with zeros elsewhere: per-entry gradients, then a scatter. The CSR structure is uploaded on
-/// every call (its values are not needed).
+/// with zeros elsewhere: per-entry gradients, then a scatter. A host CSR's structure is
+/// uploaded for the call (its values are not needed).
 pub(super) fn spconv_bwd_weight(
     be: &CudaBackend,
     x: &Tensor,
     dy: &Tensor,
-    w: &SparseWeight,
+    w: SparseOperand<'_>,
     p: &Conv2dParams,
 ) -> Result<Tensor> {
     let op = "spconv_bwd_weight";

@@ -106,7 +106,7 @@ fn sensitivity(
     let mut scores: Vec<Option<Tensor>> = vec![None; net.store.params.len()];
     for (l, &id) in ids.iter().enumerate() {
         let p = &mut net.store.params[id.0];
-        p.mask = Some(Tensor::full(p.value.shape(), 1.0, &p.value.device())?);
+        p.set_mask(Some(Tensor::full(p.value.shape(), 1.0, &p.value.device())?));
         if layers.frozen[l] {
             continue;
         }
