@@ -165,7 +165,7 @@ fn one_rigl_step_matches_the_cpu_step() {
             .after_step(1, &mut net, &out.grads)
             .unwrap()
             .expect("an update");
-        nets.push((net, out.loss, rep));
+        nets.push((net, out.loss_value().unwrap(), rep));
     }
     let ((cn, cl, crep), (gn, gl, grep)) = (&nets[0], &nets[1]);
     assert!(
