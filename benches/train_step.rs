@@ -29,7 +29,7 @@ fn step_bench(c: &mut Criterion) {
             b.iter(|| {
                 let out = net.forward_backward(&x, &y).unwrap();
                 opt.step(&mut net.store, &out.grads, 0.01).unwrap();
-                out.loss
+                out.loss_value().unwrap()
             })
         });
     }

@@ -264,16 +264,16 @@ impl Tape {
         let lt = self.value(logits);
         let (loss, logprobs) = lt.backend().cross_entropy_fwd(lt, labels)?;
         let (lp, lab) = (logprobs.clone(), labels.clone());
-        let v = self.push(
+        // The output gradient is a host scale (1.0 when the loss is the root of backward).
+        let v = self.push_scaled(
             loss,
             &[logits],
-            Box::new(move |dy, _| {
-                let scale = dy.scalar()?;
+            Box::new(move |scale, _| {
                 Ok(vec![Some(
-                    dy.backend().cross_entropy_bwd(&lp, &lab, scale)?,
+                    lp.backend().cross_entropy_bwd(&lp, &lab, scale)?,
                 )])
             }),
-        );
+        )?;
         Ok((v, logprobs))
     }
 }

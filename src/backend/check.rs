@@ -35,6 +35,18 @@ pub(crate) fn same_shape(a: &Tensor, b: &Tensor, op: &str, an: &str, bn: &str) -
     Ok(())
 }
 
+/// `copy_into`: the range `at..at + x.numel()` lies inside `dst` (flat); returns it.
+pub(crate) fn copy_into(x: &Tensor, dst: &Tensor, at: usize) -> Result<std::ops::Range<usize>> {
+    let end = at.checked_add(x.numel()).filter(|&e| e <= dst.numel());
+    end.map(|end| at..end).ok_or_else(|| {
+        Error::Shape(format!(
+            "copy_into: {} elements at offset {at} do not fit a destination of shape {:?}",
+            x.numel(),
+            dst.shape()
+        ))
+    })
+}
+
 /// Errors unless the optional `t` has `shape`.
 fn optional(t: Option<&Tensor>, want: &[usize], op: &str, what: &str) -> Result<()> {
     t.map_or(Ok(()), |t| shape(t, want, op, what))

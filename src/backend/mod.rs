@@ -184,6 +184,9 @@ pub trait Backend: Send + Sync {
     fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor>;
     /// y = a·x + b·y in place (same shapes).
     fn axpby(&self, a: f32, x: &Tensor, b: f32, y: &mut Tensor) -> Result<()>;
+    /// Copies the elements of `x` into `dst[at..at + x.numel()]` (flat), where the tensors
+    /// live: e.g. a step's loss into the epoch's record of losses, read back once.
+    fn copy_into(&self, x: &Tensor, dst: &mut Tensor, at: usize) -> Result<()>;
 
     // ---- pooling (kernels/pool.cu, cpu/pool.rs) ----------------------------------------------
     /// Max-pool; returns (y, argmax positions inside each input plane, as f32).

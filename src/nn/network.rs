@@ -23,12 +23,20 @@ pub struct Network {
 
 /// The result of a forward + backward pass.
 pub struct StepOutput {
-    /// Mean cross-entropy of the batch.
-    pub loss: f32,
+    /// Mean cross-entropy of the batch, shape [1], on the network's device (training reads it
+    /// back only when it displays or ends an epoch; [`StepOutput::loss_value`] reads it now).
+    pub loss: Tensor,
     /// Log-probabilities [n, classes].
     pub logprobs: Tensor,
     /// Gradient of each parameter (same order as `store.params`; None if unused).
     pub grads: Vec<Option<Tensor>>,
+}
+
+impl StepOutput {
+    /// The loss as a host number (a device-to-host copy on a GPU).
+    pub fn loss_value(&self) -> Result<f32> {
+        self.loss.scalar()
+    }
 }
 
 impl Network {
@@ -65,7 +73,7 @@ impl Network {
         let xv = f.input(x.clone());
         let logits = self.body.forward(&mut f, xv)?;
         let (loss, logprobs) = f.tape.cross_entropy(logits, labels)?;
-        let loss_value = f.tape.value(loss).scalar()?;
+        let loss_value = f.tape.value(loss).clone();
         let (tape, vars) = f.finish();
         let mut grads = tape.backward(loss)?;
         let grads = vars

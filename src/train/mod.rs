@@ -7,6 +7,7 @@ pub mod config;
 pub mod finite;
 pub mod flops;
 pub mod hooks;
+pub mod loss_record;
 pub mod metrics;
 pub mod plot;
 pub mod progress;

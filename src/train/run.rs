@@ -14,6 +14,7 @@ use super::assemble::assemble_report;
 use super::checkpoint::{self, Checkpoint, CheckpointMeta, ModelSpec};
 use super::config::TrainConfig;
 use super::hooks::{Resume, RunContext, RunHooks};
+use super::loss_record::LossRecord;
 use super::metrics::Metrics;
 use super::progress::{epoch_line, start_line, Progress};
 use super::report::{self, EpochLog, Report};
@@ -22,7 +23,7 @@ use super::schedule::LrSchedule;
 use super::trainer::{
     datasets, eval_loader, evaluate, model_config, output_dir, CHECKPOINT_FILE, LOG_FILE,
 };
-use crate::data::{DatasetKind, Loader, LoaderConfig};
+use crate::data::{Batch, DatasetKind, Loader, LoaderConfig};
 use crate::device::Device;
 use crate::dist::shard::{check_batch_size, drop_last};
 use crate::dist::DataParallel;
@@ -429,77 +430,51 @@ pub fn fit(run: &mut Run, hooks: &mut dyn RunHooks) -> Result<Option<Metrics>> {
 }
 
 /// One epoch of SGD steps; returns its log entry (training part), the examples seen and the
-/// seconds spent in steps.
+/// seconds spent in steps. Nothing comes back from the device between steps: the losses and
+/// the count of correct predictions stay there, read only when progress shows and at the
+/// epoch's end, where a non-finite loss is an error naming its step (before anything of the
+/// epoch is written).
 fn train_epoch(
     run: &mut Run,
     hooks: &mut dyn RunHooks,
     epoch: usize,
     last_epoch: usize,
 ) -> Result<(EpochLog, usize, f64)> {
-    let sgd = Sgd {
-        momentum: run.cfg.momentum,
-        weight_decay: run.cfg.weight_decay,
-        nesterov: run.cfg.nesterov,
-    };
     let ipe = run.ipe;
     let progress = Progress::new(run.cfg.progress, epoch, run.cfg.epochs, ipe);
-    // This rank's loss sum, correct predictions and examples; `global` counts the examples
-    // of every rank (the global batches), for the rate.
-    let (mut loss_sum, mut correct, mut seen, mut global) = (0.0f64, 0usize, 0usize, 0usize);
-    // Correct predictions accumulate on the network's device; read back only for display.
+    let mut losses = LossRecord::new(ipe, epoch, &run.device)?;
+    // This rank's correct predictions and examples; `global` counts the examples of every
+    // rank (the global batches), for the rate.
+    let (mut seen, mut global) = (0usize, 0usize);
     let mut correct_dev = Tensor::zeros(&[1], &run.device)?;
     let mut train_secs = 0.0f64;
     let mut lr = run.schedule.lr_at(run.meta.step as usize, ipe);
     let mut t_step = Instant::now();
     for (i, b) in run.train_loader.epoch(epoch).enumerate() {
         let b = b?;
-        // Labels are checked on the host; `dp.step` uploads this process's rows of the batch.
-        b.check_labels(run.net.num_classes)?;
-        let it = run.meta.step as usize;
-        let plan = hooks.plan_step(&run.context(), it);
-        lr = plan.lr;
-        let shard = run
-            .dp
-            .step(&mut run.net, &b, &run.device, plan.dense_grad)?;
-        let outp = shard.out;
-        if !outp.loss.is_finite() {
-            return Err(Error::Diverged(format!(
-                "loss {} at epoch {} step {} (lr {lr}); try a lower --lr",
-                outp.loss,
-                epoch + 1,
-                run.meta.step
-            )));
-        }
-        sgd.step(&mut run.net.store, &outp.grads, lr)?;
-        run.meta.step += 1;
-        hooks.step_done(it, &mut run.net, &outp.grads)?;
-        run.dp
-            .after_step(&mut run.net, hooks.mask_changes(), run.meta.step)?;
-        let rows = shard.rows;
-        outp.logprobs
-            .backend()
-            .count_correct(&outp.logprobs, &shard.labels, &mut correct_dev)?;
-        if progress.shows(i + 1) {
-            correct = correct_dev.scalar()? as usize;
-        }
-        loss_sum += outp.loss as f64 * rows.len() as f64;
-        seen += rows.len();
+        let (rows, step_lr) = train_step(run, hooks, &b, &mut losses, &mut correct_dev)
+            .map_err(|e| losses.explain(e))?;
+        lr = step_lr;
+        seen += rows;
         global += b.n;
         let now = Instant::now();
         train_secs += now.duration_since(t_step).as_secs_f64();
         t_step = now;
-        let per_step = train_secs / (i + 1) as f64;
-        let eta = per_step * ((ipe - i - 1) + (last_epoch - epoch - 1) * ipe) as f64;
-        progress.step(
-            i + 1,
-            loss_sum / seen as f64,
-            correct as f64 / seen as f64,
-            global as f64 / train_secs.max(1e-9),
-            eta,
-        );
+        if progress.shows(i + 1) {
+            let (loss_sum, correct) = (losses.sum()?, correct_dev.scalar()? as f64);
+            let per_step = train_secs / (i + 1) as f64;
+            let eta = per_step * ((ipe - i - 1) + (last_epoch - epoch - 1) * ipe) as f64;
+            progress.step(
+                i + 1,
+                loss_sum / seen as f64,
+                correct / seen as f64,
+                global as f64 / train_secs.max(1e-9),
+                eta,
+            );
+        }
     }
     progress.finish();
-    correct = correct_dev.scalar()? as usize;
+    let (loss_sum, correct) = (losses.sum()?, correct_dev.scalar()? as usize);
     let [loss_sum, correct, _] = run.dp.epoch_totals(loss_sum, correct, seen)?;
     let seen = global;
     let entry = EpochLog {
@@ -516,6 +491,41 @@ fn train_epoch(
         density: None,
     };
     Ok((entry, seen, train_secs))
+}
+
+/// One SGD step on batch `b`: forward/backward on this rank's rows, the optimiser step, the
+/// method's mask update, the step's loss into `losses` and its correct predictions added to
+/// `correct` (both on the device); returns the rows this rank trained on and the step's
+/// learning rate.
+fn train_step(
+    run: &mut Run,
+    hooks: &mut dyn RunHooks,
+    b: &Batch,
+    losses: &mut LossRecord,
+    correct: &mut Tensor,
+) -> Result<(usize, f32)> {
+    let sgd = Sgd {
+        momentum: run.cfg.momentum,
+        weight_decay: run.cfg.weight_decay,
+        nesterov: run.cfg.nesterov,
+    };
+    // Labels are checked on the host; `dp.step` uploads this process's rows of the batch.
+    b.check_labels(run.net.num_classes)?;
+    let it = run.meta.step as usize;
+    let plan = hooks.plan_step(&run.context(), it);
+    let shard = run.dp.step(&mut run.net, b, &run.device, plan.dense_grad)?;
+    let outp = shard.out;
+    let rows = shard.rows.len();
+    losses.push(&outp.loss, run.meta.step, plan.lr, rows)?;
+    sgd.step(&mut run.net.store, &outp.grads, plan.lr)?;
+    run.meta.step += 1;
+    hooks.step_done(it, &mut run.net, &outp.grads)?;
+    run.dp
+        .after_step(&mut run.net, hooks.mask_changes(), run.meta.step)?;
+    outp.logprobs
+        .backend()
+        .count_correct(&outp.logprobs, &shard.labels, correct)?;
+    Ok((rows, plan.lr))
 }
 
 /// report.json / report.md, the learning-rate, tickets and curves plots.

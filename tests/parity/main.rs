@@ -178,3 +178,4 @@ mod pool;
 mod select;
 mod spconv;
 mod superpose;
+mod tape;

@@ -388,6 +388,15 @@ impl Backend for CpuBackend {
         elementwise::axpby_f32(a, xs, b, ys);
         Ok(())
     }
+    fn copy_into(&self, x: &Tensor, dst: &mut Tensor, at: usize) -> Result<()> {
+        let range = check::copy_into(x, dst, at)?;
+        let xs = host(x, "copy_into", "x")?;
+        let ds = dst
+            .as_cpu_mut()
+            .map_err(|e| Error::Device(format!("copy_into: dst: {e}")))?;
+        ds[range].copy_from_slice(xs);
+        Ok(())
+    }
 
     // ---- pooling ----------------------------------------------------------------------------
     fn maxpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<(Tensor, Tensor)> {

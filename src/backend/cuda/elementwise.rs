@@ -193,6 +193,19 @@ impl CudaBackend {
         self.launch_axpby(a, &xv, b, &mut yb.view_mut())
     }
 
+    /// `dst[at..at + x.numel()] = x` (flat), a device-to-device copy on the backend's stream.
+    pub fn copy_into_f32(&self, x: &Tensor, dst: &mut Tensor, at: usize) -> Result<()> {
+        let range = check::copy_into(x, dst, at)?;
+        if range.is_empty() {
+            return Ok(());
+        }
+        let xv = self.buf(x, "copy_into: x")?.view();
+        let db = self.buf_mut(dst, "copy_into: dst")?;
+        self.stream
+            .memcpy_dtod(&xv, &mut db.slice_mut(range))
+            .map_err(cuda_err("copy_into: device-to-device copy"))
+    }
+
     /// Runs the CPU twin's `sum_f32` on a device tensor and returns the sum (the kernel writes
     /// it to a one-element device buffer, downloaded here).
     pub fn sum_f32(&self, x: &Tensor) -> Result<f32> {

@@ -541,6 +541,9 @@ impl Backend for CudaBackend {
     fn axpby(&self, a: f32, x: &Tensor, b: f32, y: &mut Tensor) -> Result<()> {
         self.axpby_f32(a, x, b, y)
     }
+    fn copy_into(&self, x: &Tensor, dst: &mut Tensor, at: usize) -> Result<()> {
+        self.copy_into_f32(x, dst, at)
+    }
     fn maxpool2d_fwd(&self, x: &Tensor, p: &Pool2dParams) -> Result<(Tensor, Tensor)> {
         pool::maxpool_fwd(self, x, p)
     }
