@@ -23,7 +23,7 @@ use super::schedule::LrSchedule;
 use super::trainer::{
     datasets, eval_loader, evaluate, model_config, output_dir, CHECKPOINT_FILE, LOG_FILE,
 };
-use crate::data::{Batch, DatasetKind, Loader, LoaderConfig};
+use crate::data::{Batch, DatasetKind, Loader, LoaderConfig, Source};
 use crate::device::Device;
 use crate::dist::shard::{check_batch_size, drop_last};
 use crate::dist::DataParallel;
@@ -164,6 +164,21 @@ pub fn train_from_with(
     Ok(report)
 }
 
+/// The training set's images and classes fit the model's input and classifier.
+fn check_fits(train_set: &Source, net: &Network) -> Result<()> {
+    let shape = train_set.shape();
+    if shape != net.input_shape || train_set.num_classes() != net.num_classes {
+        return Err(Error::Config(format!(
+            "{}: images {shape:?} with {} classes do not fit the model's input {:?} and {} classes",
+            train_set.name(),
+            train_set.num_classes(),
+            net.input_shape,
+            net.num_classes
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the configuration and the run directory, sets the kernel policy, builds (or
 /// restores) the network and the loaders.
 pub fn prepare(
@@ -217,16 +232,7 @@ pub fn prepare(
     let rng = Rng::from_state(meta.rng);
     let (train_set, eval_set, eval_split) = datasets(cfg, true)?;
     let train_set = train_set.expect("requested");
-    let shape = train_set.shape();
-    if shape != net.input_shape || train_set.num_classes() != net.num_classes {
-        return Err(Error::Config(format!(
-            "{}: images {shape:?} with {} classes do not fit the model's input {:?} and {} classes",
-            train_set.name(),
-            train_set.num_classes(),
-            net.input_shape,
-            net.num_classes
-        )));
-    }
+    check_fits(&train_set, &net)?;
     let mut lc = LoaderConfig::train(cfg.batch_size, cfg.seed);
     lc.limit = cfg.limit_train;
     let n_train = cfg
