@@ -32,7 +32,7 @@ pub fn bn_stats_f32(x: &[f32], n: usize, c: usize, s: usize, mean: &mut [f32], v
 
 /// Σ over the planes of channel `ch` of `f(a[i], b[i])`, two sums at once, accumulated in f64
 /// in 8 lanes (so the loop vectorises) that are added in a fixed order.
-fn channel_sums(
+pub(super) fn channel_sums(
     n: usize,
     c: usize,
     s: usize,
