@@ -8,6 +8,9 @@
 //! threads, from `/proc/self/task/*/schedstat`) divided by the rayon thread count, which on a
 //! quiet machine equals the wall time and on a shared one is not inflated by other processes;
 //! `BENCH_WALL=1` measures wall time instead. See `notes/cpu-conv-timings.md`.
+//!
+//! `-- fused/` compares batch norm + ReLU (and + residual + ReLU) forward and backward, fused
+//! vs the unfused ops, on the README job's largest activation [128, 8, 32, 32].
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput};
@@ -15,7 +18,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use suptickets::backend::cpu::CPU;
-use suptickets::backend::{Backend, Conv2dParams, Pool2dParams};
+use suptickets::backend::{Backend, BnAct, BnActSaved, Conv2dParams, Pool2dParams};
 use suptickets::rng::Rng;
 use suptickets::Tensor;
 
@@ -123,6 +126,59 @@ fn op_benches<M: Measurement>(c: &mut Criterion<M>) {
     g.finish();
 }
 
+/// Batch norm (+ residual) + ReLU, forward and backward: the unfused ops vs the fused pair.
+fn fused_benches<M: Measurement>(c: &mut Criterion<M>) {
+    let mut r = Rng::new(2);
+    let shape = [BATCH, 8, 32, 32];
+    let (x, dy, res) = (
+        random(&mut r, &shape, 1.0),
+        random(&mut r, &shape, 1.0),
+        random(&mut r, &shape, 1.0),
+    );
+    let (gamma, beta) = (random(&mut r, &[8], 1.0), random(&mut r, &[8], 1.0));
+    let mut g = c.benchmark_group("fused/128x8x32x32");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    for residual in [false, true] {
+        let rs = residual.then_some(&res);
+        let tag = if residual { "bn_add_relu" } else { "bn_relu" };
+        g.bench_function(format!("{tag}/unfused"), |b| {
+            b.iter(|| {
+                let f = CPU.batchnorm_fwd_train(&x, &gamma, &beta, 1e-5).unwrap();
+                let z = match rs {
+                    Some(r) => CPU.add(&f.y, r).unwrap(),
+                    None => f.y,
+                };
+                let y = CPU.relu_fwd(&z).unwrap();
+                let gz = CPU.relu_bwd(&dy, &y).unwrap();
+                black_box(CPU.batchnorm_bwd(&gz, &x, &gamma, &f.mean, &f.invstd))
+            })
+        });
+        g.bench_function(format!("{tag}/fused"), |b| {
+            b.iter(|| {
+                let f = CPU
+                    .bn_act_fwd_train(&x, &gamma, &beta, rs, true, 1e-5)
+                    .unwrap();
+                let saved = BnActSaved {
+                    x: x.clone(),
+                    y: f.y,
+                    gamma: gamma.clone(),
+                    beta: beta.clone(),
+                    mean: f.mean,
+                    invstd: f.invstd,
+                };
+                let act = BnAct {
+                    residual,
+                    relu: true,
+                };
+                black_box(CPU.bn_act_bwd(&dy, &saved, act))
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Process CPU time (every thread) divided by the rayon thread count, in nanoseconds.
 struct CpuTime;
 
@@ -195,6 +251,7 @@ fn main() {
             .configure_from_args();
         conv_benches(&mut c);
         op_benches(&mut c);
+        fused_benches(&mut c);
         c.final_summary();
     } else {
         let mut c = Criterion::default()
@@ -202,6 +259,7 @@ fn main() {
             .configure_from_args();
         conv_benches(&mut c);
         op_benches(&mut c);
+        fused_benches(&mut c);
         c.final_summary();
     }
 }

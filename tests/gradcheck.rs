@@ -101,6 +101,59 @@ fn batchnorm2d_train() {
 }
 
 #[test]
+fn batchnorm_relu_fused_train() {
+    // A small step: batch norm moves every pre-activation when one input moves, so a larger
+    // step crosses ReLU's kink somewhere (the unfused bn + relu fails the same way).
+    check_eps(
+        "bn+relu fused",
+        |t, v| {
+            Ok(t.batchnorm_act_train((v[0], v[1], v[2]), None, true, 1e-5)?
+                .0)
+        },
+        &[randn(&[3, 3, 2, 2], 51), randn(&[3], 52), randn(&[3], 53)],
+        1e-3,
+    );
+}
+
+#[test]
+fn batchnorm_residual_relu_fused_train() {
+    check(
+        "bn+residual+relu fused",
+        |t, v| {
+            Ok(
+                t.batchnorm_act_train((v[0], v[1], v[2]), Some(v[3]), true, 1e-5)?
+                    .0,
+            )
+        },
+        &[
+            randn(&[3, 2, 3, 3], 43),
+            randn(&[2], 44),
+            randn(&[2], 45),
+            randn(&[3, 2, 3, 3], 46),
+        ],
+    );
+}
+
+#[test]
+fn batchnorm_residual_fused_train_no_relu() {
+    check(
+        "bn+residual fused",
+        |t, v| {
+            Ok(
+                t.batchnorm_act_train((v[0], v[1], v[2]), Some(v[3]), false, 1e-5)?
+                    .0,
+            )
+        },
+        &[
+            randn(&[5, 3], 47),
+            randn(&[3], 48),
+            randn(&[3], 49),
+            randn(&[5, 3], 50),
+        ],
+    );
+}
+
+#[test]
 fn batchnorm1d_train() {
     check(
         "bn1d train",

@@ -5,6 +5,7 @@
 //! *variables*. A node's backward closure is told which inputs need a gradient, so work for the
 //! others (e.g. the input gradient of the first conv) is skipped.
 
+mod fused_ops;
 mod gradcheck;
 mod ops;
 pub mod sparse_ops;

@@ -19,6 +19,7 @@ mod check;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod fused;
 mod params;
 pub mod radix;
 pub mod registry;
@@ -27,6 +28,7 @@ pub mod sparse_policy;
 mod sparse_weight;
 
 pub(crate) use check::labels as check_labels;
+pub use fused::{BnAct, BnActBackward, BnActSaved};
 pub use params::{Conv2dParams, Pool2dParams, SgdParams};
 pub use sparse_operand::{
     CsrPlan, CsrPlanRepr, DeviceCsr, HostCsrPlan, SparseMatrix, SparseOperand,
@@ -172,6 +174,26 @@ pub trait Backend: Send + Sync {
         mean: &Tensor,
         invstd: &Tensor,
     ) -> Result<BnBackward>;
+
+    /// Training-mode batch norm fused with what follows it: y = bn(x), plus `residual` when
+    /// given, then ReLU when `relu` (mean, var and invstd as [`Backend::batchnorm_fwd_train`]).
+    /// Values equal the composition of the unfused ops, which is the default implementation.
+    fn bn_act_fwd_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        eps: f32,
+    ) -> Result<BnForward> {
+        fused::bn_act_fwd_composed(self, x, gamma, beta, residual, relu, eps)
+    }
+    /// Backward of [`Backend::bn_act_fwd_train`] given dy, the gradient of its output. Values
+    /// equal the composition of the unfused ops, which is the default implementation.
+    fn bn_act_bwd(&self, dy: &Tensor, saved: &BnActSaved, act: BnAct) -> Result<BnActBackward> {
+        fused::bn_act_bwd_composed(self, dy, saved, act)
+    }
 
     // ---- elementwise (kernels/elementwise.cu, cpu/elementwise.rs) ----------------------------
     /// max(x, 0).

@@ -6,8 +6,8 @@
 use crate::autograd::Var;
 use crate::error::{Error, Result};
 use crate::nn::{
-    BatchNorm, Conv2d, Forward, GlobalAvgPool, Layer, Linear, MaxPool, Network, ParamStore, Relu,
-    Sequential,
+    BatchNorm, BatchNormRelu, Conv2d, Forward, GlobalAvgPool, Layer, Linear, MaxPool, Network,
+    ParamStore, Sequential,
 };
 use crate::rng::Rng;
 
@@ -36,16 +36,14 @@ struct BasicBlock {
 impl Layer for BasicBlock {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let y = self.conv1.forward(f, x)?;
-        let y = self.bn1.forward(f, y)?;
-        let y = f.tape.relu(y)?;
+        let y = self.bn1.forward_act(f, y, None, true)?;
         let y = self.conv2.forward(f, y)?;
-        let y = self.bn2.forward(f, y)?;
         let s = match &self.shortcut {
             Some(p) => p.forward(f, x)?,
             None => x,
         };
-        let y = f.tape.add(y, s)?;
-        f.tape.relu(y)
+        // relu(bn2(y) + s) as one fused op.
+        self.bn2.forward_act(f, y, Some(s), true)
     }
 }
 
@@ -63,26 +61,17 @@ struct Bottleneck {
 impl Layer for Bottleneck {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let mut y = x;
-        for (i, (conv, bn)) in [
-            (&self.conv1, &self.bn1),
-            (&self.conv2, &self.bn2),
-            (&self.conv3, &self.bn3),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (conv, bn) in [(&self.conv1, &self.bn1), (&self.conv2, &self.bn2)] {
             y = conv.forward(f, y)?;
-            y = bn.forward(f, y)?;
-            if i < 2 {
-                y = f.tape.relu(y)?;
-            }
+            y = bn.forward_act(f, y, None, true)?;
         }
+        let y = self.conv3.forward(f, y)?;
         let s = match &self.shortcut {
             Some(p) => p.forward(f, x)?,
             None => x,
         };
-        let y = f.tape.add(y, s)?;
-        f.tape.relu(y)
+        // relu(bn3(y) + s) as one fused op.
+        self.bn3.forward_act(f, y, Some(s), true)
     }
 }
 
@@ -240,8 +229,7 @@ fn push_stem(
         ResNetStyle::Cifar => body.push(conv(store, "conv1", in_channels, c0, 3, 1, 1, rng)?),
         ResNetStyle::ImageNet => body.push(conv(store, "conv1", in_channels, c0, 7, 2, 3, rng)?),
     }
-    body.push(BatchNorm::new(store, "bn1", c0)?);
-    body.push(Relu);
+    body.push(BatchNormRelu(BatchNorm::new(store, "bn1", c0)?));
     if style == ResNetStyle::ImageNet {
         body.push(MaxPool {
             k: 3,

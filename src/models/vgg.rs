@@ -5,7 +5,8 @@
 
 use crate::error::Result;
 use crate::nn::{
-    BatchNorm, Conv2d, Flatten, Linear, MaxPool, Network, ParamStore, Relu, Sequential,
+    BatchNorm, BatchNormRelu, Conv2d, Flatten, Linear, MaxPool, Network, ParamStore, Relu,
+    Sequential,
 };
 use crate::rng::Rng;
 
@@ -67,12 +68,11 @@ pub fn vgg16(
                     true,
                     rng,
                 )?);
-                body.push(BatchNorm::new(
+                body.push(BatchNormRelu(BatchNorm::new(
                     &mut store,
                     &format!("features.{}", i + 1),
                     c,
-                )?);
-                body.push(Relu);
+                )?));
                 c_in = c;
                 i += 3;
             }

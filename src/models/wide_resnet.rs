@@ -6,7 +6,8 @@
 use crate::autograd::Var;
 use crate::error::{Error, Result};
 use crate::nn::{
-    BatchNorm, Conv2d, Forward, GlobalAvgPool, Layer, Linear, Network, ParamStore, Relu, Sequential,
+    BatchNorm, BatchNormRelu, Conv2d, Forward, GlobalAvgPool, Layer, Linear, Network, ParamStore,
+    Sequential,
 };
 use crate::rng::Rng;
 
@@ -21,11 +22,9 @@ struct WideBlock {
 
 impl Layer for WideBlock {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
-        let a = self.bn1.forward(f, x)?;
-        let a = f.tape.relu(a)?;
+        let a = self.bn1.forward_act(f, x, None, true)?;
         let y = self.conv1.forward(f, a)?;
-        let y = self.bn2.forward(f, y)?;
-        let y = f.tape.relu(y)?;
+        let y = self.bn2.forward_act(f, y, None, true)?;
         let y = self.conv2.forward(f, y)?;
         // With a projection, the shortcut takes the pre-activated input (as the reference).
         let s = match &self.shortcut {
@@ -118,8 +117,7 @@ pub fn wide_resnet(
             c_in = c_out;
         }
     }
-    body.push(BatchNorm::new(&mut store, "bn1", c_in)?);
-    body.push(Relu);
+    body.push(BatchNormRelu(BatchNorm::new(&mut store, "bn1", c_in)?));
     body.push(GlobalAvgPool);
     body.push(Linear::new(&mut store, "fc", c_in, num_classes, true, rng)?);
     Ok(Network {

@@ -76,6 +76,65 @@ impl BatchNorm {
     }
 }
 
+impl BatchNorm {
+    /// `relu(bn(x) + residual)`, the residual add and the ReLU each optional: one fused op in
+    /// training mode (a single pass over the activations; `--sync-bn` keeps the unfused ops),
+    /// the unfused ops in evaluation mode. Same values as running them one by one.
+    pub fn forward_act(
+        &self,
+        f: &mut Forward,
+        x: Var,
+        residual: Option<Var>,
+        relu: bool,
+    ) -> Result<Var> {
+        if !f.training() || crate::dist::sync_bn::active().is_some() {
+            let mut y = self.forward(f, x)?;
+            if let Some(r) = residual {
+                y = f.tape.add(y, r)?;
+            }
+            return if relu { f.tape.relu(y) } else { Ok(y) };
+        }
+        let (g, b) = (f.param(self.gamma), f.param(self.beta));
+        let s = f.tape.value(x).shape();
+        let count = s.iter().product::<usize>() / s[1];
+        let (y, mean, var) = f
+            .tape
+            .batchnorm_act_train((x, g, b), residual, relu, self.eps)?;
+        self.update_running(f, &mean, &var, count)?;
+        Ok(y)
+    }
+
+    /// Running statistics ← momentum-weighted batch statistics (unbiased variance).
+    fn update_running(
+        &self,
+        f: &mut Forward,
+        mean: &Tensor,
+        var: &Tensor,
+        count: usize,
+    ) -> Result<()> {
+        let m = MOMENTUM_OVERRIDE.with(|c| c.get()).unwrap_or(self.momentum);
+        let unbias = if count > 1 {
+            count as f32 / (count - 1) as f32
+        } else {
+            1.0
+        };
+        let be = mean.backend();
+        be.axpby(m, mean, 1.0 - m, f.buffer_mut(self.running_mean))?;
+        be.axpby(m * unbias, var, 1.0 - m, f.buffer_mut(self.running_var))
+    }
+}
+
+/// Batch norm followed by ReLU, run as one fused op in training mode
+/// ([`BatchNorm::forward_act`]); the parameters are the batch norm's.
+#[derive(Clone, Debug)]
+pub struct BatchNormRelu(pub BatchNorm);
+
+impl Layer for BatchNormRelu {
+    fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
+        self.0.forward_act(f, x, None, true)
+    }
+}
+
 impl Layer for BatchNorm {
     fn forward(&self, f: &mut Forward, x: Var) -> Result<Var> {
         let (g, b) = (f.param(self.gamma), f.param(self.beta));
@@ -92,15 +151,7 @@ impl Layer for BatchNorm {
                     (y, mean, var, count)
                 }
             };
-            let m = MOMENTUM_OVERRIDE.with(|c| c.get()).unwrap_or(self.momentum);
-            let unbias = if count > 1 {
-                count as f32 / (count - 1) as f32
-            } else {
-                1.0
-            };
-            let be = mean.backend();
-            be.axpby(m, &mean, 1.0 - m, f.buffer_mut(self.running_mean))?;
-            be.axpby(m * unbias, &var, 1.0 - m, f.buffer_mut(self.running_var))?;
+            self.update_running(f, &mean, &var, count)?;
             Ok(y)
         } else {
             let (mean, var) = (

@@ -9,7 +9,7 @@ mod network;
 mod param;
 
 pub use basic::{Flatten, GlobalAvgPool, MaxPool, Relu, Sequential};
-pub use batchnorm::BatchNorm;
+pub use batchnorm::{BatchNorm, BatchNormRelu};
 pub use conv::Conv2d;
 pub use forward::{Forward, Layer, LayerKind, LayerTrace};
 pub use linear::Linear;

@@ -32,7 +32,7 @@ pub fn bn_stats_f32(x: &[f32], n: usize, c: usize, s: usize, mean: &mut [f32], v
 
 /// Σ over the planes of channel `ch` of `f(a[i], b[i])`, two sums at once, accumulated in f64
 /// in 8 lanes (so the loop vectorises) that are added in a fixed order.
-fn channel_sums(
+pub(super) fn channel_sums(
     n: usize,
     c: usize,
     s: usize,
@@ -49,10 +49,16 @@ fn channel_sums(
         let (ca, cb) = (pa.chunks_exact(L), pb.chunks_exact(L));
         let (ta, tb) = (ca.remainder(), cb.remainder());
         for (xa, xb) in ca.zip(cb) {
+            // Terms into arrays first, then lane-wise adds: the same sums in the same order,
+            // but in this form the compiler vectorises across the lanes (accumulating the pair
+            // (p, q) of one lane at a time compiled to scalar conversions).
+            let (mut p, mut q) = ([0.0f64; L], [0.0f64; L]);
             for l in 0..L {
-                let (p, q) = f(xa[l], xb[l]);
-                u[l] += p;
-                v[l] += q;
+                (p[l], q[l]) = f(xa[l], xb[l]);
+            }
+            for l in 0..L {
+                u[l] += p[l];
+                v[l] += q[l];
             }
         }
         for (l, (&xa, &xb)) in ta.iter().zip(tb).enumerate() {

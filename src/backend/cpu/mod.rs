@@ -9,6 +9,7 @@
 //! larger maps). Timings against PyTorch: `notes/cpu-conv-timings.md`.
 
 pub mod batchnorm;
+pub mod bn_act;
 pub mod buffers;
 pub mod conv;
 pub mod conv_gemm;
@@ -36,9 +37,9 @@ pub mod superpose;
 use rayon::prelude::*;
 
 use crate::backend::{
-    check, Backend, BnBackward, BnForward, Conv2dParams, CsrPlan, CsrPlanRepr, HostCsrPlan,
-    Pool2dParams, SelectAction, SelectGroup, SgdParams, SparseMatrix, SparseOperand, SparseWeight,
-    SuperposeGroup, SuperposeParams,
+    check, Backend, BnAct, BnActBackward, BnActSaved, BnBackward, BnForward, Conv2dParams, CsrPlan,
+    CsrPlanRepr, HostCsrPlan, Pool2dParams, SelectAction, SelectGroup, SgdParams, SparseMatrix,
+    SparseOperand, SparseWeight, SuperposeGroup, SuperposeParams,
 };
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -351,6 +352,21 @@ impl Backend for CpuBackend {
             dgamma: Tensor::from_vec(sum_dy_xhat, &[c])?,
             dbeta: Tensor::from_vec(sum_dy, &[c])?,
         })
+    }
+
+    fn bn_act_fwd_train(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        eps: f32,
+    ) -> Result<BnForward> {
+        bn_act::fwd_train(x, gamma, beta, residual, relu, eps)
+    }
+    fn bn_act_bwd(&self, dy: &Tensor, saved: &BnActSaved, act: BnAct) -> Result<BnActBackward> {
+        bn_act::bwd(dy, saved, act)
     }
 
     // ---- elementwise ------------------------------------------------------------------------
