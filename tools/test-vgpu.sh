@@ -18,9 +18,18 @@ cargo test --release --quiet --manifest-path tools/vgpu/Cargo.toml --target-dir 
 # epoch of 4 images): CPU vs CUDA over RigL updates, a Sup-tickets cycle and the superposition
 # (gpu_train), and a cycle leaving the dense layers untouched (suptickets_run).
 start=$(date +%s)
-cargo test --release "$@" \
-  --test parity --test sparse_select --test suptickets_blocks \
-  --test kernels_compile --test registry --test cuda_alloc
+targets=(parity sparse_select suptickets_blocks kernels_compile registry cuda_alloc csr_cache)
+# Every test target that asks for a GPU (tests/common's helpers) must be run here.
+for f in $(grep -rlE "have_gpu|gpu_device|gpu_required|skip_no_gpu" tests --include='*.rs'); do
+  t=${f#tests/}
+  t=${t%%/*}
+  t=${t%.rs}
+  case " common ${targets[*]} gpu_train suptickets_run " in
+    *" $t "*) ;;
+    *) echo "test-vgpu: $f uses a GPU but its target '$t' is not run here" >&2; exit 1 ;;
+  esac
+done
+cargo test --release "$@" $(printf -- '--test %s ' "${targets[@]}")
 cargo test --release "$@" --test gpu_train
 cargo test --release "$@" --test suptickets_run cycles_leave_dense_layers_untouched_cuda
 echo "test-vgpu: CUDA suite on the virtual GPU in $(($(date +%s) - start)) s"
