@@ -20,6 +20,8 @@ pub enum Storage {
 
 impl Drop for Storage {
     /// A CPU buffer goes back to the pool for the next kernel output of its length.
+    // Without the `cuda` feature the CPU variant is the only one.
+    #[allow(irrefutable_let_patterns)]
     fn drop(&mut self) {
         if let Storage::Cpu(v) = self {
             crate::backend::cpu::buffers::recycle(std::mem::take(v));

@@ -192,8 +192,8 @@ impl HostCsrPlan {
         Ok(SparseWeight {
             rows: s.rows,
             cols: s.cols,
-            row_ptr: s.row_ptr.clone(),
-            col_idx: s.col_idx.clone(),
+            row_ptr: Arc::clone(&s.row_ptr),
+            col_idx: Arc::clone(&s.col_idx),
             values,
         })
     }

@@ -8,6 +8,8 @@
 //! ascending column order. Indices are u32 and values f32: 8 bytes per active weight plus 4 per
 //! row, i.e. 10% of the dense weight memory at 95% sparsity.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -19,10 +21,11 @@ pub struct SparseWeight {
     pub rows: usize,
     /// Columns (c_in·k_h·k_w, or the input features of a linear layer).
     pub cols: usize,
-    /// Row r's entries are `row_ptr[r]..row_ptr[r + 1]` (length rows + 1).
-    pub row_ptr: Vec<u32>,
-    /// Column of each entry, ascending within a row.
-    pub col_idx: Vec<u32>,
+    /// Row r's entries are `row_ptr[r]..row_ptr[r + 1]` (length rows + 1). Shared: the CSR of
+    /// a kept mask structure and each step's values gathered into it hold the same arrays.
+    pub row_ptr: Arc<Vec<u32>>,
+    /// Column of each entry, ascending within a row (shared like `row_ptr`).
+    pub col_idx: Arc<Vec<u32>>,
     /// Value of each entry.
     pub values: Vec<f32>,
 }
@@ -108,8 +111,8 @@ impl SparseWeight {
         Ok(Some(SparseWeight {
             rows,
             cols,
-            row_ptr,
-            col_idx,
+            row_ptr: Arc::new(row_ptr),
+            col_idx: Arc::new(col_idx),
             values,
         }))
     }
@@ -213,8 +216,8 @@ impl SparseWeight {
         SparseWeight {
             rows: self.cols,
             cols: self.rows,
-            row_ptr,
-            col_idx,
+            row_ptr: Arc::new(row_ptr),
+            col_idx: Arc::new(col_idx),
             values,
         }
     }
@@ -312,16 +315,16 @@ mod tests {
         let w = [1.0, 2.0, 3.0, 4.0, 0.0, 6.0];
         let m = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
         let s = SparseWeight::from_masked(&w, &m, 2, 3).unwrap();
-        assert_eq!(s.row_ptr, vec![0, 2, 3]);
-        assert_eq!(s.col_idx, vec![0, 2, 1]);
+        assert_eq!(*s.row_ptr, vec![0, 2, 3]);
+        assert_eq!(*s.col_idx, vec![0, 2, 1]);
         assert_eq!(s.values, vec![1.0, 3.0, 0.0]);
         assert_eq!(s.to_dense(), vec![1.0, 0.0, 3.0, 0.0, 0.0, 0.0]);
         assert!((s.density() - 0.5).abs() < 1e-12);
         assert_eq!(s.bytes(), 4 * (3 + 3 + 3));
         let t = s.transpose();
         assert_eq!((t.rows, t.cols), (3, 2));
-        assert_eq!(t.row_ptr, vec![0, 1, 2, 3]);
-        assert_eq!(t.col_idx, vec![0, 1, 0]);
+        assert_eq!(*t.row_ptr, vec![0, 1, 2, 3]);
+        assert_eq!(*t.col_idx, vec![0, 1, 0]);
         assert_eq!(t.values, vec![1.0, 0.0, 3.0]);
         assert_eq!(t.transpose(), s);
     }

@@ -219,7 +219,7 @@ fn backend_spconv_errors_name_the_argument() {
         "transposed weight",
     );
     let mut wide = w.clone();
-    if let Some(c) = wide.col_idx.last_mut() {
+    if let Some(c) = std::sync::Arc::make_mut(&mut wide.col_idx).last_mut() {
         *c = p.col_rows() as u32;
     }
     expect_shape_err(
@@ -325,13 +325,13 @@ fn parity_csr_fill_f32() {
             cpu::spconv::csr_count_f32(&m, v, &mut counts);
             let mut row_ptr = vec![0; v.lines + 1];
             cpu::spconv::csr_scan_u32(&counts, &mut row_ptr);
-            assert_eq!(row_ptr, want.row_ptr, "offsets {v:?}");
+            assert_eq!(row_ptr, *want.row_ptr, "offsets {v:?}");
             let nnz = want.nnz();
             let (mut ci, mut vals) = (vec![u32::MAX; nnz], vec![f32::NAN; nnz]);
             cpu::spconv::csr_fill_f32(&w, &m, &row_ptr, v, &mut ci, &mut vals);
             assert_eq!(
                 (&ci, &vals),
-                (&want.col_idx, &want.values),
+                (&*want.col_idx, &want.values),
                 "twin vs host build {v:?}"
             );
             let (mut gci, mut gvals) = (vec![u32::MAX; nnz], vec![f32::NAN; nnz]);
@@ -375,7 +375,7 @@ fn parity_csr_gather_f32() {
     // A structure that is not the mask's is refused before the kernel writes through it.
     let (rows, cols, m) = csr_masks(&mut r).remove(0);
     let host = SparseWeight::from_masked(&m, &m, rows, cols).unwrap();
-    let mut bad = host.row_ptr.clone();
+    let mut bad = host.row_ptr.to_vec();
     bad[rows] += 1;
     let gw = up(&g, &m, &[m.len()]);
     let mut out = vec![0.0; host.nnz()];

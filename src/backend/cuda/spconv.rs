@@ -170,8 +170,8 @@ impl DevCsr {
         Ok(SparseWeight {
             rows: self.rows,
             cols: self.cols,
-            row_ptr,
-            col_idx,
+            row_ptr: Arc::new(row_ptr),
+            col_idx: Arc::new(col_idx),
             values,
         })
     }
