@@ -4,7 +4,7 @@
 
 use super::{Tape, Var};
 use crate::backend::{BnAct, BnActSaved};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 impl Tape {
@@ -23,14 +23,8 @@ impl Tape {
             self.value(gamma).clone(),
             self.value(beta).clone(),
         );
+        // The backend checks the residual's shape (`check::same_shape`, naming it).
         let rt = residual.map(|r| self.value(r));
-        if let Some(r) = rt.filter(|r| r.shape() != xt.shape()) {
-            return Err(Error::Shape(format!(
-                "batch norm + residual: residual shape {:?} differs from the input's {:?}",
-                r.shape(),
-                xt.shape()
-            )));
-        }
         let f = xt
             .backend()
             .bn_act_fwd_train(&xt, &gt, &bt, rt, relu, eps)?;

@@ -7,7 +7,7 @@
 //! element (`x·scale + shift`, then `+ residual`, then `max(·, 0)`, each rounded to f32), and
 //! in the backward pass the ReLU's gate `y > 0` applied to `dy` before batch norm's reductions.
 
-use super::{Backend, BnBackward, BnForward};
+use super::{check, Backend, BnBackward, BnForward};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -56,6 +56,9 @@ pub fn bn_act_fwd_composed(
     relu: bool,
     eps: f32,
 ) -> Result<BnForward> {
+    if let Some(r) = residual {
+        check::same_shape(r, x, "bn_act_fwd_train", "residual", "x")?;
+    }
     let mut f = be.batchnorm_fwd_train(x, gamma, beta, eps)?;
     if let Some(r) = residual {
         f.y = be.add(&f.y, r)?;

@@ -186,4 +186,7 @@ fn residual_of_another_shape_is_an_error_naming_it() {
         .bn_act_fwd_train(&x, &g, &b, Some(&r), true, 1e-5)
         .unwrap_err();
     assert!(e.to_string().contains("residual"), "{e}");
+    // The composed default (what other backends run) names it the same way.
+    let e = bn_act_fwd_composed(&CPU, &x, &g, &b, Some(&r), true, 1e-5).unwrap_err();
+    assert!(e.to_string().contains("residual"), "{e}");
 }
